@@ -1,0 +1,44 @@
+//! Build-script helper shared by every featdrop crate that links libtorch.
+//!
+//! `tch`'s own build script finds libtorch through `LIBTORCH`; two things it does not do are
+//! solved here (DESIGN.md §1):
+//!
+//! * **run-time path** — binaries, tests and examples get an rpath to libtorch's `lib` folder
+//!   (the canonical path, so that the wheel's `$ORIGIN`-relative links to its CUDA libraries
+//!   resolve), and run without `LD_LIBRARY_PATH`;
+//! * **CUDA under as-needed linking** — nothing in the Rust code references a symbol of
+//!   `libtorch_cuda.so`, so the linker drops it and CUDA is silently unavailable. When that
+//!   library exists it is linked with `--no-as-needed`, so it is always loaded.
+//!
+//! `cargo:rustc-link-arg` applies only to the package's own binaries, tests and examples, which is
+//! why every crate with such targets calls [`link_torch`] from its `build.rs`.
+
+use std::path::{Path, PathBuf};
+
+/// Emits the link arguments described in the crate docs. Call it from `build.rs`.
+pub fn link_torch() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    let Some(lib) = torch_lib_dir() else {
+        // tch's own build script reports a missing libtorch with its own error.
+        println!("cargo:warning=LIBTORCH is not set; run `cargo xtask setup`");
+        return;
+    };
+    println!("cargo:rerun-if-changed={}", lib.display());
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if has_cuda(&lib) {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}
+
+/// libtorch's `lib` folder, canonicalised, from `LIBTORCH`.
+pub fn torch_lib_dir() -> Option<PathBuf> {
+    let root = std::env::var_os("LIBTORCH")?;
+    let lib = Path::new(&root).join("lib");
+    lib.canonicalize().ok()
+}
+
+/// Whether this libtorch carries the CUDA backend.
+pub fn has_cuda(lib: &Path) -> bool {
+    lib.join("libtorch_cuda.so").exists()
+}

@@ -1,0 +1,119 @@
+//! Checkpoints: named tensors as safetensors plus trainer state as JSON (DESIGN.md §4).
+//!
+//! A checkpoint `<tag>` is `<tag>.safetensors` and `<tag>.json`, each written atomically, the
+//! JSON last: a checkpoint whose JSON exists is complete. `latest.json` names the newest tag.
+
+use crate::io::{read_json, write_json_atomic};
+use anyhow::{Context, Result, ensure};
+use serde::{Serialize, de::DeserializeOwned};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Latest {
+    tag: String,
+}
+
+fn weights_path(dir: &Path, tag: &str) -> PathBuf {
+    dir.join(format!("{tag}.safetensors"))
+}
+
+/// Saves `tensors` and `state` as checkpoint `tag` in `dir` and marks it the latest.
+pub fn save<S: Serialize>(dir: &Path, tag: &str, tensors: &[(String, Tensor)], state: &S) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let final_path = weights_path(dir, tag);
+    let tmp = dir.join(format!(".{tag}.{}.safetensors.tmp", std::process::id()));
+    // safetensors wants contiguous CPU tensors.
+    let cpu: Vec<(String, Tensor)> =
+        tensors.iter().map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())).collect();
+    let written =
+        Tensor::write_safetensors(&cpu, &tmp).with_context(|| format!("writing {}", tmp.display())).and_then(|()| {
+            std::fs::rename(&tmp, &final_path).with_context(|| format!("renaming to {}", final_path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    write_json_atomic(&dir.join(format!("{tag}.json")), state)?;
+    write_json_atomic(&dir.join("latest.json"), &Latest { tag: tag.into() })
+}
+
+/// Loads checkpoint `tag` from `dir`: its tensors (on the CPU) and state.
+pub fn load<S: DeserializeOwned>(dir: &Path, tag: &str) -> Result<(Vec<(String, Tensor)>, S)> {
+    let state: S = read_json(&dir.join(format!("{tag}.json")))?;
+    let path = weights_path(dir, tag);
+    let tensors = Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((tensors, state))
+}
+
+/// The newest complete checkpoint's tag in `dir`, if any.
+pub fn latest(dir: &Path) -> Result<Option<String>> {
+    let p = dir.join("latest.json");
+    if !p.exists() {
+        return Ok(None);
+    }
+    let l: Latest = read_json(&p)?;
+    ensure!(
+        dir.join(format!("{}.json", l.tag)).exists(),
+        "{} names checkpoint `{}` whose state file is missing",
+        p.display(),
+        l.tag
+    );
+    Ok(Some(l.tag))
+}
+
+/// Copies loaded tensors into `targets` by name (e.g. a VarStore's variables), failing on a missing
+/// name or a shape mismatch.
+pub fn restore_into(loaded: &[(String, Tensor)], targets: &[(String, Tensor)]) -> Result<()> {
+    let by_name: std::collections::HashMap<&str, &Tensor> = loaded.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    tch::no_grad(|| {
+        for (name, dst) in targets {
+            let src = by_name.get(name.as_str()).with_context(|| format!("checkpoint has no tensor `{name}`"))?;
+            ensure!(
+                src.size() == dst.size(),
+                "tensor `{name}`: checkpoint shape {:?}, model shape {:?}",
+                src.size(),
+                dst.size()
+            );
+            let mut dst = dst.shallow_clone();
+            dst.copy_(src);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct State {
+        epoch: usize,
+        step: u64,
+    }
+
+    #[test]
+    fn round_trip_restores_identical_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        tch::manual_seed(3);
+        let w = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+        let b = Tensor::randn([4], (Kind::Double, Device::Cpu));
+        let steps = Tensor::from_slice(&[7i64]);
+        let named =
+            vec![("enc.w".to_string(), w.shallow_clone()), ("enc.b".into(), b.shallow_clone()), ("n".into(), steps)];
+        assert_eq!(latest(dir.path()).unwrap(), None);
+        save(dir.path(), "epoch-2", &named, &State { epoch: 2, step: 40 }).unwrap();
+        assert_eq!(latest(dir.path()).unwrap().as_deref(), Some("epoch-2"));
+        let (loaded, state): (_, State) = load(dir.path(), "epoch-2").unwrap();
+        assert_eq!(state, State { epoch: 2, step: 40 });
+        let targets: Vec<(String, Tensor)> = named.iter().map(|(n, t)| (n.clone(), t.zeros_like())).collect();
+        restore_into(&loaded, &targets).unwrap();
+        for ((_, a), (_, b)) in named.iter().zip(&targets) {
+            assert!(a.equal(b), "tensor differs after round trip");
+            assert_eq!(a.kind(), b.kind());
+        }
+        let wrong = vec![("enc.w".to_string(), Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)))];
+        assert!(restore_into(&loaded, &wrong).unwrap_err().to_string().contains("checkpoint shape [3, 4]"));
+    }
+}

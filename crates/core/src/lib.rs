@@ -1,0 +1,30 @@
+//! Shared types of featdrop (DESIGN.md §1): tasks and task sets, batches with one label tensor per
+//! task, view modes, device choice, seeding, the run config, the run-directory layout, atomic
+//! files, metrics logs, checkpoints and logging set-up.
+//!
+//! The `torch` feature (on by default) adds everything that needs libtorch: [`batch`],
+//! [`device`] resolution, tch seeding and [`checkpoint`]s. Crates that must build without
+//! libtorch (the theory simulator) turn it off and still get config, I/O, seeds and logging.
+#![warn(missing_docs)]
+
+#[cfg(feature = "torch")]
+pub mod batch;
+#[cfg(feature = "torch")]
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod io;
+pub mod layout;
+pub mod logging;
+pub mod seed;
+pub mod task;
+pub mod view_mode;
+
+#[cfg(feature = "torch")]
+pub use batch::Batch;
+pub use config::{ConfigError, RunConfig};
+pub use device::DeviceChoice;
+pub use layout::RunDir;
+pub use seed::{Seeds, Stream};
+pub use task::{Modality, Split, Task, TaskSet};
+pub use view_mode::ViewMode;

@@ -1,0 +1,54 @@
+//! `cargo xtask …`: featdrop's task runner. It builds without libtorch (it is what installs it),
+//! so it never depends on tch; steps that need libtorch run the per-crate binaries.
+
+mod doctor;
+mod libtorch;
+mod paths;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "featdrop's task runner: set-up, checks and the test command")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install libtorch 2.11 (the PyPI wheel torch==2.11.0) into a user-level cache, or check
+    /// the libtorch that LIBTORCH points at, and link it into this checkout (.libtorch/).
+    /// A second run is instant.
+    Setup,
+    /// Report libtorch version and path, CUDA, GPUs, cuDNN and threads.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The one test command: set-up, then every test of the workspace (unit, integration, doc),
+    /// then the formatting and lint checks.
+    Test {
+        /// Skip `cargo fmt --check` and `cargo clippy`.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments passed to `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.cmd {
+        Cmd::Setup => libtorch::setup().map(|_| ()),
+        Cmd::Doctor { json } => doctor::run(json),
+        Cmd::Test { no_lint, cargo_args } => test::run(!no_lint, &cargo_args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

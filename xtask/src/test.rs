@@ -1,0 +1,39 @@
+//! `cargo xtask test`: the one test command (README, .ci/run).
+
+use crate::{libtorch, paths};
+use anyhow::{Result, ensure};
+use std::process::Command;
+use std::time::Instant;
+
+/// Runs `cmd`, failing with `what` when it fails.
+fn step(what: &str, mut cmd: Command) -> Result<()> {
+    let start = Instant::now();
+    eprintln!("==> {what}");
+    let status = cmd.status()?;
+    ensure!(status.success(), "{what} failed ({status})");
+    eprintln!("==> {what}: ok ({:.0}s)", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+pub fn run(lint: bool, cargo_args: &[String]) -> Result<()> {
+    let lt = libtorch::setup()?;
+    let cargo = || paths::cargo(&lt.root);
+    if lint {
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--check"]);
+        step("cargo fmt --check", fmt)?;
+    }
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-targets"]).args(cargo_args);
+    step("unit and integration tests", test)?;
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc"]);
+    step("doc tests", doc)?;
+    if lint {
+        let mut clippy = cargo();
+        clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+        step("cargo clippy -D warnings", clippy)?;
+    }
+    eprintln!("all tests passed");
+    Ok(())
+}
