@@ -19,6 +19,8 @@ pub mod logging;
 pub mod seed;
 pub mod task;
 pub mod view_mode;
+#[cfg(feature = "torch")]
+pub mod views;
 
 #[cfg(feature = "torch")]
 pub use batch::Batch;
@@ -28,3 +30,5 @@ pub use layout::RunDir;
 pub use seed::{Seeds, Stream};
 pub use task::{Modality, Split, Task, TaskSet};
 pub use view_mode::ViewMode;
+#[cfg(feature = "torch")]
+pub use views::ViewFamily;
