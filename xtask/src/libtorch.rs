@@ -96,10 +96,10 @@ fn wheel() -> Result<Libtorch> {
     let cache = cache_dir();
     let marker_path = cache.join("ready.json");
     if let Ok(text) = std::fs::read_to_string(&marker_path) {
-        if let Ok(m) = serde_json::from_str::<Marker>(&text) {
-            if let Ok(lt) = checked(&m.torch_root, "wheel") {
-                return Ok(lt);
-            }
+        if let Ok(m) = serde_json::from_str::<Marker>(&text)
+            && let Ok(lt) = checked(&m.torch_root, "wheel")
+        {
+            return Ok(lt);
         }
         eprintln!("the cached torch install at {} is incomplete; reinstalling", cache.display());
     }

@@ -1,0 +1,1 @@
+fn main() { featdrop_build::link_torch(); }

@@ -1,0 +1,225 @@
+//! Encoders: a ResNet of BasicBlocks whose pre-pool feature map feeds linear probes (§5.1) and
+//! whose pooled, linearly projected output is the contrastive embedding (§4).
+
+use serde::{Deserialize, Serialize};
+use tch::{Tensor, nn, nn::ModuleT};
+
+/// What a contrastive encoder offers the trainer and the probes. Implement it for your own
+/// network to pretrain and probe it with featdrop.
+pub trait Encoder: Send {
+    /// The embedding `[N, D]` used by the contrastive loss (`train` selects batch-norm mode).
+    fn embed(&self, x: &Tensor, train: bool) -> Tensor;
+    /// The last stage's output before pooling, `[N, C, h, w]` (evaluation mode).
+    fn features(&self, x: &Tensor) -> Tensor;
+}
+
+/// How the input enters the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stem {
+    /// 3×3 stride-1 convolution, no max-pool: ResNet-18 adapted to 32×32 images.
+    SmallImage,
+    /// 7×7 stride-2 convolution and 3×3 stride-2 max-pool: the standard stem, used for audio.
+    Standard,
+}
+
+/// Shape of a ResNet encoder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// Input channels (3 for images, 1 for spectrograms).
+    pub in_channels: i64,
+    /// The stem.
+    pub stem: Stem,
+    /// Channels of the first stage; the four stages have width × 1, 2, 4, 8.
+    pub width: i64,
+    /// BasicBlocks per stage.
+    pub blocks: [usize; 4],
+    /// Embedding size.
+    pub embed_dim: i64,
+    /// An MLP projection head (hidden = 8·width, ReLU) instead of the published single linear map.
+    pub projection_head: bool,
+}
+
+impl EncoderSpec {
+    /// The published image encoder: ResNet-18, 3×3 stem, 512 → 128.
+    pub fn resnet18_small_images() -> Self {
+        Self {
+            in_channels: 3,
+            stem: Stem::SmallImage,
+            width: 64,
+            blocks: [2; 4],
+            embed_dim: 128,
+            projection_head: false,
+        }
+    }
+
+    /// The published audio encoder: ResNet-18 with a 1-channel 7×7 stride-2 stem and max-pool.
+    pub fn resnet18_audio() -> Self {
+        Self { in_channels: 1, stem: Stem::Standard, ..Self::resnet18_small_images() }
+    }
+
+    /// The CPU-scale family: same structure, `width` channels and one block per stage.
+    pub fn small(in_channels: i64, stem: Stem, width: i64) -> Self {
+        Self { in_channels, stem, width, blocks: [1; 4], embed_dim: 128, projection_head: false }
+    }
+
+    /// Channels of the pre-pool feature map.
+    pub fn feature_channels(&self) -> i64 {
+        self.width * 8
+    }
+}
+
+#[derive(Debug)]
+struct ConvBn {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+}
+
+impl ConvBn {
+    fn new(vs: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
+        let cfg = nn::ConvConfig { stride, padding: k / 2, bias: false, ..Default::default() };
+        Self {
+            conv: nn::conv2d(vs / "conv", cin, cout, k, cfg),
+            bn: nn::batch_norm2d(vs / "bn", cout, Default::default()),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        self.bn.forward_t(&x.apply(&self.conv), train)
+    }
+}
+
+#[derive(Debug)]
+struct BasicBlock {
+    a: ConvBn,
+    b: ConvBn,
+    shortcut: Option<ConvBn>,
+}
+
+impl BasicBlock {
+    fn new(vs: &nn::Path, cin: i64, cout: i64, stride: i64) -> Self {
+        let shortcut = (stride != 1 || cin != cout).then(|| ConvBn::new(&(vs / "down"), cin, cout, 1, stride));
+        Self {
+            a: ConvBn::new(&(vs / "a"), cin, cout, 3, stride),
+            b: ConvBn::new(&(vs / "b"), cout, cout, 3, 1),
+            shortcut,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = self.b.forward(&self.a.forward(x, train).relu(), train);
+        let skip = self.shortcut.as_ref().map_or_else(|| x.shallow_clone(), |s| s.forward(x, train));
+        (y + skip).relu()
+    }
+}
+
+/// A ResNet encoder built from an [`EncoderSpec`].
+#[derive(Debug)]
+pub struct ResNet {
+    spec: EncoderSpec,
+    stem: ConvBn,
+    blocks: Vec<BasicBlock>,
+    head: Vec<nn::Linear>,
+}
+
+impl ResNet {
+    /// Builds the network under `vs`.
+    pub fn new(vs: &nn::Path, spec: EncoderSpec) -> Self {
+        let w = spec.width;
+        let stem = match spec.stem {
+            Stem::SmallImage => ConvBn::new(&(vs / "stem"), spec.in_channels, w, 3, 1),
+            Stem::Standard => ConvBn::new(&(vs / "stem"), spec.in_channels, w, 7, 2),
+        };
+        let mut blocks = Vec::new();
+        let mut cin = w;
+        for (stage, &n) in spec.blocks.iter().enumerate() {
+            let cout = w << stage;
+            for i in 0..n {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                blocks.push(BasicBlock::new(&(vs / format!("layer{}", stage + 1) / i), cin, cout, stride));
+                cin = cout;
+            }
+        }
+        let c = spec.feature_channels();
+        let head = if spec.projection_head {
+            vec![
+                nn::linear(vs / "head0", c, c, Default::default()),
+                nn::linear(vs / "head1", c, spec.embed_dim, Default::default()),
+            ]
+        } else {
+            vec![nn::linear(vs / "fc", c, spec.embed_dim, Default::default())]
+        };
+        Self { spec, stem, blocks, head }
+    }
+
+    /// The spec it was built with.
+    pub fn spec(&self) -> &EncoderSpec {
+        &self.spec
+    }
+
+    fn trunk(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = self.stem.forward(x, train).relu();
+        if self.spec.stem == Stem::Standard {
+            h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
+        for b in &self.blocks {
+            h = b.forward(&h, train);
+        }
+        h
+    }
+}
+
+impl Encoder for ResNet {
+    fn embed(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = self.trunk(x, train).adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        for (i, layer) in self.head.iter().enumerate() {
+            if i > 0 {
+                h = h.relu();
+            }
+            h = h.apply(layer);
+        }
+        h
+    }
+
+    fn features(&self, x: &Tensor) -> Tensor {
+        self.trunk(x, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, nn::VarStore};
+
+    fn count(vs: &VarStore) -> i64 {
+        vs.trainable_variables().iter().map(Tensor::numel).sum::<usize>() as i64
+    }
+
+    #[test]
+    fn published_shapes() {
+        let vs = VarStore::new(Device::Cpu);
+        let net = ResNet::new(&vs.root(), EncoderSpec::resnet18_small_images());
+        let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert_eq!(net.features(&x).size(), [2, 512, 4, 4], "8192-d probe features");
+        assert_eq!(net.embed(&x, true).size(), [2, 128]);
+        // ResNet-18 (11.17M for 1000 classes) minus its 513k fc plus this 65.7k one.
+        let n = count(&vs);
+        assert!((11_100_000..11_300_000).contains(&n), "{n} parameters");
+
+        let vs = VarStore::new(Device::Cpu);
+        let net = ResNet::new(&vs.root(), EncoderSpec::resnet18_audio());
+        let x = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
+        assert_eq!(net.features(&x).size(), [2, 512, 2, 2], "2048-d probe features");
+    }
+
+    #[test]
+    fn small_family_and_head() {
+        let vs = VarStore::new(Device::Cpu);
+        let spec = EncoderSpec { projection_head: true, embed_dim: 32, ..EncoderSpec::small(3, Stem::SmallImage, 8) };
+        let net = ResNet::new(&vs.root(), spec);
+        let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert_eq!(net.features(&x).size(), [4, 64, 4, 4]);
+        assert_eq!(net.embed(&x, false).size(), [4, 32]);
+        assert!(count(&vs) < 200_000);
+    }
+}

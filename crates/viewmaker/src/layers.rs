@@ -1,0 +1,71 @@
+//! Building blocks: reflection-padded convolutions, affine instance norm, residual blocks.
+
+use tch::{Tensor, nn, nn::Module};
+
+/// A convolution applied after reflection padding of kernel/2 on each side (stride as given).
+pub fn reflect_conv(conv: &nn::Conv2D, x: &Tensor, k: i64) -> Tensor {
+    let p = k / 2;
+    conv.forward(&x.reflection_pad2d([p, p, p, p]))
+}
+
+/// Instance norm with a learned per-channel scale and shift (statistics per example and channel).
+#[derive(Debug)]
+pub struct InstanceNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl InstanceNorm {
+    pub fn new(vs: &nn::Path, channels: i64) -> Self {
+        Self { weight: vs.ones("weight", &[channels]), bias: vs.zeros("bias", &[channels]) }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let dims = [2i64, 3].as_slice();
+        let mean = x.mean_dim(dims, true, x.kind());
+        let var = x.var_dim(dims, false, true);
+        let y = (x - mean) / (var + 1e-5).sqrt();
+        y * self.weight.view([1, -1, 1, 1]) + self.bias.view([1, -1, 1, 1])
+    }
+}
+
+/// Reflection-padded convolution, instance norm, ReLU.
+#[derive(Debug)]
+pub struct ConvIn {
+    conv: nn::Conv2D,
+    norm: InstanceNorm,
+    k: i64,
+}
+
+impl ConvIn {
+    pub fn new(vs: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
+        let cfg = nn::ConvConfig { stride, ..Default::default() };
+        Self { conv: nn::conv2d(vs / "conv", cin, cout, k, cfg), norm: InstanceNorm::new(&(vs / "in"), cout), k }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(&reflect_conv(&self.conv, x, self.k)).relu()
+    }
+}
+
+/// conv-IN-ReLU-conv-IN plus the skip, at a fixed channel count.
+#[derive(Debug)]
+pub struct ResBlock {
+    first: ConvIn,
+    conv: nn::Conv2D,
+    norm: InstanceNorm,
+}
+
+impl ResBlock {
+    pub fn new(vs: &nn::Path, channels: i64) -> Self {
+        Self {
+            first: ConvIn::new(&(vs / "a"), channels, channels, 3, 1),
+            conv: nn::conv2d(vs / "b", channels, channels, 3, Default::default()),
+            norm: InstanceNorm::new(&(vs / "b_in"), channels),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x + self.norm.forward(&reflect_conv(&self.conv, &self.first.forward(x), 3))
+    }
+}

@@ -1,0 +1,87 @@
+use super::*;
+use tch::{Device, nn::VarStore};
+
+fn net(spec: ViewmakerSpec) -> (VarStore, Viewmaker) {
+    tch::manual_seed(0);
+    let vs = VarStore::new(Device::Cpu);
+    let vm = Viewmaker::new(&vs.root(), spec).unwrap();
+    (vs, vm)
+}
+
+fn small(c: i64, eps: f64) -> ViewmakerSpec {
+    ViewmakerSpec { width_mult: 0.25, ..ViewmakerSpec::published(c, eps) }
+}
+
+#[test]
+fn budget_holds_per_example() {
+    for (c, side, eps) in [(3, 32, 0.05), (1, 16, 0.125), (3, 8, 0.1)] {
+        let (_vs, vm) = net(small(c, eps));
+        let x = Tensor::rand([4, c, side, side], (Kind::Float, Device::Cpu)) * 3.0;
+        let d = vm.delta(&x);
+        assert_eq!(d.size(), x.size());
+        let raw = vm.delta(&x); // another pass: the rule must hold for every draw
+        for t in [d, raw] {
+            let mean = Vec::<f32>::try_from(t.abs().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)).unwrap();
+            for m in mean {
+                // ε·m/(m+1e-4) with m = mean|tanh| ∈ (0,1): within ε·2e-4 of ε, and never above it.
+                assert!((m as f64) <= eps + 1e-6 && (eps - m as f64) < eps * 1e-3, "mean |δ| {m} vs ε {eps}");
+            }
+        }
+    }
+}
+
+#[test]
+fn budget_rule_is_exact_on_known_input() {
+    let d = Tensor::from_slice(&[0.5f32, -0.5, 0.25, -0.25]).view([1, 1, 2, 2]);
+    let b = budget(&d, 0.1);
+    let expected = 0.1 / (0.375 + 1e-4);
+    let got = Vec::<f32>::try_from(b.flatten(0, -1)).unwrap();
+    assert!((got[0] as f64 - 0.5 * expected).abs() < 1e-6, "{got:?}");
+}
+
+#[test]
+fn noise_makes_two_passes_differ() {
+    let (_vs, vm) = net(small(3, 0.05));
+    let x = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let (a, b) = (vm.perturb(&x), vm.perturb(&x));
+    assert!(f64::try_from((a - b).abs().max()).unwrap() > 1e-4);
+    tch::manual_seed(5);
+    let c = vm.perturb(&x);
+    tch::manual_seed(5);
+    assert!(c.equal(&vm.perturb(&x)), "same seed, same view");
+}
+
+#[test]
+fn clamp_keeps_views_in_unit_range_and_shapes_follow_the_spec() {
+    let spec = ViewmakerSpec { clamp: true, num_res_blocks: 5, ..small(3, 0.5) };
+    let (vs, vm) = net(spec);
+    let x = Tensor::rand([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let v = vm.perturb(&x);
+    assert!(f64::try_from(v.min()).unwrap() >= 0.0 && f64::try_from(v.max()).unwrap() <= 1.0);
+    let names: Vec<String> = vs.variables().keys().cloned().collect();
+    assert!(names.iter().any(|n| n.starts_with("res5.")), "{names:?}");
+    // block 5 works on 128·w + 5 channels: its first conv weight is [c, c, 3, 3].
+    let w = &vs.variables()["res5.a.conv.weight"];
+    assert_eq!(w.size(), [32 + 5, 32 + 5, 3, 3]);
+    assert!(Viewmaker::new(&vs.root(), ViewmakerSpec { num_res_blocks: 6, ..small(3, 0.1) }).is_err());
+}
+
+#[test]
+fn gradients_reach_every_parameter() {
+    let (vs, vm) = net(small(1, 0.1));
+    let x = Tensor::rand([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+    // Weight δ unevenly so the budget rescaling does not cancel the gradient.
+    let w = Tensor::rand([1, 1, 8, 8], (Kind::Float, Device::Cpu));
+    (vm.delta(&x) * w).sum(Kind::Float).backward();
+    for (name, p) in vs.variables() {
+        let g = p.grad();
+        assert!(g.defined() && f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0, "no gradient for {name}");
+    }
+}
+
+#[test]
+fn published_epsilons() {
+    assert_eq!(default_epsilon("photos+digits"), 0.05);
+    assert_eq!(default_epsilon("photos+letters"), 0.1);
+    assert_eq!(default_epsilon("speech+noise"), 0.125);
+}
