@@ -2,6 +2,7 @@
 //! so it never depends on tch; steps that need libtorch run the per-crate binaries.
 
 mod doctor;
+mod fetch;
 mod libtorch;
 mod paths;
 mod test;
@@ -38,6 +39,9 @@ enum Cmd {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Download a real dataset (CIFAR-10, MNIST) into data/raw/, verified against data/manifest.json;
+    /// resumes interrupted downloads and skips files already verified.
+    Fetch(fetch::FetchArgs),
 }
 
 fn main() {
@@ -46,6 +50,7 @@ fn main() {
         Cmd::Setup => libtorch::setup().map(|_| ()),
         Cmd::Doctor { json } => doctor::run(json),
         Cmd::Test { no_lint, cargo_args } => test::run(!no_lint, &cargo_args),
+        Cmd::Fetch(args) => fetch::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
