@@ -1,0 +1,116 @@
+//! Expert augmentations of featdrop, batched on the device (DESIGN.md §3.1, §3.3).
+//!
+//! * Images: the SimCLR recipe ([`ImageRecipe`]) — random resized crop, colour jitter, grayscale,
+//!   Gaussian blur, horizontal flip, per-channel normalisation — drawn with independent random
+//!   parameters per sample and applied to the whole `[N, 3, H, W]` batch with tensor ops only.
+//!   [`ExpertImage`] is the `expert` view family; [`ExpertImage::augment`] is the same recipe
+//!   without the final normalisation (for `expert+viewmaker`), and [`Identity`] is the `none`
+//!   family (normalisation only).
+//! * Audio: [`ExpertWaveform`] (crop to a fraction plus coloured noise, on `[N, samples]`) and
+//!   [`ExpertSpectral`] (frequency and time masks plus Gaussian noise, on the `[N, 1, 64, 64]`
+//!   normalised log-mel).
+//!
+//! Every random draw comes from libtorch's generator on the inputs' device; a view call seeds it
+//! from its `seed` ([`with_seed`]) so the same seed gives the same views on the CPU.
+#![warn(missing_docs)]
+
+pub mod audio;
+pub mod blur;
+pub mod color;
+pub mod geometry;
+pub mod image;
+
+pub use audio::{ExpertSpectral, ExpertWaveform, SpectralRecipe, WaveformRecipe};
+pub use geometry::CropBoxes;
+pub use image::{ExpertImage, Identity, ImageParams, ImageRecipe, Normalize};
+
+use std::sync::Mutex;
+use tch::{Device, Kind, Tensor};
+
+/// Serialises seeded calls: libtorch's generator is global, so without it two threads making views
+/// at once could interleave their draws and neither would be reproducible.
+static RNG_LOCK: Mutex<()> = Mutex::new(());
+
+/// Runs `f` with libtorch's generators seeded from `seed` ([`seed_torch`]), holding a process-wide
+/// lock so that concurrent seeded calls through this function cannot interleave their draws.
+/// Code that seeds libtorch elsewhere at the same time is not covered.
+pub fn with_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    // A panic while holding the lock leaves nothing inconsistent behind: the next call reseeds.
+    let _guard = RNG_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    seed_torch(seed);
+    f()
+}
+
+/// Seeds libtorch's global generators (CPU and CUDA) from a view seed.
+///
+/// libtorch takes a signed seed; the top bit is dropped so it is never negative. Dropping the top
+/// bit (not the bottom one) keeps neighbouring seeds distinct.
+pub fn seed_torch(seed: u64) {
+    tch::manual_seed((seed & i64::MAX as u64) as i64);
+}
+
+/// `[n]` float samples of U[lo, hi) on `device`.
+pub(crate) fn uniform(n: i64, [lo, hi]: [f64; 2], device: Device) -> Tensor {
+    Tensor::rand([n], (Kind::Float, device)) * (hi - lo) + lo
+}
+
+/// `[n]` booleans, each true with probability `p` (always drawn, so the stream of later draws
+/// does not depend on `p`).
+pub(crate) fn coin(n: i64, p: f64, device: Device) -> Tensor {
+    Tensor::rand([n], (Kind::Float, device)).lt(p)
+}
+
+/// Applies `op` to the samples (along dim 0) that `mask` (bool `[N]`) selects; the others are
+/// returned untouched, bit for bit.
+///
+/// `op` gets the selected samples and their indices (int64 `[K]`, to pick per-sample parameters
+/// with `index_select`) and must keep their shape. Selecting first means an op runs only on the
+/// samples that use it, instead of on the whole batch followed by a masked `where` (on CPU this is
+/// several times faster for the colour ops); the price is one device-to-host sync for the count.
+pub fn on_selected(x: &Tensor, mask: &Tensor, op: impl FnOnce(&Tensor, &Tensor) -> Tensor) -> Tensor {
+    let idx = mask.nonzero().squeeze_dim(1);
+    if idx.size()[0] == 0 {
+        return x.shallow_clone();
+    }
+    let y = op(&x.index_select(0, &idx), &idx);
+    x.index_copy(0, &idx, &y)
+}
+
+/// `[N]` per-sample values reshaped to broadcast over the trailing `dims` dimensions.
+pub(crate) fn per_sample(t: &Tensor, dims: usize) -> Tensor {
+    let mut shape = vec![-1i64];
+    shape.extend(std::iter::repeat_n(1, dims));
+    t.view(shape.as_slice())
+}
+
+/// Checks that `p` is a probability, naming the field.
+pub(crate) fn check_prob(name: &str, p: f64) -> anyhow::Result<()> {
+    anyhow::ensure!((0.0..=1.0).contains(&p), "field `{name}` = {p} is out of range; expected a probability in [0, 1]");
+    Ok(())
+}
+
+/// Checks that `[lo, hi]` is an ordered range inside `[min, max]`, naming the field.
+pub(crate) fn check_range(name: &str, [lo, hi]: [f64; 2], min: f64, max: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        lo.is_finite() && hi.is_finite() && min <= lo && lo <= hi && hi <= max,
+        "field `{name}` = [{lo}, {hi}] is out of range; expected {min} <= lo <= hi <= {max}"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use tch::{Device, Kind, Tensor};
+
+    /// Largest absolute difference between two tensors.
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    /// A deterministic batch of images in [0, 1] with structure in every channel.
+    pub fn images(n: i64, h: i64, w: i64) -> Tensor {
+        let base = crate::with_seed(1234, || Tensor::rand([n, 3, h, w], (Kind::Float, Device::Cpu)));
+        // Smooth the noise a little so crops and blurs change something measurable.
+        (base + Tensor::linspace(0.0, 1.0, w, (Kind::Float, Device::Cpu)).view([1, 1, 1, w])) / 2.0
+    }
+}
