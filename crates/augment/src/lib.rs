@@ -24,30 +24,9 @@ pub use audio::{ExpertSpectral, ExpertWaveform, SpectralRecipe, WaveformRecipe};
 pub use geometry::CropBoxes;
 pub use image::{ExpertImage, Identity, ImageParams, ImageRecipe, Normalize};
 
-use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
-/// Serialises seeded calls: libtorch's generator is global, so without it two threads making views
-/// at once could interleave their draws and neither would be reproducible.
-static RNG_LOCK: Mutex<()> = Mutex::new(());
-
-/// Runs `f` with libtorch's generators seeded from `seed` ([`seed_torch`]), holding a process-wide
-/// lock so that concurrent seeded calls through this function cannot interleave their draws.
-/// Code that seeds libtorch elsewhere at the same time is not covered.
-pub fn with_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
-    // A panic while holding the lock leaves nothing inconsistent behind: the next call reseeds.
-    let _guard = RNG_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    seed_torch(seed);
-    f()
-}
-
-/// Seeds libtorch's global generators (CPU and CUDA) from a view seed.
-///
-/// libtorch takes a signed seed; the top bit is dropped so it is never negative. Dropping the top
-/// bit (not the bottom one) keeps neighbouring seeds distinct.
-pub fn seed_torch(seed: u64) {
-    tch::manual_seed((seed & i64::MAX as u64) as i64);
-}
+pub use featdrop_core::seed::{seed_torch, with_torch_seed as with_seed};
 
 /// `[n]` float samples of U[lo, hi) on `device`.
 pub(crate) fn uniform(n: i64, [lo, hi]: [f64; 2], device: Device) -> Tensor {

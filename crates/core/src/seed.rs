@@ -70,9 +70,30 @@ impl Seeds {
     /// Call it right before the tensor ops that draw from that stream.
     #[cfg(feature = "torch")]
     pub fn seed_torch(&self, stream: Stream, counter: u64) {
-        // libtorch takes a signed seed; keep 63 bits so it is never negative.
-        tch::manual_seed((self.derive(stream, counter) >> 1) as i64);
+        seed_torch(self.derive(stream, counter));
     }
+}
+
+/// Seeds libtorch's global generators (CPU and CUDA) from a `u64`. libtorch takes a signed seed,
+/// so the top bit is dropped (not the bottom one, which would merge neighbouring seeds).
+#[cfg(feature = "torch")]
+pub fn seed_torch(seed: u64) {
+    tch::manual_seed((seed & i64::MAX as u64) as i64);
+}
+
+/// Runs `f` with libtorch's generators seeded from `seed`, holding one process-wide lock.
+///
+/// libtorch's generator is global: without the lock, two threads making seeded batches or views at
+/// once (parallel tests, say) would interleave their draws and neither would be reproducible. Every
+/// seeded data and view call in featdrop goes through here; `f` must not call it again (the lock
+/// is not re-entrant).
+#[cfg(feature = "torch")]
+pub fn with_torch_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A panic while holding the lock leaves nothing inconsistent behind: the next call reseeds.
+    let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    seed_torch(seed);
+    f()
 }
 
 #[cfg(test)]

@@ -18,6 +18,12 @@ pub trait ViewFamily: Send {
 
     /// One view of each example.
     fn view(&self, inputs: &Tensor, seed: u64) -> Tensor;
+
+    /// Named parameters a trainer should optimise adversarially (a learned family such as the
+    /// viewmaker); empty for fixed families. Checkpoints save them under these names.
+    fn trainable(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
 }
 
 /// Any closure `Fn(&Tensor, u64) -> Tensor` is a view family (named `custom`).

@@ -1,0 +1,342 @@
+//! The image datasets of DESIGN.md §2.1 (`photos`, `photos+shapes`, `photos+digits`,
+//! `photos+letters`), built from synthetic or real sources, and [`open`], the constructor by name.
+
+use crate::glyphs::{self, GlyphBank};
+use crate::overlay::{Overlay, OverlayDraw, OverlayKind};
+use crate::{MultiTaskDataset, Pair, cifar, photos, ttf, with_seed};
+use anyhow::{Result, bail, ensure};
+use featdrop_core::{Batch, Modality, Seeds, Split, Stream, Task, TaskSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use tch::{Device, Kind, Tensor};
+
+/// Every dataset name [`open`] knows.
+pub const DATASETS: [&str; 4] = ["photos", "photos+shapes", "photos+digits", "photos+letters"];
+/// Default split sizes (CIFAR-10's), used when a size is 0.
+pub const DEFAULT_SIZES: (usize, usize) = (50_000, 10_000);
+/// CIFAR-10 class names.
+pub const CIFAR_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+/// Stroke-font looks rendered per class for synthetic glyph banks.
+const STROKE_VARIANTS: usize = 200;
+/// TTF looks rendered per letter.
+const TTF_VARIANTS: usize = 60;
+/// Counters of the data stream reserved for building a dataset (far from per-step counters).
+const BUILD_COUNTER: u64 = 1 << 48;
+
+/// Where the photos and glyphs come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Source {
+    /// Built in: procedural photos, stroke-font glyphs (the default; every test uses it).
+    #[default]
+    Synthetic,
+    /// CIFAR-10 and MNIST files from a data folder, letters from a TTF font.
+    Real,
+}
+
+impl FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "synthetic" => Ok(Self::Synthetic),
+            "real" => Ok(Self::Real),
+            _ => Err(format!("unknown source `{s}`; accepted: synthetic, real")),
+        }
+    }
+}
+
+/// Everything [`open`] needs.
+#[derive(Clone, Debug)]
+pub struct DatasetSpec {
+    /// One of [`DATASETS`].
+    pub name: String,
+    /// Synthetic or real.
+    pub source: Source,
+    /// Real data folder: `data/raw` (holding `cifar-10-batches-bin/` and `mnist/`), or one such
+    /// folder itself. `None` is `data/raw`.
+    pub data_dir: Option<PathBuf>,
+    /// TTF font for letters (else a system sans for real sources, the stroke font otherwise).
+    pub font: Option<PathBuf>,
+    /// Training examples (0: 50 000, or all there are).
+    pub train_size: usize,
+    /// Test examples (0: 10 000, or all there are).
+    pub test_size: usize,
+    /// Run seed: synthetic photos and glyphs and the test overlays derive from it.
+    pub seed: u64,
+    /// Where tensors live and batches are composed.
+    pub device: Device,
+}
+
+impl DatasetSpec {
+    /// A synthetic dataset on the CPU.
+    pub fn synthetic(name: &str, train_size: usize, test_size: usize, seed: u64) -> Self {
+        Self {
+            name: name.into(),
+            source: Source::Synthetic,
+            data_dir: None,
+            font: None,
+            train_size,
+            test_size,
+            seed,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// Base photos of one split: `[N, 3, 32, 32]` uint8 and `[N]` int64 labels, on the device.
+#[derive(Debug)]
+struct Photos {
+    images: Tensor,
+    labels: Tensor,
+}
+
+/// A photo dataset with an optional overlay (DESIGN.md §2.1).
+#[derive(Debug)]
+pub struct ImageDataset {
+    name: String,
+    tasks: TaskSet,
+    device: Device,
+    photo_names: Vec<String>,
+    train: Photos,
+    test: Photos,
+    overlay: Option<Overlay>,
+    /// The test split's overlays, drawn once from the run seed so the test set is fixed.
+    test_draw: Option<OverlayDraw>,
+    /// One line per source used, for logs and `stats`.
+    pub sources: Vec<String>,
+}
+
+/// Builds the dataset `spec.name`; an unknown name is an error listing the known ones.
+pub fn open(spec: &DatasetSpec) -> Result<Box<dyn MultiTaskDataset>> {
+    Ok(Box::new(ImageDataset::build(spec)?))
+}
+
+impl ImageDataset {
+    /// Builds the dataset described by `spec` (see [`open`]).
+    pub fn build(spec: &DatasetSpec) -> Result<Self> {
+        let kind = match spec.name.as_str() {
+            "photos" => None,
+            "photos+shapes" => Some(OverlayKind::Shapes),
+            "photos+digits" => Some(OverlayKind::Digits),
+            "photos+letters" => Some(OverlayKind::Letters),
+            other => bail!("unknown dataset `{other}`; known: {}", DATASETS.join(", ")),
+        };
+        let seeds = Seeds::new(spec.seed);
+        let mut sources = Vec::new();
+        let (train, test, photo_names) = load_photos(spec, &seeds, &mut sources)?;
+        let overlay = match kind {
+            None => None,
+            Some(k) => Some(Overlay::new(k, glyph_bank(k, spec, &seeds, &mut sources)?.to_device(spec.device))),
+        };
+        let test_draw = overlay
+            .as_ref()
+            .map(|o| with_seed(seeds.derive(Stream::Data, BUILD_COUNTER + 10), || o.draw(test.labels.size()[0])));
+        let mut tasks = vec![Task::new("photo", 10)];
+        tasks.extend(kind.map(OverlayKind::task));
+        for s in &sources {
+            tracing::info!(dataset = %spec.name, "source: {s}");
+        }
+        Ok(Self {
+            name: spec.name.clone(),
+            tasks: TaskSet(tasks),
+            device: spec.device,
+            photo_names,
+            train: train.to(spec.device),
+            test: test.to(spec.device),
+            overlay,
+            test_draw,
+            sources,
+        })
+    }
+
+    /// The overlay rule and bank, if the dataset has one.
+    pub fn overlay(&self) -> Option<&Overlay> {
+        self.overlay.as_ref()
+    }
+
+    fn split(&self, split: Split) -> &Photos {
+        match split {
+            Split::Train => &self.train,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// Photos `[B, 3, 32, 32]` float in [0, 1] and photo labels for `idx` (on the device).
+    fn photos(&self, split: Split, idx: &Tensor) -> (Tensor, Tensor) {
+        let p = self.split(split);
+        (p.images.index_select(0, idx).to_kind(Kind::Float) / 255.0, p.labels.index_select(0, idx))
+    }
+
+    /// The overlays of `idx`: fresh from the generator on train, the fixed ones on test.
+    fn draw(&self, overlay: &Overlay, split: Split, idx: &Tensor) -> OverlayDraw {
+        match (split, &self.test_draw) {
+            (Split::Test, Some(d)) => d.index(idx),
+            _ => overlay.draw(idx.size()[0]),
+        }
+    }
+}
+
+impl Photos {
+    fn to(self, device: Device) -> Self {
+        Self { images: self.images.to_device(device), labels: self.labels.to_device(device) }
+    }
+}
+
+impl MultiTaskDataset for ImageDataset {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn tasks(&self) -> &TaskSet {
+        &self.tasks
+    }
+
+    fn modality(&self) -> Modality {
+        Modality::Image
+    }
+
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn len(&self, split: Split) -> usize {
+        self.split(split).labels.size()[0] as usize
+    }
+
+    fn class_names(&self, task: usize) -> Vec<String> {
+        match (task, &self.overlay) {
+            (0, _) => self.photo_names.clone(),
+            (_, Some(o)) => o.kind.class_names(),
+            (_, None) => Vec::new(),
+        }
+    }
+
+    fn batch(&self, split: Split, indices: &Tensor, seed: u64) -> Batch {
+        with_seed(seed, || self.batch_seeded(split, indices))
+    }
+
+    fn pair(&self, split: Split, indices: &Tensor, redraw_p: f64, seed: u64) -> Pair {
+        with_seed(seed, || self.pair_seeded(split, indices, redraw_p))
+    }
+}
+
+impl ImageDataset {
+    /// [`MultiTaskDataset::batch`] once the generator is seeded.
+    fn batch_seeded(&self, split: Split, indices: &Tensor) -> Batch {
+        let idx = indices.to_device(self.device).to_kind(Kind::Int64);
+        let (x, photo) = self.photos(split, &idx);
+        match &self.overlay {
+            None => Batch { inputs: x, labels: vec![photo] },
+            Some(o) => {
+                let d = self.draw(o, split, &idx);
+                Batch { inputs: o.compose(&x, &d), labels: vec![photo, d.class] }
+            }
+        }
+    }
+
+    /// [`MultiTaskDataset::pair`] once the generator is seeded.
+    fn pair_seeded(&self, split: Split, indices: &Tensor, redraw_p: f64) -> Pair {
+        let idx = indices.to_device(self.device).to_kind(Kind::Int64);
+        let (x, photo) = self.photos(split, &idx);
+        let Some(o) = &self.overlay else {
+            let first = Batch { inputs: x.shallow_clone(), labels: vec![photo.shallow_clone()] };
+            return Pair { first, second: x, second_labels: vec![photo] };
+        };
+        let d1 = self.draw(o, split, &idx);
+        let fresh = o.draw(idx.size()[0]);
+        let redraw = Tensor::rand([idx.size()[0]], (Kind::Float, self.device)).lt(redraw_p);
+        let d2 = d1.select(&redraw, &fresh);
+        let first = Batch { inputs: o.compose(&x, &d1), labels: vec![photo.shallow_clone(), d1.class] };
+        Pair { first, second: o.compose(&x, &d2), second_labels: vec![photo, d2.class] }
+    }
+}
+
+/// The default real-data folder.
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data/raw")
+}
+
+/// Finds the folder holding a dataset's files: `dir` itself, `dir/sub`, or `sub` next to `dir`
+/// (so pointing at `data/raw/cifar-10-batches-bin` still finds `data/raw/mnist`).
+fn locate(dir: &Path, sub: &str, ok: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let sibling = dir.parent().map(|p| p.join(sub));
+    [Some(dir.to_path_buf()), Some(dir.join(sub)), sibling].into_iter().flatten().find(|p| ok(p))
+}
+
+/// Takes the first `n` examples (0 = all), or errors when fewer exist.
+fn take(images: Tensor, labels: Tensor, n: usize, what: &str) -> Result<Photos> {
+    let have = labels.size()[0] as usize;
+    let n = if n == 0 { have } else { n };
+    ensure!(n <= have, "{what}: asked for {n} examples, only {have} available");
+    Ok(Photos { images: images.narrow(0, 0, n as i64), labels: labels.narrow(0, 0, n as i64) })
+}
+
+/// Train and test photos (CPU) and the photo class names.
+fn load_photos(spec: &DatasetSpec, seeds: &Seeds, sources: &mut Vec<String>) -> Result<(Photos, Photos, Vec<String>)> {
+    match spec.source {
+        Source::Synthetic => {
+            let size = |n: usize, d: usize| if n == 0 { d } else { n };
+            let (ntr, nte) = (size(spec.train_size, DEFAULT_SIZES.0), size(spec.test_size, DEFAULT_SIZES.1));
+            let t0 = std::time::Instant::now();
+            let (xtr, ytr) = photos::generate(ntr, seeds.derive(Stream::Data, BUILD_COUNTER));
+            let (xte, yte) = photos::generate(nte, seeds.derive(Stream::Data, BUILD_COUNTER + 1));
+            sources.push(format!("photos: synthetic, {ntr} train + {nte} test in {:.1} s", t0.elapsed().as_secs_f64()));
+            let names = photos::CLASS_NAMES.map(String::from).to_vec();
+            Ok((Photos { images: xtr, labels: ytr }, Photos { images: xte, labels: yte }, names))
+        }
+        Source::Real => {
+            let dir = spec.data_dir.clone().unwrap_or_else(default_data_dir);
+            let Some(found) = locate(&dir, "cifar-10-batches-bin", cifar::has_cifar) else {
+                bail!(
+                    "{}: no CIFAR-10 binary files (data_batch_1.bin …) there or in its cifar-10-batches-bin/; \
+                     run `cargo xtask fetch` or pass --data-dir",
+                    dir.display()
+                );
+            };
+            note_unverified(spec, &found);
+            let (xtr, ytr) = cifar::load_cifar(&found, &cifar::TRAIN_FILES, cifar::RECORDS_PER_FILE)?;
+            let (xte, yte) = cifar::load_cifar(&found, &[cifar::TEST_FILE], cifar::RECORDS_PER_FILE)?;
+            let train = take(xtr, ytr, spec.train_size, "CIFAR-10 train")?;
+            let test = take(xte, yte, spec.test_size, "CIFAR-10 test")?;
+            sources.push(format!("photos: CIFAR-10 from {}", found.display()));
+            Ok((train, test, CIFAR_CLASSES.map(String::from).to_vec()))
+        }
+    }
+}
+
+/// A user's own folder is checked by format and record count only; say so once per folder.
+fn note_unverified(spec: &DatasetSpec, dir: &Path) {
+    if spec.data_dir.is_some() {
+        tracing::info!("note: {} is checked by format and record count, not by checksum", dir.display());
+    }
+}
+
+/// The glyph bank of an overlay kind, from the spec's sources (CPU).
+fn glyph_bank(kind: OverlayKind, spec: &DatasetSpec, seeds: &Seeds, sources: &mut Vec<String>) -> Result<GlyphBank> {
+    let seed = seeds.derive(Stream::Data, BUILD_COUNTER + 2);
+    let bank = match (kind, spec.source) {
+        (OverlayKind::Shapes, _) => glyphs::shape_masks()?,
+        (OverlayKind::Digits, Source::Synthetic) => glyphs::stroke_digits(STROKE_VARIANTS, seed)?,
+        (OverlayKind::Digits, Source::Real) => {
+            let dir = spec.data_dir.clone().unwrap_or_else(default_data_dir);
+            let Some(found) = locate(&dir, "mnist", crate::idx::has_mnist) else {
+                bail!(
+                    "{}: no MNIST train-images-idx3-ubyte(.gz) there or in its mnist/; run `cargo xtask fetch` \
+                     or pass --data-dir",
+                    dir.display()
+                );
+            };
+            note_unverified(spec, &found);
+            glyphs::mnist_digits(&found)?
+        }
+        (OverlayKind::Letters, source) => {
+            let font = spec.font.clone().or_else(|| (source == Source::Real).then(ttf::system_sans).flatten());
+            match font {
+                Some(f) => glyphs::ttf_letters(&f, TTF_VARIANTS, seed)?,
+                None => glyphs::stroke_letters(STROKE_VARIANTS, seed)?,
+            }
+        }
+    };
+    sources.push(format!("{}: {} ({} glyphs)", kind.task().name, bank.source, bank.len()));
+    Ok(bank)
+}

@@ -1,0 +1,132 @@
+//! MNIST IDX files (DESIGN.md §2.1): a big-endian header (magic `0x0000_08NN`, where `08` means
+//! unsigned bytes and `NN` the number of dimensions), one big-endian `u32` per dimension, then the
+//! bytes. Files may be gzip-compressed (the official `*.gz`) or raw.
+
+use anyhow::{Context, Result, bail, ensure};
+use flate2::read::GzDecoder;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+/// Magic number of an IDX file of unsigned-byte images (3 dimensions: count, rows, columns).
+pub const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// Magic number of an IDX file of unsigned-byte labels (1 dimension: count).
+pub const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// A parsed IDX array of unsigned bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdxArray {
+    /// Dimensions, outermost first (e.g. `[60000, 28, 28]`).
+    pub dims: Vec<usize>,
+    /// The values, row-major.
+    pub data: Vec<u8>,
+}
+
+/// Reads a whole file, transparently gunzipping it when it starts with the gzip magic `1f 8b`.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: corrupted or truncated gzip stream", path.display()))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses IDX bytes; `name` (the file) and `magic` (what the caller expects) go into errors.
+pub fn parse_idx(bytes: &[u8], name: &str, magic: u32) -> Result<IdxArray> {
+    let ndim = (magic & 0xff) as usize;
+    let header = 4 + 4 * ndim;
+    ensure!(bytes.len() >= 4, "{name}: truncated header: expected at least {header} bytes, found {}", bytes.len());
+    let found = u32::from_be_bytes(bytes[0..4].try_into().expect("4 bytes"));
+    ensure!(
+        found == magic,
+        "{name}: wrong magic number: expected {magic:#010x} (unsigned bytes, {ndim} dimensions), found {found:#010x}"
+    );
+    ensure!(bytes.len() >= header, "{name}: truncated header: expected {header} bytes, found {}", bytes.len());
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let want: usize = dims.iter().product();
+    let have = bytes.len() - header;
+    if have != want {
+        bail!("{name}: expected {want} data bytes for dimensions {dims:?}, found {have} (truncated or corrupted)");
+    }
+    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+}
+
+/// Reads and parses one IDX file (gzip or raw).
+pub fn read_idx(path: &Path, magic: u32) -> Result<IdxArray> {
+    parse_idx(&read_maybe_gz(path)?, &path.display().to_string(), magic)
+}
+
+/// The file `stem` in `dir`, raw or with `.gz`, whichever exists (raw first).
+fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let candidates = [dir.join(stem), dir.join(format!("{stem}.gz"))];
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        anyhow::anyhow!("{}: no MNIST file `{stem}` or `{stem}.gz` (run `cargo xtask fetch`)", dir.display())
+    })
+}
+
+/// Whether `dir` holds MNIST training files (raw or gzip).
+pub fn has_mnist(dir: &Path) -> bool {
+    find(dir, "train-images-idx3-ubyte").is_ok()
+}
+
+/// Loads MNIST images and labels from `dir` (`prefix` is `train` or `t10k`):
+/// images `[N, H, W]` uint8 (0–255) and labels `[N]` int64 in 0..=9, on the CPU.
+///
+/// Checks format and record count (images and labels agree, labels are digits), not checksums.
+pub fn load_mnist(dir: &Path, prefix: &str) -> Result<(Tensor, Tensor)> {
+    let ipath = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+    let lpath = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+    let images = read_idx(&ipath, IMAGES_MAGIC)?;
+    let labels = read_idx(&lpath, LABELS_MAGIC)?;
+    ensure!(
+        labels.dims[0] == images.dims[0],
+        "{}: expected {} labels (one per image in {}), found {}",
+        lpath.display(),
+        images.dims[0],
+        ipath.display(),
+        labels.dims[0]
+    );
+    if let Some((i, &l)) = labels.data.iter().enumerate().find(|(_, l)| **l > 9) {
+        bail!("{}: label {i} expected 0..=9, found {l}", lpath.display());
+    }
+    let dims: Vec<i64> = images.dims.iter().map(|&d| d as i64).collect();
+    let x = Tensor::from_slice(&images.data).view(dims.as_slice());
+    let y = Tensor::from_slice(&labels.data).to_kind(Kind::Int64);
+    Ok((x, y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IDX bytes of `n` 2×3 images with the given header magic.
+    fn images(n: u32, magic: u32) -> Vec<u8> {
+        let mut b = magic.to_be_bytes().to_vec();
+        for d in [n, 2, 3] {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend((0..n * 6).map(|i| i as u8));
+        b
+    }
+
+    #[test]
+    fn parses_and_rejects() {
+        let a = parse_idx(&images(4, IMAGES_MAGIC), "x.idx", IMAGES_MAGIC).unwrap();
+        assert_eq!(a.dims, [4, 2, 3]);
+        assert_eq!(a.data[23], 23);
+        let e = parse_idx(&images(4, LABELS_MAGIC), "x.idx", IMAGES_MAGIC).unwrap_err().to_string();
+        assert!(e.contains("x.idx") && e.contains("expected 0x00000803") && e.contains("found 0x00000801"), "{e}");
+        let bytes = images(4, IMAGES_MAGIC);
+        let e = parse_idx(&bytes[..bytes.len() - 5], "x.idx", IMAGES_MAGIC).unwrap_err().to_string();
+        assert!(e.contains("x.idx") && e.contains("expected 24 data bytes") && e.contains("found 19"), "{e}");
+        let e = parse_idx(&bytes[..6], "x.idx", IMAGES_MAGIC).unwrap_err().to_string();
+        assert!(e.contains("truncated header") && e.contains("expected 16") && e.contains("found 6"), "{e}");
+    }
+}

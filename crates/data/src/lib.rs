@@ -1,0 +1,100 @@
+//! Multi-task datasets of featdrop (DESIGN.md §2): every example carries one label per task.
+//!
+//! The image datasets (§2.1) put an independent synthetic overlay — shape, digit or letter —
+//! onto a photograph. Base photos and glyph banks live as tensors on the device and a batch's
+//! overlays are drawn there with a few tensor ops ([`overlay`]), so re-drawing them on every read
+//! is free. Sources are built in ([`photos`], [`stroke_font`]) or real ([`cifar`], [`idx`], [`ttf`]).
+//! [`open`] builds a dataset by name; [`MultiTaskDataset`] is what trainers and probes use, and the
+//! audio dataset implements it too. [`grid`] writes labelled PNG grids of images.
+#![warn(missing_docs)]
+
+pub mod cifar;
+pub mod dataset;
+pub mod glyphs;
+pub mod grid;
+pub mod idx;
+pub mod overlay;
+pub mod photos;
+pub mod stroke_font;
+pub mod ttf;
+
+pub use dataset::{DATASETS, DatasetSpec, ImageDataset, Source, open};
+pub use overlay::{Overlay, OverlayDraw, OverlayKind};
+
+use featdrop_core::{Batch, Modality, Seeds, Split, Stream, TaskSet};
+use rand::seq::SliceRandom;
+use tch::{Device, Tensor};
+
+/// A positive pair (DESIGN.md §2.1, §3.3): two views made from the same photo. Their overlay is
+/// shared, except where the feature-dropout control re-drew the second view's overlay.
+#[derive(Debug)]
+pub struct Pair {
+    /// The first view's inputs `[N, C, H, W]` and the pair's labels (the first view's), one
+    /// `[N]` int64 tensor per task.
+    pub first: Batch,
+    /// The second view's inputs, same shape and device.
+    pub second: Tensor,
+    /// The labels the second view actually shows, per task (differ from `first.labels` only for
+    /// the overlay task of re-drawn examples) — for label-destruction checks.
+    pub second_labels: Vec<Tensor>,
+}
+
+/// A dataset whose examples carry one label per task.
+///
+/// `indices` are `[B]` int64 example indices (any device) into `split`; batches come back on the
+/// dataset's device. `seed` seeds every random choice of the call (`tch::manual_seed`), so the
+/// same indices and seed give the same batch; derive it with
+/// [`featdrop_core::Seeds::derive`] and [`featdrop_core::Stream::Data`]. The test split's own
+/// overlays are fixed when the dataset is built.
+pub trait MultiTaskDataset: Send {
+    /// Dataset name (`photos+digits`, …).
+    fn name(&self) -> &str;
+    /// The tasks, in label order.
+    fn tasks(&self) -> &TaskSet;
+    /// Image or audio.
+    fn modality(&self) -> Modality;
+    /// Device the batches are made on.
+    fn device(&self) -> Device;
+    /// Number of examples in `split`.
+    fn len(&self, split: Split) -> usize;
+    /// Human names of task `task`'s classes, by label (for grids and reports).
+    fn class_names(&self, task: usize) -> Vec<String>;
+    /// One batch: inputs (images `[B, 3, 32, 32]` in [0, 1]) and labels per task.
+    fn batch(&self, split: Split, indices: &Tensor, seed: u64) -> Batch;
+    /// Two views of each example; with probability `redraw_p` the second view's overlay is
+    /// re-drawn independently (the `dropout:<p>` control, DESIGN.md §3.3), otherwise shared.
+    fn pair(&self, split: Split, indices: &Tensor, redraw_p: f64, seed: u64) -> Pair;
+}
+
+/// One epoch's shuffled mini-batches of indices `[batch_size]` int64 (CPU), dropping the last
+/// partial batch; the order depends only on `(seed, epoch)` (DESIGN.md §4).
+pub fn epoch_indices(len: usize, batch_size: usize, epoch: u64, seed: u64) -> Vec<Tensor> {
+    assert!(batch_size > 0, "batch_size must be positive");
+    let mut order: Vec<i64> = (0..len as i64).collect();
+    order.shuffle(&mut Seeds::new(seed).rng(Stream::Data, epoch));
+    order.chunks_exact(batch_size).map(Tensor::from_slice).collect()
+}
+
+pub use featdrop_core::seed::with_torch_seed as with_seed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_shuffle_deterministically_and_drop_the_tail() {
+        let a = epoch_indices(10, 3, 0, 1);
+        assert_eq!(a.len(), 3);
+        let flat: Vec<i64> = a.iter().flat_map(|t| Vec::<i64>::try_from(t).unwrap()).collect();
+        let mut sorted = flat.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 9);
+        let again: Vec<i64> =
+            epoch_indices(10, 3, 0, 1).iter().flat_map(|t| Vec::<i64>::try_from(t).unwrap()).collect();
+        assert_eq!(flat, again);
+        let other: Vec<i64> =
+            epoch_indices(10, 3, 1, 1).iter().flat_map(|t| Vec::<i64>::try_from(t).unwrap()).collect();
+        assert_ne!(flat, other);
+    }
+}

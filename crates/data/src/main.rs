@@ -1,0 +1,191 @@
+//! `featdrop-data`: look at and count the multi-task datasets (DESIGN.md §2).
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use featdrop_core::logging::{self, Verbosity};
+use featdrop_core::{DeviceChoice, Seeds, Split, Stream};
+use featdrop_data::{DATASETS, DatasetSpec, MultiTaskDataset, Source, grid, open};
+use std::path::PathBuf;
+use tch::{Kind, Tensor};
+
+/// Build the featdrop multi-task datasets and inspect them.
+///
+/// Datasets (DESIGN.md §2.1): `photos`, `photos+shapes`, `photos+digits`, `photos+letters` — a
+/// photograph (synthetic, or CIFAR-10 with --source real) with an independent overlay whose class
+/// is a second task. Overlays are re-drawn on every read; the test split's are fixed by the seed.
+#[derive(Parser)]
+#[command(name = "featdrop-data", version)]
+struct Cli {
+    #[command(flatten)]
+    verbosity: Verbosity,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a PNG grid of examples with their labels under each image.
+    Preview(Preview),
+    /// Print JSON: split sizes and per-task class counts.
+    Stats(DataArgs),
+}
+
+/// Which dataset to build.
+#[derive(Args)]
+struct DataArgs {
+    /// Dataset name: photos, photos+shapes, photos+digits or photos+letters.
+    #[arg(long)]
+    dataset: String,
+    /// `synthetic` (built in) or `real` (CIFAR-10, MNIST and a TTF font).
+    #[arg(long, default_value = "synthetic")]
+    source: Source,
+    /// Real data: `data/raw` with cifar-10-batches-bin/ and mnist/, or one of those folders.
+    /// A folder of your own is checked by format and record count, not checksum.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TTF/OTF font for letters (default: a system sans for real data, the stroke font otherwise).
+    #[arg(long)]
+    font: Option<PathBuf>,
+    /// Training examples (0: 50 000 synthetic, or all real ones).
+    #[arg(long, default_value_t = 0)]
+    train_size: usize,
+    /// Test examples (0: 10 000 synthetic, or all real ones).
+    #[arg(long, default_value_t = 0)]
+    test_size: usize,
+    /// Run seed (synthetic data, test overlays, the drawn batch).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+#[derive(Args)]
+struct Preview {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Number of examples (pairs with --pairs).
+    #[arg(long, default_value_t = 16)]
+    count: usize,
+    /// Show the two views of each pair side by side.
+    #[arg(long)]
+    pairs: bool,
+    /// With --pairs: probability that the second view's overlay is re-drawn (dropout:<p>).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+    /// Show the test split instead of train.
+    #[arg(long)]
+    test: bool,
+    /// Pixel upscaling of each image.
+    #[arg(long, default_value_t = 4)]
+    scale: u32,
+    /// Output PNG.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    logging::init(&cli.verbosity);
+    match cli.command {
+        Command::Preview(p) => preview(&p),
+        Command::Stats(d) => stats(&d),
+    }
+}
+
+fn build(d: &DataArgs) -> Result<Box<dyn MultiTaskDataset>> {
+    anyhow::ensure!(
+        DATASETS.contains(&d.dataset.as_str()),
+        "unknown dataset `{}`; known: {}",
+        d.dataset,
+        DATASETS.join(", ")
+    );
+    open(&DatasetSpec {
+        name: d.dataset.clone(),
+        source: d.source,
+        data_dir: d.data_dir.clone(),
+        font: d.font.clone(),
+        train_size: d.train_size,
+        test_size: d.test_size,
+        seed: d.seed,
+        device: d.device.resolve()?,
+    })
+}
+
+/// `task: class` lines for example `i`.
+fn label_text(ds: &dyn MultiTaskDataset, labels: &[Tensor], i: i64) -> String {
+    let names: Vec<Vec<String>> = (0..ds.tasks().len()).map(|t| ds.class_names(t)).collect();
+    ds.tasks()
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(t, (task, l))| format!("{}: {}", task.name, names[t][l.int64_value(&[i]) as usize]))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn preview(p: &Preview) -> Result<()> {
+    let ds = build(&p.data)?;
+    let split = if p.test { Split::Test } else { Split::Train };
+    let n = p.count.min(ds.len(split)) as i64;
+    let idx = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu));
+    let seed = Seeds::new(p.data.seed).derive(Stream::Data, 0);
+    let (images, labels): (Tensor, Vec<String>) = if p.pairs {
+        let pair = ds.pair(split, &idx, p.dropout, seed);
+        let images = Tensor::stack(&[&pair.first.inputs, &pair.second], 1).flatten(0, 1);
+        let labels = (0..n)
+            .flat_map(|i| {
+                let shown = label_text(ds.as_ref(), &pair.second_labels, i);
+                [format!("view 1\n{}", label_text(ds.as_ref(), &pair.first.labels, i)), format!("view 2\n{shown}")]
+            })
+            .collect();
+        (images, labels)
+    } else {
+        let b = ds.batch(split, &idx, seed);
+        let labels = (0..n).map(|i| label_text(ds.as_ref(), &b.labels, i)).collect();
+        (b.inputs, labels)
+    };
+    let cols = if p.pairs { 8 } else { 8.min(n as usize).max(1) };
+    grid::write_grid(&p.out, &images, &labels, cols, p.scale)?;
+    tracing::info!(out = %p.out.display(), images = images.size()[0], "wrote preview");
+    Ok(())
+}
+
+fn stats(d: &DataArgs) -> Result<()> {
+    let ds = build(d)?;
+    let mut splits = serde_json::Map::new();
+    for (name, split) in [("train", Split::Train), ("test", Split::Test)] {
+        let len = ds.len(split) as i64;
+        let mut counts: Vec<Tensor> =
+            ds.tasks().iter().map(|t| Tensor::zeros([t.num_classes as i64], (Kind::Int64, ds.device()))).collect();
+        let mut start = 0;
+        while start < len {
+            let m = 4096.min(len - start);
+            let idx = Tensor::arange_start(start, start + m, (Kind::Int64, tch::Device::Cpu));
+            let b = ds.batch(split, &idx, Seeds::new(d.seed).derive(Stream::Data, start as u64));
+            for (c, (l, t)) in counts.iter_mut().zip(b.labels.iter().zip(ds.tasks().iter())) {
+                *c += l.bincount(None::<Tensor>, t.num_classes as i64);
+            }
+            start += m;
+        }
+        let classes: serde_json::Map<String, serde_json::Value> = ds
+            .tasks()
+            .iter()
+            .zip(&counts)
+            .map(|(t, c)| {
+                (
+                    t.name.clone(),
+                    serde_json::json!(Vec::<i64>::try_from(c.to_device(tch::Device::Cpu)).unwrap_or_default()),
+                )
+            })
+            .collect();
+        splits.insert(name.into(), serde_json::json!({"size": len, "class_counts": classes}));
+    }
+    let out = serde_json::json!({
+        "dataset": ds.name(),
+        "tasks": ds.tasks(),
+        "splits": splits,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
