@@ -1,6 +1,7 @@
 //! `cargo xtask …`: featdrop's task runner. It builds without libtorch (it is what installs it),
 //! so it never depends on tch; steps that need libtorch run the per-crate binaries.
 
+mod bench;
 mod doctor;
 mod fetch;
 mod libtorch;
@@ -42,6 +43,16 @@ enum Cmd {
     /// Download a real dataset (CIFAR-10, MNIST) into data/raw/, verified against data/manifest.json;
     /// resumes interrupted downloads and skips files already verified.
     Fetch(fetch::FetchArgs),
+    /// Benchmarks: `data` (overlay composition), `views` (expert augmentations), `train`
+    /// (training steps), or `all`. Each prints its ratio against a baseline measured in the same run.
+    Bench {
+        /// Which benchmark: data, views, train or all.
+        #[arg(default_value = "all")]
+        which: String,
+        /// Device: cpu, cuda, cuda:N (cuda without a usable GPU is an error).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
 fn main() {
@@ -51,6 +62,7 @@ fn main() {
         Cmd::Doctor { json } => doctor::run(json),
         Cmd::Test { no_lint, cargo_args } => test::run(!no_lint, &cargo_args),
         Cmd::Fetch(args) => fetch::run(&args),
+        Cmd::Bench { which, device } => bench::run(&which, &device),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,42 @@
+//! View grids (§4 monitoring): one row per example — original | view 1 | view 2 | |δ| — where
+//! |δ| is |view 1 − original| scaled to its own maximum, shown in grey.
+
+use crate::trainer::Trainer;
+use anyhow::Result;
+use featdrop_augment::Normalize;
+use featdrop_core::Modality;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// Undoes the image normalisation so a view can be shown in [0, 1].
+fn show(view: &Tensor) -> Tensor {
+    let n = Normalize::default();
+    let c = n.mean.len() as i64;
+    let mean = Tensor::from_slice(&n.mean).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(view.device());
+    let std = Tensor::from_slice(&n.std).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(view.device());
+    (view * std + mean).clamp(0.0, 1.0)
+}
+
+/// |a − b| per example, scaled to its maximum and repeated over RGB.
+fn heat(a: &Tensor, b: &Tensor) -> Tensor {
+    let d = (a - b).abs().mean_dim([1i64].as_slice(), true, Kind::Float);
+    let max = d.amax([1i64, 2, 3].as_slice(), true).clamp_min(1e-8);
+    (d / max).repeat([1, 3, 1, 1])
+}
+
+/// Writes the grid of `n` training examples to `path` (images only; audio runs skip it).
+pub fn save_view_grid(trainer: &Trainer, path: &Path, n: i64) -> Result<()> {
+    if trainer.dataset().modality() != Modality::Image {
+        return Ok(());
+    }
+    let n = n.min(trainer.dataset().len(featdrop_core::Split::Train) as i64);
+    let idx = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu));
+    let (x, v1, v2, labels) = trainer.views_for_grid(&idx);
+    let (s1, s2) = (show(&v1), show(&v2));
+    let d = heat(&s1, &x);
+    let rows: Vec<Tensor> = (0..n).flat_map(|i| [&x, &s1, &s2, &d].map(|t| t.get(i))).collect();
+    let cells = Tensor::stack(&rows, 0).to_device(tch::Device::Cpu);
+    let captions: Vec<String> =
+        labels.iter().flat_map(|l| [l.clone(), "view 1".into(), "view 2".into(), "|δ|".into()]).collect();
+    featdrop_data::grid::write_grid(path, &cells, &captions, 4, 3)
+}

@@ -1,0 +1,234 @@
+//! The contrastive trainer (§4): pairs from a multi-task dataset, views from any
+//! [`ViewFamily`], an [`Encoder`] trained with SGD on the SimCLR objective and — when the family
+//! has trainable parameters (the viewmaker) — those trained with Adam to *maximise* the same loss.
+//!
+//! Every random draw is seeded from (run seed, stream, global step), so an interrupted run resumed
+//! from its checkpoint ends bit-identical (on CPU) to an uninterrupted one.
+
+use crate::encoder::{Encoder, EncoderSpec, ResNet, Stem};
+use crate::optim::{Adam, Sgd};
+use crate::views;
+use anyhow::{Context, Result, ensure};
+use featdrop_core::io::{JsonLines, write_json_atomic};
+use featdrop_core::{Modality, RunConfig, RunDir, Seeds, Stream, ViewFamily, checkpoint};
+use featdrop_data::{DatasetSpec, MultiTaskDataset};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor, nn::VarStore};
+
+/// What a finished (or stopped) training run reports; also `pretrain.done.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// Epochs completed in total.
+    pub epochs: usize,
+    /// Optimisation steps in total.
+    pub steps: u64,
+    /// Mean encoder loss of the first epoch run in this process (None if none ran).
+    pub first_epoch_loss: Option<f64>,
+    /// Mean encoder loss of the last epoch.
+    pub last_epoch_loss: f64,
+    /// kNN accuracy per task after the last epoch.
+    pub knn: BTreeMap<String, f64>,
+    /// Wall time of this process's training, seconds.
+    pub seconds: f64,
+    /// Training throughput of this process, images per second (pairs count as two).
+    pub images_per_s: f64,
+    /// The device used.
+    pub device: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrainerState {
+    epochs_done: usize,
+    step: u64,
+    last_epoch_loss: f64,
+}
+
+/// A contrastive pretraining run.
+pub struct Trainer {
+    cfg: RunConfig,
+    run: RunDir,
+    device: Device,
+    seeds: Seeds,
+    dataset: Box<dyn MultiTaskDataset>,
+    enc_vs: VarStore,
+    encoder: Box<dyn Encoder>,
+    views: Box<dyn ViewFamily>,
+    clean: Box<dyn ViewFamily>,
+    sgd: Sgd,
+    adam: Option<Adam>,
+    epochs_done: usize,
+    last_epoch_loss: f64,
+}
+
+/// The encoder a config asks for, for a dataset's modality.
+pub fn encoder_spec(cfg: &RunConfig, modality: Modality) -> EncoderSpec {
+    let (channels, stem) = match modality {
+        Modality::Image => (3, Stem::SmallImage),
+        Modality::Audio => (1, Stem::Standard),
+    };
+    let base = match cfg.encoder.arch.as_str() {
+        "small" => EncoderSpec::small(channels, stem, cfg.encoder.width as i64),
+        _ => EncoderSpec {
+            in_channels: channels,
+            stem,
+            width: cfg.encoder.width as i64,
+            ..EncoderSpec::resnet18_small_images()
+        },
+    };
+    EncoderSpec { embed_dim: cfg.encoder.embed_dim as i64, projection_head: cfg.encoder.projection_head, ..base }
+}
+
+/// Opens a config's dataset on `device`.
+pub fn open_dataset(cfg: &RunConfig, device: Device) -> Result<Box<dyn MultiTaskDataset>> {
+    let spec = DatasetSpec {
+        name: cfg.dataset.clone(),
+        source: cfg.data.source.parse().map_err(anyhow::Error::msg)?,
+        data_dir: cfg.data.data_dir.as_ref().map(Into::into),
+        font: None,
+        train_size: cfg.data.train_size,
+        test_size: cfg.data.test_size,
+        seed: cfg.seed,
+        device,
+    };
+    featdrop_data::open(&spec)
+}
+
+impl Trainer {
+    /// A run of `cfg` in `run`, building dataset, encoder and views from the config. Resumes from
+    /// the run's last checkpoint when there is one.
+    pub fn from_config(cfg: RunConfig, run: RunDir) -> Result<Self> {
+        let device = cfg.device.resolve()?;
+        let dataset = open_dataset(&cfg, device)?;
+        let seeds = Seeds::new(cfg.seed);
+        seeds.seed_torch(Stream::Init, 0);
+        let enc_vs = VarStore::new(device);
+        let encoder: Box<dyn Encoder> = Box::new(ResNet::new(&enc_vs.root(), encoder_spec(&cfg, dataset.modality())));
+        seeds.seed_torch(Stream::Init, 1);
+        let views = views::view_family(&cfg, dataset.modality(), device)?;
+        Self::with_parts(cfg, run, dataset, enc_vs, encoder, views)
+    }
+
+    /// A run from parts a user built: any dataset, any encoder (its parameters in `enc_vs`), any
+    /// view family. Resumes from the run's last checkpoint when there is one.
+    pub fn with_parts(
+        cfg: RunConfig,
+        run: RunDir,
+        dataset: Box<dyn MultiTaskDataset>,
+        enc_vs: VarStore,
+        encoder: Box<dyn Encoder>,
+        views: Box<dyn ViewFamily>,
+    ) -> Result<Self> {
+        cfg.validate(&run.config().display().to_string())?;
+        ensure!(
+            !cfg.train.bf16 && !cfg.train.channels_last,
+            "train.bf16 and train.channels_last are not supported yet; set them to false"
+        );
+        let device = dataset.device();
+        let t = &cfg.train;
+        let sgd = Sgd::new(named_trainable(&enc_vs), t.lr, t.momentum, t.weight_decay);
+        let vm_params = views.trainable();
+        let adam = (!vm_params.is_empty()).then(|| Adam::new(vm_params, cfg.viewmaker.lr));
+        let clean = views::clean(dataset.modality());
+        let seeds = Seeds::new(cfg.seed);
+        let mut me = Self {
+            cfg,
+            run,
+            device,
+            seeds,
+            dataset,
+            enc_vs,
+            encoder,
+            views,
+            clean,
+            sgd,
+            adam,
+            epochs_done: 0,
+            last_epoch_loss: f64::NAN,
+        };
+        me.prepare_run_dir()?;
+        Ok(me)
+    }
+
+    /// The encoder being trained.
+    pub fn encoder(&self) -> &dyn Encoder {
+        self.encoder.as_ref()
+    }
+
+    /// The dataset.
+    pub fn dataset(&self) -> &dyn MultiTaskDataset {
+        self.dataset.as_ref()
+    }
+
+    /// Epochs finished so far (after a resume, those of the checkpoint).
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// All tensors a checkpoint holds: encoder variables (with batch-norm statistics), view-family
+    /// parameters and optimiser state, by name.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> = sorted(self.enc_vs.variables().into_iter().collect());
+        out = out.into_iter().map(|(n, t)| (format!("enc.{n}"), t)).collect();
+        out.extend(self.views.trainable().into_iter().map(|(n, t)| (format!("views.{n}"), t)));
+        out.extend(self.sgd.state("sgd"));
+        if let Some(adam) = &self.adam {
+            out.extend(adam.state("adam"));
+        }
+        out
+    }
+
+    fn prepare_run_dir(&mut self) -> Result<()> {
+        let cfg_path = self.run.config();
+        if cfg_path.exists() {
+            let old = RunConfig::from_file(&cfg_path)?;
+            let same = RunConfig { device: self.cfg.device, ..old };
+            ensure!(
+                same == self.cfg,
+                "{} holds a different config; use a new run directory or delete that one to start over",
+                cfg_path.display()
+            );
+        } else {
+            write_json_atomic(&cfg_path, &self.cfg)?;
+        }
+        let ckpt_dir = self.run.checkpoints();
+        if let Some(tag) = checkpoint::latest(&ckpt_dir)? {
+            let (tensors, state): (_, TrainerState) = checkpoint::load(&ckpt_dir, &tag)?;
+            let loaded: Vec<(String, Tensor)> =
+                tensors.into_iter().map(|(n, t)| (n, t.to_device(self.device))).collect();
+            checkpoint::restore_into(&loaded, &self.state_tensors())
+                .with_context(|| format!("restoring checkpoint {tag}"))?;
+            self.epochs_done = state.epochs_done;
+            self.last_epoch_loss = state.last_epoch_loss;
+            tracing::info!(checkpoint = %tag, epochs_done = state.epochs_done, "resumed");
+            // Records after the checkpoint belong to work that is about to be redone.
+            let metrics = self.run.metrics();
+            if metrics.exists() {
+                let keep: Vec<serde_json::Value> = JsonLines::read_all(&metrics)?
+                    .into_iter()
+                    .filter(|r: &serde_json::Value| r["epoch"].as_u64().is_some_and(|e| e <= state.epochs_done as u64))
+                    .collect();
+                let text: String = keep.iter().map(|r| format!("{r}\n")).collect();
+                featdrop_core::io::write_atomic(&metrics, text.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A VarStore's trainable variables by name, in name order (batch-norm statistics excluded).
+pub fn named_trainable(vs: &VarStore) -> Vec<(String, Tensor)> {
+    sorted(vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect())
+}
+
+fn sorted(mut v: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    f64::try_from(t.detach().to_kind(Kind::Double)).unwrap_or(f64::NAN)
+}
+
+mod run;
+pub use run::StopAfter;

@@ -1,0 +1,258 @@
+//! The training loop: steps, epochs, monitoring, view grids and checkpoints.
+
+use super::{TrainSummary, Trainer, TrainerState, scalar};
+use crate::knn::knn_accuracy;
+use crate::loss::{nt_xent, simclr_loss};
+use anyhow::Result;
+use featdrop_core::config::{Objective, UpdateOrder};
+use featdrop_core::io::{JsonLines, write_json_atomic};
+use featdrop_core::{Split, Stream, checkpoint};
+use featdrop_data::epoch_indices;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Where to stop early (for tests and for splitting long runs): after this many epochs in total.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StopAfter(pub Option<usize>);
+
+/// Losses of one step.
+struct StepLoss {
+    encoder: f64,
+    viewmaker: Option<f64>,
+}
+
+impl Trainer {
+    fn objective(&self, v1: &Tensor, v2: &Tensor) -> Tensor {
+        let (z1, z2) = (self.encoder.embed(v1, true), self.encoder.embed(v2, true));
+        match self.cfg.train.objective {
+            Objective::Simclr => simclr_loss(&z1, &z2, self.cfg.train.temperature),
+            Objective::NtXent => nt_xent(&z1, &z2, self.cfg.train.temperature),
+        }
+    }
+
+    /// One optimisation step on the examples `idx` at global step `step`.
+    fn step(&mut self, idx: &Tensor, step: u64) -> StepLoss {
+        let redraw = self.cfg.view_mode.overlay_redraw_p();
+        let pair = self.dataset.pair(Split::Train, idx, redraw, self.seeds.derive(Stream::Data, step));
+        let (x1, x2) = (pair.first.inputs, pair.second);
+        let seed = |k: u64| self.seeds.derive(Stream::Views, step * 4 + k);
+        let weight = self.cfg.viewmaker.loss_weight;
+        self.sgd.zero_grad();
+        match (self.cfg.train.update, self.adam.is_some()) {
+            (UpdateOrder::Alternating, true) => {
+                // Published order: encoder step on views made without the viewmaker's graph, then
+                // a fresh forward pass (fresh noise) for the viewmaker step.
+                let (v1, v2) = tch::no_grad(|| (self.views.view(&x1, seed(0)), self.views.view(&x2, seed(1))));
+                let loss = self.objective(&v1, &v2);
+                loss.backward();
+                self.sgd.step();
+                let adam = self.adam.as_mut().expect("checked above");
+                adam.zero_grad();
+                let (v1, v2) = (self.views.view(&x1, seed(2)), self.views.view(&x2, seed(3)));
+                let vm_loss = self.objective(&v1, &v2);
+                (&vm_loss * -weight).backward();
+                self.adam.as_mut().expect("checked above").step();
+                StepLoss { encoder: scalar(&loss), viewmaker: Some(scalar(&vm_loss)) }
+            }
+            (_, has_vm) => {
+                // One pass; the viewmaker's gradient is reversed (× −weight) before its step: the
+                // single-pass `simultaneous` option, or a plain step for fixed families.
+                if let Some(adam) = self.adam.as_mut() {
+                    adam.zero_grad();
+                }
+                let (v1, v2) = (self.views.view(&x1, seed(0)), self.views.view(&x2, seed(1)));
+                let loss = self.objective(&v1, &v2);
+                loss.backward();
+                self.sgd.step();
+                if has_vm {
+                    tch::no_grad(|| {
+                        for (_, p) in self.views.trainable() {
+                            let mut g = p.grad();
+                            if g.defined() {
+                                let _ = g.g_mul_scalar_(-weight);
+                            }
+                        }
+                    });
+                    self.adam.as_mut().expect("has_vm").step();
+                }
+                let l = scalar(&loss);
+                StepLoss { encoder: l, viewmaker: has_vm.then_some(l) }
+            }
+        }
+    }
+
+    /// Runs `steps` optimisation steps over the first training batches (no monitor, metrics or
+    /// checkpoints) and returns the images per second, for benchmarks. Synchronises CUDA before
+    /// reading the clock.
+    pub fn time_steps(&mut self, steps: usize) -> f64 {
+        let bs = self.cfg.train.batch_size;
+        let batches = epoch_indices(self.dataset.len(Split::Train), bs, 0, self.cfg.seed);
+        let sync = |d: tch::Device| {
+            if let tch::Device::Cuda(i) = d {
+                tch::Cuda::synchronize(i as i64);
+            }
+        };
+        sync(self.device);
+        let start = Instant::now();
+        for (i, idx) in batches.iter().cycle().take(steps).enumerate() {
+            self.step(idx, i as u64);
+        }
+        sync(self.device);
+        (2 * bs * steps) as f64 / start.elapsed().as_secs_f64()
+    }
+
+    /// kNN accuracy per task: training-split bank, test-split queries, clean inputs, embeddings.
+    pub fn monitor(&self) -> BTreeMap<String, f64> {
+        let m = self.cfg.data.monitor_size as i64;
+        let embed_split = |split: Split| {
+            let n = (self.dataset.len(split) as i64).min(m);
+            let idx = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu));
+            let batch = self.dataset.batch(split, &idx, self.seeds.derive(Stream::Eval, 0));
+            let z = tch::no_grad(|| {
+                let chunks: Vec<Tensor> = batch
+                    .inputs
+                    .split(256, 0)
+                    .iter()
+                    .map(|x| self.encoder.embed(&self.clean.view(x, 0), false))
+                    .collect();
+                Tensor::cat(&chunks, 0)
+            });
+            (z, batch.labels)
+        };
+        let (bank, bank_labels) = embed_split(Split::Train);
+        let (query, query_labels) = embed_split(Split::Test);
+        let k = self.cfg.train.knn_k as i64;
+        self.dataset
+            .tasks()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let acc = knn_accuracy(&bank, &bank_labels[i], &query, &query_labels[i], k, t.num_classes as i64);
+                (t.name.clone(), acc)
+            })
+            .collect()
+    }
+
+    /// Trains until `cfg.train.epochs` (or `stop`), resuming where the run left off.
+    pub fn run(&mut self, stop: StopAfter) -> Result<TrainSummary> {
+        let cfg = self.cfg.clone();
+        let bs = cfg.train.batch_size;
+        let n = self.dataset.len(Split::Train);
+        anyhow::ensure!(n >= bs, "dataset `{}` has {n} training examples, fewer than one batch of {bs}", cfg.dataset);
+        let per_epoch = (n / bs) as u64;
+        let end = stop.0.map_or(cfg.train.epochs, |s| s.min(cfg.train.epochs));
+        let mut metrics = JsonLines::append(&self.run.metrics())?;
+        let started = Instant::now();
+        let (mut images, mut first_loss) = (0u64, None);
+        let mut knn = BTreeMap::new();
+        for epoch in self.epochs_done..end {
+            let t0 = Instant::now();
+            let batches = epoch_indices(n, bs, epoch as u64, cfg.seed);
+            let bar = progress(batches.len() as u64, epoch, cfg.train.epochs);
+            let mut sum = 0.0;
+            for (i, idx) in batches.iter().enumerate() {
+                let step = epoch as u64 * per_epoch + i as u64;
+                let l = self.step(idx, step);
+                anyhow::ensure!(l.encoder.is_finite(), "loss became {} at step {step}", l.encoder);
+                sum += l.encoder;
+                images += 2 * bs as u64;
+                metrics.write(&json!({"kind": "step", "epoch": epoch + 1, "step": step, "loss": l.encoder, "viewmaker_loss": l.viewmaker}))?;
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} img/s",
+                    l.encoder,
+                    images as f64 / started.elapsed().as_secs_f64()
+                ));
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let mean = sum / batches.len() as f64;
+            first_loss.get_or_insert(mean);
+            knn = self.monitor();
+            self.epochs_done = epoch + 1;
+            self.last_epoch_loss = mean;
+            let secs = t0.elapsed().as_secs_f64();
+            metrics.write(&json!({"kind": "epoch", "epoch": epoch + 1, "loss": mean, "knn": knn, "seconds": secs}))?;
+            tracing::info!(epoch = epoch + 1, loss = format!("{mean:.4}"), knn = ?knn, seconds = format!("{secs:.1}"), "epoch");
+            self.after_epoch(epoch + 1)?;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if knn.is_empty() {
+            knn = self.monitor();
+        }
+        let summary = TrainSummary {
+            epochs: self.epochs_done,
+            steps: self.epochs_done as u64 * per_epoch,
+            first_epoch_loss: first_loss,
+            last_epoch_loss: self.last_epoch_loss,
+            knn,
+            seconds: secs,
+            images_per_s: if secs > 0.0 { images as f64 / secs } else { 0.0 },
+            device: format!("{:?}", self.device),
+        };
+        if self.epochs_done == cfg.train.epochs {
+            write_json_atomic(&self.run.done_marker(), &summary)?;
+        }
+        Ok(summary)
+    }
+
+    /// Saves view grids and checkpoints when due.
+    fn after_epoch(&mut self, done: usize) -> Result<()> {
+        let t = &self.cfg.train;
+        let last = done == t.epochs;
+        if t.view_grid_every > 0 && (done.is_multiple_of(t.view_grid_every) || last) {
+            let path = self.run.views().join(format!("epoch-{done:04}.png"));
+            crate::grid::save_view_grid(self, &path, 8)?;
+        }
+        if done.is_multiple_of(t.checkpoint_every) || last {
+            let per_epoch = (self.dataset.len(Split::Train) / t.batch_size) as u64;
+            let state = TrainerState {
+                epochs_done: done,
+                step: done as u64 * per_epoch,
+                last_epoch_loss: self.last_epoch_loss,
+            };
+            let dir = self.run.checkpoints();
+            let previous = checkpoint::latest(&dir)?;
+            checkpoint::save(&dir, &format!("epoch-{done:04}"), &self.state_tensors(), &state)?;
+            if let Some(old) = previous.filter(|o| *o != format!("epoch-{done:04}")) {
+                for ext in ["safetensors", "json"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{old}.{ext}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn views_for_grid(&self, idx: &Tensor) -> (Tensor, Tensor, Tensor, Vec<String>) {
+        let batch = self.dataset.batch(Split::Train, idx, self.seeds.derive(Stream::Eval, 1));
+        let (v1, v2) = tch::no_grad(|| {
+            (
+                self.views.view(&batch.inputs, self.seeds.derive(Stream::Eval, 2)),
+                self.views.view(&batch.inputs, self.seeds.derive(Stream::Eval, 3)),
+            )
+        });
+        let tasks = self.dataset.tasks();
+        let labels = (0..batch.len())
+            .map(|i| {
+                tasks
+                    .iter()
+                    .zip(&batch.labels)
+                    .map(|(t, l)| format!("{}={}", t.name, l.int64_value(&[i as i64])))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        (batch.inputs, v1, v2, labels)
+    }
+}
+
+fn progress(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise}]")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
+    bar
+}
