@@ -70,6 +70,13 @@ struct Cli {
     /// Stop after this many epochs in total (resume later by running again).
     #[arg(long)]
     stop_after_epoch: Option<usize>,
+    /// Do not train: write a grid of view pairs (original | view 1 | view 2 | |δ|) of the
+    /// configured view mode, as the untrained run would make them, to this PNG and exit.
+    #[arg(long, value_name = "PNG")]
+    preview_views: Option<PathBuf>,
+    /// Examples in the --preview-views grid.
+    #[arg(long, default_value_t = 8)]
+    preview_count: i64,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -114,6 +121,16 @@ fn main() {
     init(&cli.verbosity);
     let result = (|| -> Result<()> {
         let cfg = config(&cli)?;
+        if let Some(png) = &cli.preview_views {
+            // A throw-away run directory: previewing must not leave a half-made run behind.
+            let tmp = std::env::temp_dir().join(format!("featdrop-preview-{}", std::process::id()));
+            let trainer = Trainer::from_config(cfg, RunDir::at(&tmp))?;
+            let written = featdrop_contrastive::grid::save_view_grid(&trainer, png, cli.preview_count);
+            let _ = std::fs::remove_dir_all(&tmp);
+            written?;
+            tracing::info!(out = %png.display(), "wrote view preview");
+            return Ok(());
+        }
         let run = match &cli.run_dir {
             Some(d) => RunDir::at(d),
             None => RunDir::for_cell(&cli.out, &cfg.experiment, &cfg.dataset, cfg.view_mode, cfg.seed),

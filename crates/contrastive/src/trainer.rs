@@ -120,11 +120,16 @@ impl Trainer {
         views: Box<dyn ViewFamily>,
     ) -> Result<Self> {
         cfg.validate(&run.config().display().to_string())?;
-        ensure!(
-            !cfg.train.bf16 && !cfg.train.channels_last,
-            "train.bf16 and train.channels_last are not supported yet; set them to false"
-        );
         let device = dataset.device();
+        if cfg.train.channels_last {
+            // Before the optimiser exists, so its momentum buffers share the new layout.
+            featdrop_torch_ext::module_to_channels_last(&enc_vs)?;
+        }
+        if cfg.train.bf16 {
+            // Fail now, not mid-run, if this device has no bf16 autocast.
+            featdrop_torch_ext::with_autocast(device, Kind::BFloat16, || ())
+                .with_context(|| format!("train.bf16: bf16 autocast is not available on {device:?}"))?;
+        }
         let t = &cfg.train;
         let sgd = Sgd::new(named_trainable(&enc_vs), t.lr, t.momentum, t.weight_decay);
         let vm_params = views.trainable();

@@ -128,3 +128,19 @@ fn a_run_directory_with_another_config_is_refused() {
     let err = Trainer::from_config(cfg, RunDir::at(dir.path())).err().expect("must refuse").to_string();
     assert!(err.contains("holds a different config"), "{err}");
 }
+
+/// The CUDA speed options also run on the CPU (bf16 autocast exists there): training stays finite
+/// and the encoder's convolution weights end channels-last.
+#[test]
+fn bf16_and_channels_last_options_train() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = smoke_config(ViewMode::Expert, 64, 1);
+    (cfg.train.bf16, cfg.train.channels_last) = (true, true);
+    let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
+    let s = trainer.run(StopAfter::default()).unwrap();
+    assert!(s.last_epoch_loss.is_finite());
+    let convs: Vec<_> =
+        trainer.state_tensors().into_iter().filter(|(n, t)| n.starts_with("enc.") && t.dim() == 4).collect();
+    assert!(!convs.is_empty() && convs.iter().all(|(_, t)| featdrop_torch_ext::is_channels_last(t)));
+}

@@ -130,9 +130,9 @@ pub struct TrainConfig {
     pub knn_k: usize,
     /// Save a view grid every this many epochs (0 = never).
     pub view_grid_every: usize,
-    /// bf16 autocast (CUDA only).
+    /// bf16 autocast of the encoder's forward pass (a CUDA speed option; works on CPU too).
     pub bf16: bool,
-    /// Channels-last memory format (CUDA only).
+    /// Channels-last memory format for the encoder and its inputs (a CUDA speed option).
     pub channels_last: bool,
 }
 

@@ -25,11 +25,24 @@ struct StepLoss {
 }
 
 impl Trainer {
+    /// The contrastive loss of two views, under the speed options the config asks for
+    /// (channels-last inputs, bf16 autocast; both checked when the trainer was built).
     fn objective(&self, v1: &Tensor, v2: &Tensor) -> Tensor {
-        let (z1, z2) = (self.encoder.embed(v1, true), self.encoder.embed(v2, true));
-        match self.cfg.train.objective {
-            Objective::Simclr => simclr_loss(&z1, &z2, self.cfg.train.temperature),
-            Objective::NtXent => nt_xent(&z1, &z2, self.cfg.train.temperature),
+        let t = &self.cfg.train;
+        let layout =
+            |v: &Tensor| if t.channels_last { featdrop_torch_ext::to_channels_last(v) } else { v.shallow_clone() };
+        let forward = || {
+            let (z1, z2) = (self.encoder.embed(&layout(v1), true), self.encoder.embed(&layout(v2), true));
+            match t.objective {
+                Objective::Simclr => simclr_loss(&z1, &z2, t.temperature),
+                Objective::NtXent => nt_xent(&z1, &z2, t.temperature),
+            }
+        };
+        if t.bf16 {
+            featdrop_torch_ext::with_autocast(self.device, Kind::BFloat16, forward)
+                .expect("checked when the trainer was built")
+        } else {
+            forward()
         }
     }
 
@@ -233,15 +246,12 @@ impl Trainer {
                 self.views.view(&batch.inputs, self.seeds.derive(Stream::Eval, 3)),
             )
         });
-        let tasks = self.dataset.tasks();
+        // Class names, one line per task, so captions fit under a 32-pixel cell.
+        let names: Vec<Vec<String>> = (0..batch.labels.len()).map(|t| self.dataset.class_names(t)).collect();
         let labels = (0..batch.len())
             .map(|i| {
-                tasks
-                    .iter()
-                    .zip(&batch.labels)
-                    .map(|(t, l)| format!("{}={}", t.name, l.int64_value(&[i as i64])))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                let class = |(t, l): (usize, &Tensor)| names[t][l.int64_value(&[i as i64]) as usize].clone();
+                batch.labels.iter().enumerate().map(class).collect::<Vec<_>>().join("\n")
             })
             .collect();
         (batch.inputs, v1, v2, labels)

@@ -1,0 +1,64 @@
+//! The `featdrop-train` binary: loud device errors, view previews, bad flags.
+
+use std::process::Command;
+
+fn train() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_featdrop-train"))
+}
+
+const SMALL: [&str; 10] =
+    ["--train-size", "64", "--test-size", "32", "--encoder", "small", "--width", "8", "--viewmaker-width", "0.25"];
+
+/// PNG width and height from the IHDR chunk.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn cuda_without_a_gpu_is_an_error_not_a_cpu_run() {
+    if tch::Cuda::is_available() {
+        return; // on a GPU machine `--device cuda` is legitimately usable
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        train().args(SMALL).args(["--device", "cuda", "--epochs", "1", "--run-dir"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("device `cuda:0` was asked for but CUDA is not usable"), "{err}");
+    assert!(!dir.path().join("metrics.jsonl").exists(), "nothing may have trained");
+}
+
+#[test]
+fn preview_writes_a_grid_of_view_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("views.png");
+    for mode in ["expert", "viewmaker", "expert+viewmaker"] {
+        let status = train()
+            .args(SMALL)
+            .args(["--dataset", "photos+shapes", "--view-mode", mode, "--preview-count", "3", "-q", "--preview-views"])
+            .arg(&png)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{mode}");
+        let (w, h) = png_size(&std::fs::read(&png).unwrap());
+        // Four 96-pixel cells per row (32 px × 3) and three rows with captions under each.
+        assert!((4 * 96..4 * 96 + 60).contains(&w), "{mode}: width {w}");
+        assert!(h >= 3 * 96, "{mode}: height {h}");
+    }
+}
+
+#[test]
+fn bad_flags_name_what_is_accepted() {
+    let out = train().args(["--view-mode", "sideways"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("accepted: expert, viewmaker"));
+    let out = train()
+        .args(SMALL)
+        .args(["--dataset", "photos+emoji", "--epochs", "1", "--run-dir", "/tmp/featdrop-never"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown dataset `photos+emoji`"));
+}
