@@ -74,6 +74,10 @@ struct Cli {
     /// configured view mode, as the untrained run would make them, to this PNG and exit.
     #[arg(long, value_name = "PNG")]
     preview_views: Option<PathBuf>,
+    /// Do not train: check that each of these run configs parses and is valid (errors name the
+    /// file and the field), then exit.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    check_config: Vec<PathBuf>,
     /// Examples in the --preview-views grid.
     #[arg(long, default_value_t = 8)]
     preview_count: i64,
@@ -120,6 +124,12 @@ fn main() {
     let cli = Cli::parse();
     init(&cli.verbosity);
     let result = (|| -> Result<()> {
+        if !cli.check_config.is_empty() {
+            for file in &cli.check_config {
+                RunConfig::from_file(file)?;
+            }
+            return Ok(());
+        }
         let cfg = config(&cli)?;
         if let Some(png) = &cli.preview_views {
             // A throw-away run directory: previewing must not leave a half-made run behind.

@@ -144,3 +144,19 @@ fn bf16_and_channels_last_options_train() {
         trainer.state_tensors().into_iter().filter(|(n, t)| n.starts_with("enc.") && t.dim() == 4).collect();
     assert!(!convs.is_empty() && convs.iter().all(|(_, t)| featdrop_torch_ext::is_channels_last(t)));
 }
+
+/// Audio runs use the spectral recipe and a one-channel viewmaker on the 64×64 log-mel.
+#[test]
+fn audio_runs_train_with_learned_views() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = smoke_config(ViewMode::ExpertViewmaker, 64, 1);
+    cfg.dataset = "speech+noise".into();
+    (cfg.data.test_size, cfg.data.monitor_size) = (32, 32);
+    let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
+    let s = trainer.run(StopAfter::default()).unwrap();
+    assert!(s.last_epoch_loss.is_finite());
+    assert_eq!(s.knn.keys().collect::<Vec<_>>(), ["digit", "noise"]);
+    let vm = trainer.state_tensors().into_iter().find(|(n, _)| n == "views.out.weight").expect("viewmaker output conv");
+    assert_eq!(vm.1.size()[0], 1, "the viewmaker maps back to one channel");
+}

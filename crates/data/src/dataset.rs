@@ -11,7 +11,7 @@ use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
 
 /// Every dataset name [`open`] knows.
-pub const DATASETS: [&str; 4] = ["photos", "photos+shapes", "photos+digits", "photos+letters"];
+pub const DATASETS: [&str; 5] = ["photos", "photos+shapes", "photos+digits", "photos+letters", "speech+noise"];
 /// Default split sizes (CIFAR-10's), used when a size is 0.
 pub const DEFAULT_SIZES: (usize, usize) = (50_000, 10_000);
 /// CIFAR-10 class names.
@@ -53,7 +53,8 @@ pub struct DatasetSpec {
     /// Synthetic or real.
     pub source: Source,
     /// Real data folder: `data/raw` (holding `cifar-10-batches-bin/` and `mnist/`), or one such
-    /// folder itself. `None` is `data/raw`.
+    /// folder itself. `None` is `data/raw`. For `speech+noise` the audio folder (AudioMNIST speaker
+    /// folders plus `noise/`, see [`crate::audio::dataset`]), `None` being `data/raw/audio`.
     pub data_dir: Option<PathBuf>,
     /// TTF font for letters (else a system sans for real sources, the stroke font otherwise).
     pub font: Option<PathBuf>,
@@ -108,6 +109,9 @@ pub struct ImageDataset {
 
 /// Builds the dataset `spec.name`; an unknown name is an error listing the known ones.
 pub fn open(spec: &DatasetSpec) -> Result<Box<dyn MultiTaskDataset>> {
+    if spec.name == crate::audio::SPEECH_NOISE {
+        return Ok(Box::new(crate::audio::SpeechNoiseDataset::build(spec)?));
+    }
     Ok(Box::new(ImageDataset::build(spec)?))
 }
 

@@ -5,9 +5,11 @@
 //! overlays are drawn there with a few tensor ops ([`overlay`]), so re-drawing them on every read
 //! is free. Sources are built in ([`photos`], [`stroke_font`]) or real ([`cifar`], [`idx`], [`ttf`]).
 //! [`open`] builds a dataset by name; [`MultiTaskDataset`] is what trainers and probes use, and the
-//! audio dataset implements it too. [`grid`] writes labelled PNG grids of images.
+//! audio dataset ([`audio`], `speech+noise`, §2.2) implements it too. [`grid`] writes labelled PNG
+//! grids of images.
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod cifar;
 pub mod dataset;
 pub mod glyphs;
@@ -18,6 +20,7 @@ pub mod photos;
 pub mod stroke_font;
 pub mod ttf;
 
+pub use audio::{AudioConfig, PairNoise, SpeechNoiseDataset};
 pub use dataset::{DATASETS, DatasetSpec, ImageDataset, Source, open};
 pub use overlay::{Overlay, OverlayDraw, OverlayKind};
 

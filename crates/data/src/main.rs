@@ -1,11 +1,12 @@
 //! `featdrop-data`: look at and count the multi-task datasets (DESIGN.md §2).
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use clap::{Args, Parser, Subcommand};
 use featdrop_core::logging::{self, Verbosity};
-use featdrop_core::{DeviceChoice, Seeds, Split, Stream};
-use featdrop_data::{DATASETS, DatasetSpec, MultiTaskDataset, Source, grid, open};
-use std::path::PathBuf;
+use featdrop_core::{DeviceChoice, Modality, Seeds, Split, Stream};
+use featdrop_data::audio::{SPEECH_NOISE, dataset::Mix, spectrogram_images, wav};
+use featdrop_data::{DATASETS, DatasetSpec, MultiTaskDataset, PairNoise, Source, SpeechNoiseDataset, grid, open};
+use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 /// Build the featdrop multi-task datasets and inspect them.
@@ -13,6 +14,12 @@ use tch::{Kind, Tensor};
 /// Datasets (DESIGN.md §2.1): `photos`, `photos+shapes`, `photos+digits`, `photos+letters` — a
 /// photograph (synthetic, or CIFAR-10 with --source real) with an independent overlay whose class
 /// is a second task. Overlays are re-drawn on every read; the test split's are fixed by the seed.
+///
+/// Audio (DESIGN.md §2.2): `speech+noise` — a spoken digit (synthetic, or AudioMNIST with --source
+/// real --audio-dir DIR) plus one of three background noises, as a 1×64×64 log-mel spectrogram;
+/// tasks `digit` and `noise`. DIR holds AudioMNIST's speaker folders `01/ … 60/` (files
+/// `<digit>_<speaker>_<rep>.wav`, directly or under DIR/data/) and `noise/babble.wav`,
+/// `noise/traffic.wav`, `noise/machinery.wav` (WAV or FLAC, any rate; resampled to 48 kHz).
 #[derive(Parser)]
 #[command(name = "featdrop-data", version)]
 struct Cli {
@@ -33,7 +40,7 @@ enum Command {
 /// Which dataset to build.
 #[derive(Args)]
 struct DataArgs {
-    /// Dataset name: photos, photos+shapes, photos+digits or photos+letters.
+    /// Dataset name: photos, photos+shapes, photos+digits, photos+letters or speech+noise.
     #[arg(long)]
     dataset: String,
     /// `synthetic` (built in) or `real` (CIFAR-10, MNIST and a TTF font).
@@ -41,8 +48,16 @@ struct DataArgs {
     source: Source,
     /// Real data: `data/raw` with cifar-10-batches-bin/ and mnist/, or one of those folders.
     /// A folder of your own is checked by format and record count, not checksum.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "audio_dir")]
     data_dir: Option<PathBuf>,
+    /// speech+noise with --source real: the audio folder (AudioMNIST speaker folders and noise/;
+    /// default data/raw/audio).
+    #[arg(long)]
+    audio_dir: Option<PathBuf>,
+    /// speech+noise: how a pair's second view gets its noise — `shared` (re-drawn only with
+    /// --dropout) or `independent` (always re-drawn, as the published code did).
+    #[arg(long, default_value = "shared")]
+    pair_noise: PairNoise,
     /// TTF/OTF font for letters (default: a system sans for real data, the stroke font otherwise).
     #[arg(long)]
     font: Option<PathBuf>,
@@ -76,12 +91,15 @@ struct Preview {
     /// Show the test split instead of train.
     #[arg(long)]
     test: bool,
-    /// Pixel upscaling of each image.
+    /// Pixel upscaling of each image (halved for 64×64 spectrograms).
     #[arg(long, default_value_t = 4)]
     scale: u32,
     /// Output PNG.
     #[arg(long)]
     out: PathBuf,
+    /// speech+noise: also write the first (up to 8) mixed examples shown as 48 kHz WAV files here.
+    #[arg(long)]
+    wav: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -93,23 +111,22 @@ fn main() -> Result<()> {
     }
 }
 
-fn build(d: &DataArgs) -> Result<Box<dyn MultiTaskDataset>> {
-    anyhow::ensure!(
-        DATASETS.contains(&d.dataset.as_str()),
-        "unknown dataset `{}`; known: {}",
-        d.dataset,
-        DATASETS.join(", ")
-    );
-    open(&DatasetSpec {
+fn spec(d: &DataArgs) -> Result<DatasetSpec> {
+    ensure!(DATASETS.contains(&d.dataset.as_str()), "unknown dataset `{}`; known: {}", d.dataset, DATASETS.join(", "));
+    Ok(DatasetSpec {
         name: d.dataset.clone(),
         source: d.source,
-        data_dir: d.data_dir.clone(),
+        data_dir: d.audio_dir.clone().or_else(|| d.data_dir.clone()),
         font: d.font.clone(),
         train_size: d.train_size,
         test_size: d.test_size,
         seed: d.seed,
         device: d.device.resolve()?,
     })
+}
+
+fn build(d: &DataArgs) -> Result<Box<dyn MultiTaskDataset>> {
+    open(&spec(d)?)
 }
 
 /// `task: class` lines for example `i`.
@@ -125,28 +142,76 @@ fn label_text(ds: &dyn MultiTaskDataset, labels: &[Tensor], i: i64) -> String {
 }
 
 fn preview(p: &Preview) -> Result<()> {
-    let ds = build(&p.data)?;
+    let spec = spec(&p.data)?;
+    if spec.name != SPEECH_NOISE {
+        ensure!(p.wav.is_none(), "--wav needs --dataset {SPEECH_NOISE}");
+        return preview_grid(p, open(&spec)?.as_ref());
+    }
+    let mut ds = SpeechNoiseDataset::build(&spec)?;
+    ds.set_pair_noise(p.data.pair_noise);
+    preview_grid(p, &ds)?;
+    match &p.wav {
+        Some(dir) => write_wavs(p, &ds, dir),
+        None => Ok(()),
+    }
+}
+
+/// The split and the indices a preview shows, and the seed its batch is drawn with.
+fn shown(p: &Preview, ds: &dyn MultiTaskDataset) -> (Split, Tensor, u64) {
     let split = if p.test { Split::Test } else { Split::Train };
     let n = p.count.min(ds.len(split)) as i64;
-    let idx = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu));
-    let seed = Seeds::new(p.data.seed).derive(Stream::Data, 0);
+    (split, Tensor::arange(n, (Kind::Int64, tch::Device::Cpu)), Seeds::new(p.data.seed).derive(Stream::Data, 0))
+}
+
+/// Writes the shown examples' mixed waveforms (both views with --pairs), the same draws as the grid.
+fn write_wavs(p: &Preview, ds: &SpeechNoiseDataset, dir: &Path) -> Result<()> {
+    let (split, idx, seed) = shown(p, ds);
+    let idx = idx.narrow(0, 0, idx.size()[0].min(8));
+    let views: Vec<(String, Mix)> = if p.pairs {
+        let (a, b) = ds.pair_waves(split, &idx, p.dropout, seed);
+        vec![("view1".into(), a), ("view2".into(), b)]
+    } else {
+        vec![(String::new(), ds.waves(split, &idx, seed))]
+    };
+    let rate = ds.config().mel.sample_rate as u32;
+    let (digits, noises) = (ds.class_names(0), ds.class_names(1));
+    for (view, m) in &views {
+        for i in 0..idx.size()[0] {
+            let (d, n) = (m.digit.int64_value(&[i]) as usize, m.noise.int64_value(&[i]) as usize);
+            let sep = if view.is_empty() { "" } else { "_" };
+            let path = dir.join(format!("{i:02}{sep}{view}_{}_{}.wav", digits[d], noises[n]));
+            let samples = Vec::<f32>::try_from(m.waves.get(i).to_device(tch::Device::Cpu).to_kind(Kind::Float))?;
+            wav::write_wav(&path, &samples, rate)?;
+        }
+    }
+    tracing::info!(dir = %dir.display(), files = views.len() as i64 * idx.size()[0], "wrote WAV examples");
+    Ok(())
+}
+
+fn preview_grid(p: &Preview, ds: &dyn MultiTaskDataset) -> Result<()> {
+    let (split, idx, seed) = shown(p, ds);
+    let n = idx.size()[0];
     let (images, labels): (Tensor, Vec<String>) = if p.pairs {
         let pair = ds.pair(split, &idx, p.dropout, seed);
         let images = Tensor::stack(&[&pair.first.inputs, &pair.second], 1).flatten(0, 1);
         let labels = (0..n)
             .flat_map(|i| {
-                let shown = label_text(ds.as_ref(), &pair.second_labels, i);
-                [format!("view 1\n{}", label_text(ds.as_ref(), &pair.first.labels, i)), format!("view 2\n{shown}")]
+                let shown = label_text(ds, &pair.second_labels, i);
+                [format!("view 1\n{}", label_text(ds, &pair.first.labels, i)), format!("view 2\n{shown}")]
             })
             .collect();
         (images, labels)
     } else {
         let b = ds.batch(split, &idx, seed);
-        let labels = (0..n).map(|i| label_text(ds.as_ref(), &b.labels, i)).collect();
+        let labels = (0..n).map(|i| label_text(ds, &b.labels, i)).collect();
         (b.inputs, labels)
     };
     let cols = if p.pairs { 8 } else { 8.min(n as usize).max(1) };
-    grid::write_grid(&p.out, &images, &labels, cols, p.scale)?;
+    let (images, scale) = match ds.modality() {
+        Modality::Audio => (spectrogram_images(&images), (p.scale / 2).max(1)),
+        Modality::Image => (images, p.scale),
+    };
+    grid::write_grid(&p.out, &images, &labels, cols, scale)?;
     tracing::info!(out = %p.out.display(), images = images.size()[0], "wrote preview");
     Ok(())
 }

@@ -1,0 +1,496 @@
+//! `speech+noise` (DESIGN.md §2.2): speech crops and noise segments gathered, mixed and turned
+//! into log-mel spectrograms on the device, a whole batch at a time.
+//!
+//! Real layout (`--source real`, the folder given as `data_dir` / `--audio-dir`, default
+//! `data/raw/audio`):
+//!
+//! ```text
+//! DIR/01/0_01_0.wav … DIR/60/9_60_49.wav   AudioMNIST: <speaker>/<digit>_<speaker>_<rep>.wav
+//!                                           (also found under DIR/data/, as in its repository)
+//! DIR/noise/babble.wav, traffic.wav, machinery.wav   (or .flac)
+//! ```
+
+use super::mel::{LogMel, MelConfig};
+use super::{SPEECH_NOISE, TEST_SPEAKERS, split_speakers, synth, wav};
+use crate::dataset::{DatasetSpec, Source};
+use crate::{MultiTaskDataset, Pair, with_seed};
+use anyhow::{Context, Result, bail, ensure};
+use featdrop_core::{Batch, Modality, Seeds, Split, Stream, TaskSet};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use tch::{Device, Kind, Tensor};
+
+/// Counters of the data stream reserved for building the dataset (far from per-step counters).
+const BUILD_COUNTER: u64 = (1 << 48) + 100;
+/// Synthetic repetitions per (speaker, digit) when a split size is 0.
+pub const SYNTH_REPS: usize = 3;
+/// Length of each synthetic noise recording in seconds (two 50 000-sample ends that differ).
+const SYNTH_NOISE_SECONDS: f64 = 3.0;
+/// Digit class names.
+pub const DIGIT_NAMES: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+
+/// How the second view of a pair gets its background noise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairNoise {
+    /// Same noise as the first view, re-drawn only with the pair's `redraw_p` (the default).
+    #[default]
+    Shared,
+    /// Always re-drawn, as in the published code (for fidelity checks).
+    Independent,
+}
+
+impl FromStr for PairNoise {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "shared" => Ok(Self::Shared),
+            "independent" => Ok(Self::Independent),
+            _ => Err(format!("unknown pair_noise `{s}`; accepted: shared, independent")),
+        }
+    }
+}
+
+/// Settings of `speech+noise`; the defaults are the published ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// The log-mel front end.
+    pub mel: MelConfig,
+    /// Samples per mixed example: 50 000.
+    pub clip_samples: i64,
+    /// Peak |amplitude| each noise recording is scaled to: 0.05.
+    pub noise_peak: f64,
+    /// How pairs get their second view's noise.
+    pub pair_noise: PairNoise,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self { mel: MelConfig::default(), clip_samples: 50_000, noise_peak: 0.05, pair_noise: PairNoise::Shared }
+    }
+}
+
+/// The speech clips of one split, concatenated on the device.
+#[derive(Debug)]
+struct Speech {
+    /// All clips end to end, float.
+    flat: Tensor,
+    /// `[M]` int64 start of each clip in `flat`.
+    offsets: Tensor,
+    /// `[M]` int64 length of each clip.
+    lengths: Tensor,
+    /// `[M]` int64 digit labels.
+    digits: Tensor,
+    /// Speaker of each clip.
+    speakers: Vec<i64>,
+}
+
+impl Speech {
+    fn new(clips: Tensor, lengths: &[i64], digits: &[i64], speakers: Vec<i64>, device: Device) -> Self {
+        let offsets: Vec<i64> = lengths.iter().scan(0, |acc, &l| Some(std::mem::replace(acc, *acc + l))).collect();
+        Self {
+            flat: clips.to_kind(Kind::Float).to_device(device),
+            offsets: Tensor::from_slice(&offsets).to_device(device),
+            lengths: Tensor::from_slice(lengths).to_device(device),
+            digits: Tensor::from_slice(digits).to_device(device),
+            speakers,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.speakers.len()
+    }
+}
+
+/// One batch's noise choice: class `[B]` int64 and whether the last segment is used `[B]` bool.
+#[derive(Debug)]
+struct NoiseDraw {
+    class: Tensor,
+    last: Tensor,
+}
+
+impl NoiseDraw {
+    fn select(&self, keep_other: &Tensor, other: &NoiseDraw) -> NoiseDraw {
+        NoiseDraw {
+            class: other.class.where_self(keep_other, &self.class),
+            last: other.last.where_self(keep_other, &self.last),
+        }
+    }
+}
+
+/// A batch of mixed waveforms `[B, clip_samples]` and labels (digit, noise).
+#[derive(Debug)]
+pub struct Mix {
+    /// Speech plus noise, `[B, clip_samples]` on the device.
+    pub waves: Tensor,
+    /// The speech crop alone, `[B, clip_samples]`.
+    pub speech: Tensor,
+    /// `[B]` digit labels.
+    pub digit: Tensor,
+    /// `[B]` noise labels.
+    pub noise: Tensor,
+}
+
+/// The `speech+noise` dataset.
+#[derive(Debug)]
+pub struct SpeechNoiseDataset {
+    config: AudioConfig,
+    tasks: TaskSet,
+    device: Device,
+    mel: LogMel,
+    train: Speech,
+    test: Speech,
+    /// `[3, 2, clip_samples]`: per class its first and last segment, scaled to `noise_peak`.
+    segments: Tensor,
+    /// `[3]` peak |amplitude| of each scaled noise recording (should equal `noise_peak`).
+    noise_peaks: Vec<f64>,
+    /// The test split's noise classes, drawn once from the run seed.
+    test_noise: Tensor,
+    /// One line per source used, for logs and `stats`.
+    pub sources: Vec<String>,
+}
+
+impl SpeechNoiseDataset {
+    /// Builds `speech+noise` from `spec` with the published settings.
+    pub fn build(spec: &DatasetSpec) -> Result<Self> {
+        Self::build_with(spec, AudioConfig::default())
+    }
+
+    /// Builds `speech+noise` from `spec` with `config`.
+    pub fn build_with(spec: &DatasetSpec, config: AudioConfig) -> Result<Self> {
+        ensure!(spec.name == SPEECH_NOISE, "dataset `{}` is not {SPEECH_NOISE}", spec.name);
+        ensure!(config.clip_samples > 0 && config.noise_peak > 0.0, "clip_samples and noise_peak must be positive");
+        let seeds = Seeds::new(spec.seed);
+        let t0 = std::time::Instant::now();
+        let (train, test, recordings, what) = match spec.source {
+            Source::Synthetic => synthetic_sources(spec, &seeds)?,
+            Source::Real => real_sources(spec, config.mel.sample_rate as u32)?,
+        };
+        let sources = vec![format!(
+            "{what}: {} train + {} test clips in {:.1} s",
+            train.len(),
+            test.len(),
+            t0.elapsed().as_secs_f64()
+        )];
+        let (segments, noise_peaks) = noise_segments(&recordings.to_device(spec.device), &config)?;
+        let n_test = test.len() as i64;
+        let test_noise = with_seed(seeds.derive(Stream::Data, BUILD_COUNTER + 3), || {
+            Tensor::randint(3, [n_test], (Kind::Int64, spec.device))
+        });
+        for s in &sources {
+            tracing::info!(dataset = SPEECH_NOISE, "source: {s}");
+        }
+        Ok(Self {
+            mel: LogMel::new(config.mel.clone(), spec.device),
+            config,
+            tasks: TaskSet::from_pairs(&[("digit", 10), ("noise", 3)]),
+            device: spec.device,
+            train,
+            test,
+            segments,
+            noise_peaks,
+            test_noise,
+            sources,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AudioConfig {
+        &self.config
+    }
+
+    /// Sets how pairs get their second view's noise.
+    pub fn set_pair_noise(&mut self, mode: PairNoise) {
+        self.config.pair_noise = mode;
+    }
+
+    /// The log-mel front end (on the dataset's device).
+    pub fn log_mel(&self) -> &LogMel {
+        &self.mel
+    }
+
+    /// Speaker of every example of `split`, in index order.
+    pub fn speakers(&self, split: Split) -> &[i64] {
+        &self.split(split).speakers
+    }
+
+    /// Peak |amplitude| of each scaled noise recording (babble, traffic, machinery).
+    pub fn noise_peaks(&self) -> &[f64] {
+        &self.noise_peaks
+    }
+
+    /// Noise segment `[clip_samples]` of `class`, its last one if `last`, as mixed in.
+    pub fn noise_segment(&self, class: i64, last: bool) -> Tensor {
+        self.segments.get(class).get(last as i64)
+    }
+
+    fn split(&self, split: Split) -> &Speech {
+        match split {
+            Split::Train => &self.train,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// Speech crops `[B, clip]`: the clip's first `clip` samples (padded at the end) or, where
+    /// `from_end`, its last `clip` samples (padded at the start).
+    fn speech(&self, split: Split, idx: &Tensor, from_end: &Tensor) -> Tensor {
+        let sp = self.split(split);
+        let clip = self.config.clip_samples;
+        let len = sp.lengths.index_select(0, idx).unsqueeze(1);
+        let start = (&len - clip).where_self(&from_end.unsqueeze(1), &len.zeros_like());
+        let pos = Tensor::arange(clip, (Kind::Int64, self.device)).unsqueeze(0) + start;
+        let valid = pos.ge(0).logical_and(&pos.lt_tensor(&len));
+        let at = (pos.clamp_min(0) + sp.offsets.index_select(0, idx).unsqueeze(1)).clamp(0, sp.flat.size()[0] - 1);
+        sp.flat.take(&at) * valid
+    }
+
+    fn noise(&self, d: &NoiseDraw) -> Tensor {
+        self.segments
+            .view([-1, self.config.clip_samples])
+            .index_select(0, &(&d.class * 2 + d.last.to_kind(Kind::Int64)))
+    }
+
+    /// A fresh uniform noise draw for `b` examples (class and segment end).
+    fn fresh_noise(&self, b: i64) -> NoiseDraw {
+        let class = Tensor::randint(3, [b], (Kind::Int64, self.device));
+        NoiseDraw { class, last: Tensor::rand([b], (Kind::Float, self.device)).lt(0.5) }
+    }
+
+    /// Speech choice and noise of `idx`: random in training, fixed in test.
+    fn draw(&self, split: Split, idx: &Tensor) -> (Tensor, NoiseDraw) {
+        let b = idx.size()[0];
+        match split {
+            Split::Train => (Tensor::rand([b], (Kind::Float, self.device)).lt(0.5), self.fresh_noise(b)),
+            Split::Test => {
+                let no = Tensor::zeros([b], (Kind::Bool, self.device));
+                (no.shallow_clone(), NoiseDraw { class: self.test_noise.index_select(0, idx), last: no })
+            }
+        }
+    }
+
+    /// Mixed waveforms of `idx` (`[B]` int64), drawn as [`MultiTaskDataset::batch`] draws them.
+    pub fn waves(&self, split: Split, indices: &Tensor, seed: u64) -> Mix {
+        with_seed(seed, || {
+            let idx = indices.to_device(self.device).to_kind(Kind::Int64);
+            let (from_end, nd) = self.draw(split, &idx);
+            self.mix(split, &idx, &from_end, &nd)
+        })
+    }
+
+    fn mix(&self, split: Split, idx: &Tensor, from_end: &Tensor, nd: &NoiseDraw) -> Mix {
+        let speech = self.speech(split, idx, from_end);
+        let waves = &speech + self.noise(nd);
+        Mix { waves, speech, digit: self.split(split).digits.index_select(0, idx), noise: nd.class.shallow_clone() }
+    }
+
+    /// Both views' waveforms of a pair (see [`MultiTaskDataset::pair`]): `(first, second)`, the
+    /// second's noise labels in `second.noise`.
+    pub fn pair_waves(&self, split: Split, indices: &Tensor, redraw_p: f64, seed: u64) -> (Mix, Mix) {
+        with_seed(seed, || {
+            let idx = indices.to_device(self.device).to_kind(Kind::Int64);
+            let (from_end, nd) = self.draw(split, &idx);
+            let b = idx.size()[0];
+            let p = if self.config.pair_noise == PairNoise::Independent { 1.0 } else { redraw_p };
+            let fresh = self.fresh_noise(b);
+            let redraw = Tensor::rand([b], (Kind::Float, self.device)).lt(p);
+            let first = self.mix(split, &idx, &from_end, &nd);
+            let nd2 = nd.select(&redraw, &fresh);
+            let second = Mix {
+                waves: &first.speech + self.noise(&nd2),
+                speech: first.speech.shallow_clone(),
+                digit: first.digit.shallow_clone(),
+                noise: nd2.class,
+            };
+            (first, second)
+        })
+    }
+
+    /// Normalised log-mel `[B, 1, 64, 64]` of waveforms `[B, clip_samples]`.
+    pub fn features(&self, waves: &Tensor) -> Tensor {
+        self.mel.features(waves)
+    }
+}
+
+impl MultiTaskDataset for SpeechNoiseDataset {
+    fn name(&self) -> &str {
+        SPEECH_NOISE
+    }
+
+    fn tasks(&self) -> &TaskSet {
+        &self.tasks
+    }
+
+    fn modality(&self) -> Modality {
+        Modality::Audio
+    }
+
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn len(&self, split: Split) -> usize {
+        self.split(split).len()
+    }
+
+    fn class_names(&self, task: usize) -> Vec<String> {
+        match task {
+            0 => DIGIT_NAMES.map(String::from).to_vec(),
+            1 => synth::NOISE_CLASSES.map(String::from).to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn batch(&self, split: Split, indices: &Tensor, seed: u64) -> Batch {
+        let m = self.waves(split, indices, seed);
+        Batch { inputs: self.features(&m.waves), labels: vec![m.digit, m.noise] }
+    }
+
+    fn pair(&self, split: Split, indices: &Tensor, redraw_p: f64, seed: u64) -> Pair {
+        let (a, b) = self.pair_waves(split, indices, redraw_p, seed);
+        // One STFT call for both views.
+        let both = self.features(&Tensor::cat(&[&a.waves, &b.waves], 0));
+        let n = a.waves.size()[0];
+        let first = Batch { inputs: both.narrow(0, 0, n), labels: vec![a.digit.shallow_clone(), a.noise] };
+        Pair { first, second: both.narrow(0, n, n), second_labels: vec![b.digit, b.noise] }
+    }
+}
+
+/// Scales each recording `[3, L]` to peak `noise_peak` and cuts its first and last segments.
+fn noise_segments(recordings: &Tensor, config: &AudioConfig) -> Result<(Tensor, Vec<f64>)> {
+    let (clip, len) = (config.clip_samples, recordings.size()[1]);
+    ensure!(len >= clip, "noise recordings hold {len} samples; at least {clip} are needed");
+    let peak = recordings.abs().amax([1], true).clamp_min(1e-12);
+    let scaled = recordings / peak * config.noise_peak;
+    let peaks = Vec::<f64>::try_from(scaled.abs().amax([1], false).to_kind(Kind::Double).to_device(Device::Cpu))?;
+    let segs = Tensor::stack(&[scaled.narrow(1, 0, clip), scaled.narrow(1, len - clip, clip)], 1);
+    Ok((segs, peaks))
+}
+
+/// `(speakers, digits)` of `n` synthetic examples of a split: digits cycle fastest, then speakers,
+/// then repetitions, so any prefix is balanced.
+fn synthetic_plan(split: Split, n: usize) -> (Vec<i64>, Vec<i64>) {
+    let speakers = split_speakers(split);
+    (0..n).map(|i| (speakers[(i / 10) % speakers.len()], (i % 10) as i64)).unzip()
+}
+
+type Sources = (Speech, Speech, Tensor, String);
+
+fn synthetic_sources(spec: &DatasetSpec, seeds: &Seeds) -> Result<Sources> {
+    let size = |n: usize, split| if n == 0 { split_speakers(split).len() * 10 * SYNTH_REPS } else { n };
+    let make = |split: Split, n: usize, counter: u64| {
+        let (speakers, digits) = synthetic_plan(split, n);
+        let seed = seeds.derive(Stream::Data, BUILD_COUNTER + counter);
+        let (flat, lens) = with_seed(seed, || synth::spoken_digits(&speakers, &digits, seed, spec.device));
+        Speech::new(flat, &lens, &digits, speakers, spec.device)
+    };
+    let train = make(Split::Train, size(spec.train_size, Split::Train), 0);
+    let test = make(Split::Test, size(spec.test_size, Split::Test), 1);
+    let seed = seeds.derive(Stream::Data, BUILD_COUNTER + 2);
+    let samples = (SYNTH_NOISE_SECONDS * synth::RATE) as i64;
+    let noise = with_seed(seed, || synth::noise_recordings(samples, seed, spec.device));
+    Ok((train, test, noise, "speech and noise: synthetic".into()))
+}
+
+/// The audio folder: `dir` itself if it has `noise/`, else `dir/audio`, else `audio` next to it.
+fn locate_audio(dir: &Path) -> Option<PathBuf> {
+    let sibling = dir.parent().map(|p| p.join("audio"));
+    [Some(dir.to_path_buf()), Some(dir.join("audio")), sibling].into_iter().flatten().find(|p| p.join("noise").is_dir())
+}
+
+fn real_sources(spec: &DatasetSpec, rate: u32) -> Result<Sources> {
+    let dir = spec.data_dir.clone().unwrap_or_else(|| PathBuf::from("data/raw/audio"));
+    let Some(root) = locate_audio(&dir) else {
+        bail!("{}: no audio folder (with noise/ and AudioMNIST speaker folders) there or in its audio/", dir.display());
+    };
+    let speech_root = if root.join("data").is_dir() { root.join("data") } else { root.clone() };
+    let files = audiomnist_files(&speech_root)?;
+    let load = |split: Split, n: usize| -> Result<Speech> {
+        let want = split_speakers(split);
+        let mut chosen: Vec<&AudioFile> = files.iter().filter(|f| want.contains(&f.speaker)).collect();
+        chosen.sort_by_key(|f| (f.rep, f.speaker, f.digit));
+        let n = if n == 0 { chosen.len() } else { n };
+        ensure!(
+            n <= chosen.len(),
+            "{}: asked for {n} {split:?} clips, only {} there",
+            speech_root.display(),
+            chosen.len()
+        );
+        let mut clips = Vec::with_capacity(n);
+        for f in &chosen[..n] {
+            clips.push(Tensor::from_slice(&wav::load_mono(&f.path, rate)?));
+        }
+        let lens: Vec<i64> = clips.iter().map(|c| c.size()[0]).collect();
+        let digits: Vec<i64> = chosen[..n].iter().map(|f| f.digit).collect();
+        let speakers = chosen[..n].iter().map(|f| f.speaker).collect();
+        Ok(Speech::new(Tensor::cat(&clips, 0), &lens, &digits, speakers, spec.device))
+    };
+    let (train, test) = (load(Split::Train, spec.train_size)?, load(Split::Test, spec.test_size)?);
+    let mut recs = Vec::new();
+    for name in synth::NOISE_CLASSES {
+        let path =
+            ["wav", "flac"].map(|e| root.join("noise").join(format!("{name}.{e}"))).into_iter().find(|p| p.is_file());
+        let path = path.with_context(|| format!("{}: no {name}.wav or {name}.flac", root.join("noise").display()))?;
+        recs.push(wav::load_mono(&path, rate)?);
+    }
+    // Recordings differ in length; the shortest bounds all so they stack (only the ends are used).
+    let shortest = recs.iter().map(Vec::len).min().unwrap_or(0);
+    let noise = Tensor::stack(&recs.iter().map(|r| Tensor::from_slice(&r[..shortest])).collect::<Vec<_>>(), 0);
+    Ok((
+        train,
+        test,
+        noise,
+        format!("speech: AudioMNIST from {}; noise from {}/noise", speech_root.display(), root.display()),
+    ))
+}
+
+/// One AudioMNIST file and the labels its name carries.
+#[derive(Debug)]
+struct AudioFile {
+    path: PathBuf,
+    digit: i64,
+    speaker: i64,
+    rep: i64,
+}
+
+/// Lists `root/<speaker>/<digit>_<speaker>_<rep>.wav`, checking the layout; errors name the file.
+fn audiomnist_files(root: &Path) -> Result<Vec<AudioFile>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(root).with_context(|| format!("reading folder {}", root.display()))?;
+    for entry in entries {
+        let folder = entry?.path();
+        let Some(speaker) = folder.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<i64>().ok()) else {
+            continue;
+        };
+        if !folder.is_dir() {
+            continue;
+        }
+        ensure!((1..=super::SPEAKERS).contains(&speaker), "{}: speaker id {speaker} is outside 1–60", folder.display());
+        for file in std::fs::read_dir(&folder).with_context(|| format!("reading folder {}", folder.display()))? {
+            let path = file?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wav") {
+                continue;
+            }
+            out.push(parse_name(&path, speaker)?);
+        }
+    }
+    ensure!(!out.is_empty(), "{}: no AudioMNIST speaker folders (01 … 60) with .wav files", root.display());
+    let speakers: std::collections::BTreeSet<i64> = out.iter().map(|f| f.speaker).collect();
+    let missing: Vec<i64> = TEST_SPEAKERS.iter().copied().filter(|s| !speakers.contains(s)).collect();
+    if !missing.is_empty() {
+        tracing::warn!("{}: test speakers {missing:?} are missing", root.display());
+    }
+    Ok(out)
+}
+
+fn parse_name(path: &Path, speaker: i64) -> Result<AudioFile> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let parts: Vec<i64> = stem.split('_').map(|p| p.parse::<i64>()).collect::<Result<_, _>>().unwrap_or_default();
+    let [digit, spk, rep] = parts[..] else {
+        bail!("{}: expected a name <digit>_<speaker>_<rep>.wav", path.display());
+    };
+    ensure!((0..10).contains(&digit), "{}: digit {digit} is not 0–9", path.display());
+    ensure!(spk == speaker, "{}: speaker {spk} in the name, but the file is in folder {speaker}", path.display());
+    Ok(AudioFile { path: path.to_path_buf(), digit, speaker, rep })
+}
