@@ -6,6 +6,8 @@ mod doctor;
 mod fetch;
 mod libtorch;
 mod paths;
+mod report;
+mod reproduce;
 mod test;
 
 use anyhow::Result;
@@ -43,6 +45,22 @@ enum Cmd {
     /// Download a real dataset (CIFAR-10, MNIST) into data/raw/, verified against data/manifest.json;
     /// resumes interrupted downloads and skips files already verified.
     Fetch(fetch::FetchArgs),
+    /// The whole study: for every cell of an experiment grid (dataset × view mode × seed)
+    /// pretraining, linear probes and label destruction, then the theory sweep and the report.
+    /// Finished cells are skipped; an interrupted cell resumes.
+    Reproduce(reproduce::ReproduceArgs),
+    /// Gather finished runs into report/REPORT.md, figures and report/results.json.
+    Report {
+        /// Root of the run directories.
+        #[arg(long, default_value = "runs")]
+        runs: std::path::PathBuf,
+        /// Output folder.
+        #[arg(long, default_value = "report")]
+        out: std::path::PathBuf,
+        /// Only this experiment (default: every experiment under --runs).
+        #[arg(long)]
+        experiment: Option<String>,
+    },
     /// Benchmarks: `data` (overlay composition), `views` (expert augmentations), `train`
     /// (training steps), or `all`. Each prints its ratio against a baseline measured in the same run.
     Bench {
@@ -63,6 +81,8 @@ fn main() {
         Cmd::Test { no_lint, cargo_args } => test::run(!no_lint, &cargo_args),
         Cmd::Fetch(args) => fetch::run(&args),
         Cmd::Bench { which, device } => bench::run(&which, &device),
+        Cmd::Reproduce(args) => reproduce::run(&args),
+        Cmd::Report { runs, out, experiment } => report::write(&runs, &out, experiment.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,206 @@
+//! The report's figures: learning curves drawn with plotters, and copies of the runs' view grids,
+//! destruction grids and the theory sweep's figures. Paths returned are relative to the report.
+
+use super::load::{Cell, Experiment};
+use super::stats::{Summary, mode_key};
+use anyhow::{Context, Result, anyhow};
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A copied image: which cell it came from and where it is in the report.
+#[derive(Clone, Debug)]
+pub struct Copied {
+    pub dataset: String,
+    pub mode: String,
+    pub seed: u64,
+    pub rel: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// (dataset, relative path) of each learning-curve figure.
+    pub curves: Vec<(String, String)>,
+    pub grids: Vec<Copied>,
+    pub destruction: Vec<Copied>,
+    pub theory: Vec<String>,
+    /// Figures that could not be drawn; the numbers are reported regardless.
+    pub warnings: Vec<String>,
+}
+
+/// A file-name-safe form of a dataset or mode name (`photos+digits` → `photos_digits`).
+pub fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+}
+
+/// Writes every figure of `exp` into `dir`, which the report refers to as `rel`.
+pub fn make(exp: &Experiment, s: &Summary, dir: &Path, rel: &str) -> Result<Figures> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut f = Figures::default();
+    for ds in &s.datasets {
+        let name = format!("curves_{}.png", slug(ds));
+        match learning_curves(exp, s, ds, &dir.join(&name)) {
+            Ok(true) => f.curves.push((ds.clone(), format!("{rel}/{name}"))),
+            Ok(false) => {}
+            Err(e) => f.warnings.push(format!("learning curves of {ds}: {e:#}")),
+        }
+    }
+    f.grids = copy_per_mode(exp, dir, rel, "views", |c| c.last_grid.clone())?;
+    f.destruction = copy_per_mode(exp, dir, rel, "destruction", |c| c.destruction_png.clone())?;
+    if let Some(t) = &exp.theory {
+        std::fs::create_dir_all(dir.join("theory"))?;
+        for src in &t.figures {
+            let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            copy(src, &dir.join("theory").join(&name))?;
+            f.theory.push(format!("{rel}/theory/{name}"));
+        }
+    }
+    Ok(f)
+}
+
+fn copy(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::copy(src, dst).with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    Ok(())
+}
+
+/// One image per (dataset, mode): from the lowest seed that has it.
+fn copy_per_mode(
+    exp: &Experiment,
+    dir: &Path,
+    rel: &str,
+    sub: &str,
+    pick: impl Fn(&Cell) -> Option<PathBuf>,
+) -> Result<Vec<Copied>> {
+    // Keyed in table order (dataset, then paper order of modes).
+    let mut chosen: BTreeMap<(String, ModeKey), (u64, PathBuf)> = BTreeMap::new();
+    for c in &exp.cells {
+        if let Some(p) = pick(c) {
+            let e = chosen.entry((c.dataset.clone(), mode_key(&c.mode))).or_insert((c.seed, p.clone()));
+            if c.seed < e.0 {
+                *e = (c.seed, p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if !chosen.is_empty() {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    for ((dataset, (_, _, mode)), (seed, src)) in chosen {
+        let name = format!("{}__{}.png", slug(&dataset), slug(&mode));
+        copy(&src, &dir.join(sub).join(&name))?;
+        out.push(Copied { dataset, mode, seed, rel: format!("{rel}/{sub}/{name}") });
+    }
+    Ok(out)
+}
+
+/// (epoch, value) points, the mean over seeds of each epoch.
+type Series = Vec<(f64, f64)>;
+
+/// A panel: caption, y-axis label, one series per view mode.
+type Panel<'a> = (String, &'a str, Vec<(String, Series)>);
+
+type ModeKey = (u8, u64, String);
+
+fn mean_series(cells: &[&Cell], value: impl Fn(&super::load::EpochRecord) -> Option<f64>) -> Series {
+    let mut by_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for c in cells {
+        for r in &c.epochs {
+            if let Some(v) = value(r).filter(|v| v.is_finite()) {
+                by_epoch.entry(r.epoch).or_default().push(v);
+            }
+        }
+    }
+    by_epoch.into_iter().map(|(e, v)| (e as f64, v.iter().sum::<f64>() / v.len() as f64)).collect()
+}
+
+/// Loss and per-task kNN accuracy against epoch, one line per view mode. `Ok(false)`: no epochs.
+fn learning_curves(exp: &Experiment, s: &Summary, ds: &str, path: &Path) -> Result<bool> {
+    let mut tasks: Vec<String> = s.tasks.get(ds).cloned().unwrap_or_default();
+    let knn_tasks =
+        exp.cells.iter().filter(|c| c.dataset == ds).flat_map(|c| c.epochs.iter().flat_map(|r| r.knn.keys()));
+    for t in knn_tasks {
+        if !tasks.contains(t) {
+            tasks.push(t.clone());
+        }
+    }
+    let mut panels: Vec<Panel> = vec![("pretraining loss".into(), "loss", vec![])];
+    panels.extend(tasks.iter().map(|t| (format!("kNN accuracy: {t}"), "accuracy (%)", vec![])));
+    for m in &s.modes {
+        let cells: Vec<&Cell> = exp.cells.iter().filter(|c| c.dataset == ds && &c.mode == m).collect();
+        panels[0].2.push((m.clone(), mean_series(&cells, |r| Some(r.loss))));
+        for (i, t) in tasks.iter().enumerate() {
+            panels[i + 1].2.push((m.clone(), mean_series(&cells, |r| r.knn.get(t).map(|a| a * 100.0))));
+        }
+    }
+    if panels[0].2.iter().all(|(_, s)| s.is_empty()) {
+        return Ok(false);
+    }
+    draw_panels(path, &format!("{ds}: learning curves (mean over seeds)"), &panels)?;
+    Ok(true)
+}
+
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing: {e}")
+}
+
+fn draw_panels(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
+    let size = (480 * panels.len() as u32, 420);
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(plot_err)?;
+    for (area, (caption, y_desc, series)) in root.split_evenly((1, panels.len())).iter().zip(panels) {
+        draw_panel(area, caption, y_desc, series)?;
+    }
+    root.present().map_err(plot_err)
+}
+
+fn range(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let lo = values.clone().fold(f64::INFINITY, f64::min);
+    let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    (lo - pad, hi + pad)
+}
+
+fn draw_panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    series: &[(String, Series)],
+) -> Result<()> {
+    let points = || series.iter().flat_map(|(_, s)| s.iter().copied());
+    if points().next().is_none() {
+        return Ok(());
+    }
+    let (x0, x1) = range(points().map(|p| p.0));
+    let (y0, y1) = range(points().map(|p| p.1));
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("epoch").y_desc(y_desc).draw().map_err(plot_err)?;
+    for (i, (mode, s)) in series.iter().enumerate().filter(|(_, (_, s))| !s.is_empty()) {
+        let colour = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(s.iter().copied(), colour.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(mode.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+        chart.draw_series(s.iter().map(|p| Circle::new(*p, 3, colour.filled()))).map_err(plot_err)?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
+    Ok(())
+}

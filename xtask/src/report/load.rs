@@ -1,0 +1,291 @@
+//! Reading an experiment's run directories, status file and theory sweep. Files are read
+//! tolerantly (extra fields are ignored, so a newer writer does not break the report) but a file
+//! that is not the JSON it should be is an error naming it.
+
+use anyhow::{Context, Result, anyhow};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One `status.json` entry.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Status {
+    pub state: String,
+    #[serde(default)]
+    pub seconds: f64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `pretrain.done.json` (featdrop-train's TrainSummary), the fields the report uses.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Done {
+    pub epochs: usize,
+    pub last_epoch_loss: f64,
+    #[serde(default)]
+    pub knn: BTreeMap<String, f64>,
+    pub seconds: f64,
+    #[serde(default)]
+    pub images_per_s: f64,
+    pub device: String,
+    /// Not written by every version; reported only when present.
+    #[serde(default, alias = "libtorch_version")]
+    pub torch_version: Option<String>,
+}
+
+/// `probe.json` (featdrop-eval's ProbeReport).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Probe {
+    pub protocol: ProbeProtocol,
+    pub tasks: BTreeMap<String, ProbeTask>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProbeProtocol {
+    pub features: String,
+    pub feature_dim: i64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub train_size: usize,
+    pub test_size: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProbeTask {
+    pub top1: f64,
+}
+
+/// `destruction.json` (featdrop-eval's DestructionReport).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Destruction {
+    pub tasks: BTreeMap<String, DestructionTask>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct DestructionTask {
+    pub clean_accuracy: f64,
+    pub families: BTreeMap<String, Family>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Family {
+    pub destruction_rate: f64,
+}
+
+/// One `{"kind": "epoch"}` record of `metrics.jsonl`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub loss: f64,
+    #[serde(default)]
+    pub knn: BTreeMap<String, f64>,
+}
+
+/// One grid cell (dataset × view mode × seed) and whatever of it exists.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub id: String,
+    pub dataset: String,
+    pub mode: String,
+    pub seed: u64,
+    pub status: Option<Status>,
+    pub config: Option<Value>,
+    pub done: Option<Done>,
+    pub probe: Option<Probe>,
+    pub destruction: Option<Destruction>,
+    pub epochs: Vec<EpochRecord>,
+    pub last_grid: Option<PathBuf>,
+    pub destruction_png: Option<PathBuf>,
+}
+
+impl Cell {
+    pub fn failed(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.state == "failed")
+    }
+
+    /// Pretrained or probed: something the report can show.
+    pub fn finished(&self) -> bool {
+        self.probe.is_some() || self.done.is_some()
+    }
+}
+
+/// The theory sweep's outputs, when the experiment ran one.
+#[derive(Clone, Debug)]
+pub struct Theory {
+    pub dir: PathBuf,
+    pub json: Value,
+    pub summary_md: Option<String>,
+    pub figures: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub name: String,
+    pub cells: Vec<Cell>,
+    pub theory: Option<Theory>,
+}
+
+impl Experiment {
+    pub fn has_finished(&self) -> bool {
+        self.cells.iter().any(Cell::finished)
+    }
+}
+
+/// Parses JSON strictly enough to name the file and the offending field on error.
+pub fn parse_json<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        anyhow!("{}: field `{field}`: {}", file.display(), e.into_inner())
+    })
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_json(&text, path)
+}
+
+/// `None` when the file does not exist (the step that writes it has not finished).
+fn read_optional<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if path.exists() { read_json(path).map(Some) } else { Ok(None) }
+}
+
+/// Experiment folders under `runs` (sorted), hidden ones skipped.
+pub fn experiment_names(runs: &Path) -> Result<Vec<String>> {
+    Ok(subdirs(runs)?.into_iter().filter(|n| !n.starts_with('.')).collect())
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// `dropout-0.5` (the directory name) → `dropout:0.5` (the view mode).
+pub fn mode_from_dir(dir: &str) -> String {
+    match dir.strip_prefix("dropout-") {
+        Some(p) => format!("dropout:{p}"),
+        None => dir.to_string(),
+    }
+}
+
+/// Cell ids found on disk: `<dataset>/<mode-dir>/seed-<n>`.
+fn cell_ids_on_disk(exp_dir: &Path) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for ds in subdirs(exp_dir)?.into_iter().filter(|d| !d.starts_with('.') && d != "configs" && d != "theory") {
+        for mode in subdirs(&exp_dir.join(&ds))? {
+            for seed in subdirs(&exp_dir.join(&ds).join(&mode))? {
+                if seed.strip_prefix("seed-").is_some_and(|n| n.parse::<u64>().is_ok()) {
+                    ids.push(format!("{ds}/{mode}/{seed}"));
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+pub fn load_experiment(exp_dir: &Path, name: &str) -> Result<Experiment> {
+    let status_path = exp_dir.join("status.json");
+    let status: BTreeMap<String, Status> = read_optional(&status_path)?.unwrap_or_default();
+    let mut ids = cell_ids_on_disk(exp_dir)?;
+    // A cell that failed before creating its folder exists only in status.json.
+    ids.extend(status.keys().filter(|k| !ids.contains(k)).cloned().collect::<Vec<_>>());
+    let mut cells = Vec::new();
+    for id in ids {
+        cells.push(load_cell(exp_dir, &id, status.get(&id).cloned())?);
+    }
+    cells.sort_by_key(|c| (c.dataset.clone(), super::stats::mode_key(&c.mode), c.seed));
+    let theory = load_theory(&exp_dir.join("theory"))?;
+    Ok(Experiment { name: name.to_string(), cells, theory })
+}
+
+fn load_cell(exp_dir: &Path, id: &str, status: Option<Status>) -> Result<Cell> {
+    let parts: Vec<&str> = id.split('/').collect();
+    let seed = parts.get(2).and_then(|s| s.strip_prefix("seed-")).and_then(|s| s.parse().ok());
+    let (Some(ds), Some(mode_dir), Some(seed)) = (parts.first(), parts.get(1), seed) else {
+        anyhow::bail!(
+            "{}: cell id `{id}` is not <dataset>/<view-mode>/seed-<n>",
+            exp_dir.join("status.json").display()
+        );
+    };
+    let dir = exp_dir.join(id);
+    let config: Option<Value> = read_optional(&dir.join("config.json"))?;
+    // The config's spelling wins over the folder's (`dropout:0.50` and `dropout-0.5` agree).
+    let mode = config
+        .as_ref()
+        .and_then(|c| c["view_mode"].as_str().map(str::to_string))
+        .unwrap_or_else(|| mode_from_dir(mode_dir));
+    Ok(Cell {
+        id: id.to_string(),
+        dataset: ds.to_string(),
+        mode,
+        seed,
+        status,
+        config,
+        done: read_optional(&dir.join("pretrain.done.json"))?,
+        probe: read_optional(&dir.join("probe.json"))?,
+        destruction: read_optional(&dir.join("destruction.json"))?,
+        epochs: read_epochs(&dir.join("metrics.jsonl"))?,
+        last_grid: last_png(&dir.join("views"))?,
+        destruction_png: Some(dir.join("destruction.png")).filter(|p| p.is_file()),
+    })
+}
+
+/// The epoch records of `metrics.jsonl`; step records are skipped.
+fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+        if v["kind"] == "epoch" {
+            let rec = serde_json::from_value(v).map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
+/// The latest `epoch-*.png` in `dir` (names sort by epoch: zero-padded).
+fn last_png(dir: &Path) -> Result<Option<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut pngs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    pngs.sort();
+    Ok(pngs.pop())
+}
+
+fn load_theory(dir: &Path) -> Result<Option<Theory>> {
+    let json_path = dir.join("theory.json");
+    if !json_path.exists() {
+        return Ok(None);
+    }
+    let json: Value = read_json(&json_path)?;
+    let summary = dir.join("summary.md");
+    let summary_md = if summary.exists() {
+        Some(std::fs::read_to_string(&summary).with_context(|| format!("reading {}", summary.display()))?)
+    } else {
+        None
+    };
+    let mut figures: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    figures.sort();
+    Ok(Some(Theory { dir: dir.to_path_buf(), json, summary_md, figures }))
+}

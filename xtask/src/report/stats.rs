@@ -1,0 +1,233 @@
+//! Aggregates over seeds and the effect verdicts, computed once and shared by REPORT.md and
+//! results.json so the two always hold the same numbers.
+
+use super::load::{Cell, Experiment};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Mean and sample standard deviation (n − 1) of one quantity over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Agg {
+    pub mean: f64,
+    /// `None` with a single value: one seed says nothing about the spread.
+    pub std: Option<f64>,
+    pub n: usize,
+}
+
+pub fn agg(values: &[f64]) -> Option<Agg> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let std = (n > 1).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+    Some(Agg { mean, std, n })
+}
+
+/// Paper order: expert, viewmaker, expert+viewmaker, dropout:p by p, none, anything else.
+pub fn mode_key(mode: &str) -> (u8, u64, String) {
+    let rank = match mode {
+        "expert" => 0,
+        "viewmaker" => 1,
+        "expert+viewmaker" => 2,
+        m if m.starts_with("dropout:") => 3,
+        "none" => 4,
+        _ => 5,
+    };
+    let p = mode.strip_prefix("dropout:").and_then(|p| p.parse::<f64>().ok()).unwrap_or(0.0);
+    (rank, (p * 1e6) as u64, mode.to_string())
+}
+
+/// Modes that can drop the overlay between the two views of a pair.
+pub fn can_drop_overlay(mode: &str) -> bool {
+    matches!(mode, "viewmaker" | "expert+viewmaker") || mode.starts_with("dropout:")
+}
+
+/// The task the overlay suppresses and the overlay tasks, or `None` for a one-feature dataset.
+/// Images: `photo` is suppressed by its overlay; audio: the background `noise` is the overlay.
+pub fn task_roles(tasks: &[String]) -> Option<(String, Vec<String>)> {
+    let main = if tasks.iter().any(|t| t == "photo") {
+        "photo".to_string()
+    } else if tasks.iter().any(|t| t == "noise") && tasks.len() > 1 {
+        tasks.iter().find(|t| *t != "noise")?.clone()
+    } else {
+        return None;
+    };
+    let overlays: Vec<String> = tasks.iter().filter(|t| **t != main).cloned().collect();
+    (!overlays.is_empty()).then_some((main, overlays))
+}
+
+/// Tasks in table order: the suppressed task first, then the rest alphabetically.
+fn ordered_tasks(set: BTreeSet<String>) -> Vec<String> {
+    let tasks: Vec<String> = set.into_iter().collect();
+    match task_roles(&tasks) {
+        Some((main, rest)) => std::iter::once(main).chain(rest).collect(),
+        None => tasks,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The difference of means exceeds the larger of the two standard deviations, in its favour.
+    Beats,
+    /// Likewise, against it.
+    Worse,
+    WithinSpread,
+    /// One side has a single seed: no spread to compare with.
+    SingleSeed,
+}
+
+/// One view mode against `expert` on one task of one dataset.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    pub dataset: String,
+    pub mode: String,
+    pub task: String,
+    /// `suppressed` (the photo task) or `overlay`.
+    pub role: &'static str,
+    pub expert: Agg,
+    pub other: Agg,
+    pub difference: f64,
+    pub spread: Option<f64>,
+    pub verdict: Verdict,
+}
+
+pub fn compare(expert: &Agg, other: &Agg) -> (f64, Option<f64>, Verdict) {
+    let diff = other.mean - expert.mean;
+    let (Some(se), Some(so)) = (expert.std, other.std) else { return (diff, None, Verdict::SingleSeed) };
+    let spread = se.max(so);
+    let v = if diff > spread {
+        Verdict::Beats
+    } else if diff < -spread {
+        Verdict::Worse
+    } else {
+        Verdict::WithinSpread
+    };
+    (diff, Some(spread), v)
+}
+
+/// Whether `key`'s mean is the highest among the view modes of its (dataset, task); only when
+/// there is something to beat.
+pub fn is_best(s: &Summary, key: &(String, String, String)) -> bool {
+    let Some(a) = s.probe.get(key) else { return false };
+    let rivals: Vec<f64> = s.probe.iter().filter(|(k, _)| k.0 == key.0 && k.1 == key.1).map(|(_, v)| v.mean).collect();
+    rivals.len() > 1 && rivals.iter().all(|r| a.mean >= r - 1e-12)
+}
+
+/// Everything the report shows, aggregated.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub datasets: Vec<String>,
+    pub modes: Vec<String>,
+    pub tasks: BTreeMap<String, Vec<String>>,
+    /// (dataset, task, mode) → probe top-1 over seeds.
+    pub probe: BTreeMap<(String, String, String), Agg>,
+    /// (dataset, mode) pairs with at least one failed cell.
+    pub failed: BTreeSet<(String, String)>,
+    /// The most seeds any (dataset, mode) has: fewer is flagged "n=k".
+    pub expected_n: usize,
+    /// (dataset, task, family) → destruction rate over seeds.
+    pub destruction: BTreeMap<(String, String, String), Agg>,
+    /// (dataset, task) → the destruction classifier's clean accuracy over seeds.
+    pub clean: BTreeMap<(String, String), Agg>,
+    pub families: Vec<String>,
+    pub comparisons: Vec<Comparison>,
+}
+
+pub fn summarise(exp: &Experiment) -> Summary {
+    let cells = &exp.cells;
+    let datasets = cells.iter().map(|c| c.dataset.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut s = Summary { datasets, ..Summary::default() };
+    let mut modes: Vec<String> = cells.iter().map(|c| c.mode.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    modes.sort_by_key(|m| mode_key(m));
+    s.modes = modes;
+    s.failed = cells.iter().filter(|c| c.failed()).map(|c| (c.dataset.clone(), c.mode.clone())).collect();
+    for ds in &s.datasets {
+        let of_ds = || cells.iter().filter(move |c| &c.dataset == ds);
+        let tasks: BTreeSet<String> =
+            of_ds().filter_map(|c| c.probe.as_ref()).flat_map(|p| p.tasks.keys().cloned()).collect();
+        let tasks = ordered_tasks(tasks);
+        for t in &tasks {
+            for m in &s.modes {
+                let v: Vec<f64> = of_ds()
+                    .filter(|c| &c.mode == m)
+                    .filter_map(|c| c.probe.as_ref()?.tasks.get(t).map(|pt| pt.top1))
+                    .collect();
+                if let Some(a) = agg(&v) {
+                    s.probe.insert((ds.clone(), t.clone(), m.clone()), a);
+                }
+            }
+        }
+        s.tasks.insert(ds.clone(), tasks);
+    }
+    s.expected_n = s.probe.values().map(|a| a.n).max().unwrap_or(0);
+    summarise_destruction(cells, &mut s);
+    s.comparisons = comparisons(&s);
+    s
+}
+
+/// Destruction per (dataset, task, family): runs of the same seed (different view modes measure
+/// the expert family again) are averaged first, so n counts seeds.
+fn summarise_destruction(cells: &[Cell], s: &mut Summary) {
+    type Key = (String, String, String);
+    let mut by_seed: BTreeMap<Key, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    let mut clean: BTreeMap<(String, String), BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    for c in cells {
+        let Some(d) = &c.destruction else { continue };
+        for (task, t) in &d.tasks {
+            clean
+                .entry((c.dataset.clone(), task.clone()))
+                .or_default()
+                .entry(c.seed)
+                .or_default()
+                .push(t.clean_accuracy);
+            for (fam, f) in &t.families {
+                let key = (c.dataset.clone(), task.clone(), fam.clone());
+                by_seed.entry(key).or_default().entry(c.seed).or_default().push(f.destruction_rate);
+            }
+        }
+    }
+    let seed_means = |m: &BTreeMap<u64, Vec<f64>>| -> Vec<f64> {
+        m.values().map(|v| v.iter().sum::<f64>() / v.len() as f64).collect()
+    };
+    let mut families: Vec<String> = by_seed.keys().map(|k| k.2.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    families.sort_by_key(|f| {
+        if f == "identity" {
+            (0, 0, String::new())
+        } else {
+            let k = mode_key(f);
+            (k.0 + 1, k.1, k.2)
+        }
+    });
+    s.families = families;
+    s.destruction = by_seed.iter().filter_map(|(k, m)| Some((k.clone(), agg(&seed_means(m))?))).collect();
+    s.clean = clean.iter().filter_map(|(k, m)| Some((k.clone(), agg(&seed_means(m))?))).collect();
+}
+
+/// Every overlay-dropping mode against expert, on every task of every dataset with an overlay.
+fn comparisons(s: &Summary) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    for ds in &s.datasets {
+        let Some((main, overlays)) = task_roles(&s.tasks[ds]) else { continue };
+        for m in s.modes.iter().filter(|m| can_drop_overlay(m)) {
+            for (task, role) in std::iter::once((&main, "suppressed")).chain(overlays.iter().map(|t| (t, "overlay"))) {
+                let get = |mode: &str| s.probe.get(&(ds.clone(), task.clone(), mode.to_string()));
+                let (Some(e), Some(o)) = (get("expert"), get(m)) else { continue };
+                let (difference, spread, verdict) = compare(e, o);
+                out.push(Comparison {
+                    dataset: ds.clone(),
+                    mode: m.clone(),
+                    task: task.clone(),
+                    role,
+                    expert: e.clone(),
+                    other: o.clone(),
+                    difference,
+                    spread,
+                    verdict,
+                });
+            }
+        }
+    }
+    out
+}

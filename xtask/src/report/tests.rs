@@ -1,0 +1,350 @@
+//! Fake run directories in a tempdir, a report written from them, and checks on what came out.
+
+use super::stats::{Agg, Verdict, agg, compare};
+use super::write;
+use plotters::prelude::*;
+use serde_json::{Value, json};
+use std::path::Path;
+
+const EXP: &str = "small";
+
+fn put(path: &Path, v: &Value) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_string_pretty(v).unwrap()).unwrap();
+}
+
+/// A real (tiny) PNG, as the trainer's view grids are.
+fn png(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
+    root.fill(&RED).unwrap();
+    root.present().unwrap();
+}
+
+/// (width, height) from a PNG's IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(&b[12..16], b"IHDR");
+    let be = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+fn overlay(ds: &str) -> &'static str {
+    if ds == "photos+digits" { "digit" } else { "shape" }
+}
+
+/// One finished run: config, metrics, pretraining summary, probe (unless `None`), destruction.
+fn run(root: &Path, ds: &str, mode: &str, seed: u64, probe: Option<(f64, f64)>) {
+    let dir = root.join(EXP).join(ds).join(mode.replace(':', "-")).join(format!("seed-{seed}"));
+    let cfg = json!({"experiment": EXP, "dataset": ds, "view_mode": mode, "seed": seed,
+        "data": {"source": "synthetic", "train_size": 4096, "test_size": 1024},
+        "encoder": {"arch": "small", "width": 16}, "train": {"epochs": 2, "batch_size": 64,
+        "objective": "simclr", "update": "alternating"}, "viewmaker": {"width_mult": 0.25, "num_res_blocks": 3}});
+    put(&dir.join("config.json"), &cfg);
+    let ov = overlay(ds);
+    let lines: Vec<String> = (1..=2)
+        .flat_map(|e| {
+            [
+                json!({"kind": "step", "epoch": e, "step": e * 10, "loss": 5.0, "viewmaker_loss": null}).to_string(),
+                json!({"kind": "epoch", "epoch": e, "loss": 6.0 - e as f64 - seed as f64 * 0.1,
+                    "knn": {"photo": 0.2 * e as f64, ov: 0.4 * e as f64}, "seconds": 1.0})
+                .to_string(),
+            ]
+        })
+        .collect();
+    std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    put(
+        &dir.join("pretrain.done.json"),
+        &json!({"epochs": 2, "steps": 20, "first_epoch_loss": 5.0,
+        "last_epoch_loss": 4.0, "knn": {"photo": 0.4, ov: 0.8}, "seconds": 12.5, "images_per_s": 300.0,
+        "device": "cpu"}),
+    );
+    if let Some((photo, over)) = probe {
+        let protocol = json!({"features": "cached", "view_family": "identity", "feature_layer": "pre-pool",
+            "feature_dim": 1024, "epochs": 20, "batch_size": 128, "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
+            "lr_milestones": [12, 16], "lr_gamma": 0.1, "train_size": 4096, "test_size": 1024, "seed": seed});
+        let task = |a: f64| json!({"num_classes": 10, "chance": 0.1, "top1": a, "final_train_loss": 0.5});
+        put(
+            &dir.join("probe.json"),
+            &json!({"schema": "featdrop.probe/1", "dataset": ds, "view_mode": mode,
+            "checkpoint": "epoch-0002", "protocol": protocol, "tasks": {"photo": task(photo), ov: task(over)}}),
+        );
+    }
+    let fam = |r: f64| json!({"accuracy": 0.9 * (1.0 - r), "destruction_rate": r});
+    let dtask = |clean: f64, r: f64| {
+        json!({"num_classes": 10, "chance": 0.1, "clean_accuracy": clean,
+        "families": {"identity": fam(0.0), "expert": fam(r), "dropout:1": fam(0.9)}})
+    };
+    put(
+        &dir.join("destruction.json"),
+        &json!({"schema": "featdrop.destruction/1", "dataset": ds, "view_mode": mode,
+        "checkpoint": null, "classifier": {"epochs": 1, "batch_size": 128, "lr": 0.001, "width": 8},
+        "dropout_p": 1.0, "test_size": 1024, "seed": seed,
+        "tasks": {"photo": dtask(0.6, 0.1 + seed as f64 * 0.02), ov: dtask(0.99, 0.05)}}),
+    );
+    png(&dir.join("views/epoch-0001.png"), 6, 4);
+    png(&dir.join("views/epoch-0002.png"), 8, 5);
+    png(&dir.join("destruction.png"), 7, 7);
+}
+
+/// Two datasets × {expert, dropout:0.5} × 3 seeds; photos+shapes/dropout seed 2 lacks probe.json;
+/// a viewmaker cell of photos+shapes failed before making its folder. `digits_dropout_photo` is
+/// the photo accuracy of photos+digits under dropout, seed by seed.
+fn fixture(root: &Path, digits_dropout_photo: [f64; 3]) {
+    for seed in 0..3u64 {
+        let i = seed as f64;
+        run(root, "photos+digits", "expert", seed, Some((0.40 + 0.02 * i, 0.90 + 0.02 * i)));
+        run(root, "photos+digits", "dropout:0.5", seed, Some((digits_dropout_photo[seed as usize], 0.80 + 0.02 * i)));
+        run(root, "photos+shapes", "expert", seed, Some((0.30 + 0.02 * i, 0.95)));
+        run(root, "photos+shapes", "dropout:0.5", seed, (seed < 2).then_some((0.30 + 0.02 * i, 0.96)));
+    }
+    let mut status = serde_json::Map::new();
+    for ds in ["photos+digits", "photos+shapes"] {
+        for mode in ["expert", "dropout-0.5"] {
+            for seed in 0..3 {
+                status.insert(format!("{ds}/{mode}/seed-{seed}"), json!({"state": "done", "seconds": 20.0}));
+            }
+        }
+    }
+    status.insert(
+        "photos+shapes/viewmaker/seed-0".into(),
+        json!({"state": "failed", "seconds": 3.0, "error": "featdrop-train failed (exit status: 1): out of memory"}),
+    );
+    put(&root.join(EXP).join("status.json"), &Value::Object(status));
+    let theory = root.join(EXP).join("theory");
+    put(
+        &theory.join("theory.json"),
+        &json!({"format_version": 1, "wall_s": 1.5, "figures": ["accuracy_vs_p_k4.png"],
+        "summary": {"base_prediction": {"onset_p": 0.4, "full_p": 0.6, "loss_p": 0.9}, "gd_agreement": null}}),
+    );
+    std::fs::write(
+        theory.join("summary.md"),
+        "# Sim\n\n## Headline\n\n- closed-form: task B is back at p = 0.50.\n\n## Spectral loss\n\nmore\n",
+    )
+    .unwrap();
+    png(&theory.join("accuracy_vs_p_k4.png"), 10, 6);
+}
+
+const WIN: [f64; 3] = [0.50, 0.52, 0.54];
+const TIE: [f64; 3] = [0.41, 0.43, 0.45];
+
+fn report(digits_dropout_photo: [f64; 3]) -> (tempfile::TempDir, String, Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, digits_dropout_photo);
+    write(&runs, &tmp.path().join("report"), None).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let js: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    (tmp, md, js)
+}
+
+/// The probe table row of `ds`, split into cells (after `| dataset | tasks |`).
+fn row<'a>(md: &'a str, ds: &str) -> Vec<&'a str> {
+    let line = md.lines().find(|l| l.starts_with(&format!("| {ds} | photo,"))).unwrap_or_else(|| panic!("no row {ds}"));
+    line.trim_matches('|').split('|').map(str::trim).skip(2).collect()
+}
+
+#[test]
+fn table_has_numbers_failed_and_dashes() {
+    let (_t, md, _) = report(WIN);
+    let header = md.lines().find(|l| l.starts_with("| dataset | tasks |")).unwrap();
+    assert!(header.contains("expert · photo | expert · task 2 | viewmaker · photo"), "{header}");
+    // columns: expert (photo, overlay), viewmaker (…), dropout:0.5 (…)
+    let digits = row(&md, "photos+digits");
+    assert_eq!(digits, ["42.0 ± 2.0", "**92.0 ± 2.0**", "—", "—", "**52.0 ± 2.0**", "82.0 ± 2.0"]);
+    let shapes = row(&md, "photos+shapes");
+    assert_eq!(
+        shapes,
+        ["**32.0 ± 2.0**", "95.0 ± 0.0", "failed", "failed", "31.0 ± 1.4 (n=2)", "**96.0 ± 0.0 (n=2)**"]
+    );
+    assert!(md.contains("`photos+shapes/viewmaker/seed-0`: featdrop-train failed (exit status: 1): out of memory"));
+}
+
+#[test]
+fn aggregates_are_mean_and_sample_std() {
+    let a = agg(&[0.40, 0.42, 0.44]).unwrap();
+    assert!((a.mean - 0.42).abs() < 1e-12 && (a.std.unwrap() - 0.02).abs() < 1e-12 && a.n == 3);
+    assert_eq!(agg(&[0.5]).unwrap(), Agg { mean: 0.5, std: None, n: 1 });
+    assert!(agg(&[]).is_none());
+    let e = Agg { mean: 0.40, std: Some(0.02), n: 3 };
+    assert_eq!(compare(&e, &Agg { mean: 0.45, std: Some(0.03), n: 3 }).2, Verdict::Beats);
+    assert_eq!(compare(&e, &Agg { mean: 0.42, std: Some(0.03), n: 3 }).2, Verdict::WithinSpread);
+    assert_eq!(compare(&e, &Agg { mean: 0.30, std: Some(0.01), n: 3 }).2, Verdict::Worse);
+    assert_eq!(compare(&e, &Agg { mean: 0.90, std: None, n: 1 }).2, Verdict::SingleSeed);
+    assert_eq!(super::load::mode_from_dir("dropout-0.5"), "dropout:0.5");
+    assert_eq!(super::load::mode_from_dir("expert+viewmaker"), "expert+viewmaker");
+}
+
+#[test]
+fn results_json_holds_the_same_numbers() {
+    let (_t, md, js) = report(WIN);
+    assert_eq!(js["schema"], "featdrop.report/1");
+    let exp = &js["experiments"][0];
+    assert_eq!(exp["name"], EXP);
+    let probe = exp["probe"].as_array().unwrap();
+    let find = |ds: &str, task: &str, mode: &str| {
+        probe.iter().find(|p| p["dataset"] == ds && p["task"] == task && p["view_mode"] == mode).unwrap().clone()
+    };
+    let p = find("photos+digits", "photo", "dropout:0.5");
+    assert!((p["mean"].as_f64().unwrap() - 0.52).abs() < 1e-12 && p["n"] == 3 && p["best"] == true);
+    assert_eq!(find("photos+shapes", "photo", "dropout:0.5")["n"], 2);
+    // every aggregate in results.json appears, in %, in the table
+    for p in probe {
+        let text = format!("{:.1}", p["mean"].as_f64().unwrap() * 100.0);
+        assert!(md.contains(&text), "{text} missing from REPORT.md");
+    }
+    let cells = exp["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 13);
+    let failed = cells.iter().find(|c| c["state"] == "failed").unwrap();
+    assert_eq!(failed["id"], "photos+shapes/viewmaker/seed-0");
+    let c = cells.iter().find(|c| c["id"] == "photos+digits/expert/seed-1").unwrap();
+    assert_eq!(c["probe"]["digit"], 0.92);
+    assert_eq!(c["destruction"]["photo"]["families"]["expert"], 0.12);
+    assert_eq!(c["knn"]["digit"], 0.8);
+    assert_eq!(c["final_loss"], 4.0);
+    assert_eq!(c["seconds"], 20.0);
+    assert_eq!(exp["total_seconds"], 243.0);
+    assert_eq!(exp["effect_shown"]["photos+digits"], true);
+    assert_eq!(exp["theory"]["base_prediction"]["onset_p"], 0.4);
+    let d = exp["destruction"].as_array().unwrap();
+    let e =
+        d.iter().find(|r| r["dataset"] == "photos+digits" && r["task"] == "photo" && r["family"] == "expert").unwrap();
+    assert!((e["mean"].as_f64().unwrap() - 0.12).abs() < 1e-12 && e["n"] == 3);
+    // round trip: serialising what was read gives the same document
+    let again: Value = serde_json::from_str(&serde_json::to_string(&js).unwrap()).unwrap();
+    assert_eq!(again, js);
+}
+
+#[test]
+fn effect_statement_follows_the_numbers() {
+    let (_t, win, js) = report(WIN);
+    assert!(
+        win.contains("`dropout:0.5`: beats expert on photo by 10.0 points (52.0 % vs 42.0 %; larger seed std 2.0)"),
+        "{win}"
+    );
+    assert!(win.contains("on digit it costs 10.0 points"), "{win}");
+    assert!(
+        win.contains("The published effect is shown on photos+digits (dropout:0.5); not shown on photos+shapes"),
+        "{win}"
+    );
+    let verdicts: Vec<&str> =
+        js["experiments"][0]["effects"].as_array().unwrap().iter().map(|e| e["verdict"].as_str().unwrap()).collect();
+    assert!(verdicts.contains(&"beats") && verdicts.contains(&"worse") && verdicts.contains(&"within-spread"));
+
+    let (_t, tie, _) = report(TIE);
+    assert!(tie.contains("vs expert on photo: +1.0 points (43.0 % vs 42.0 %), within the seed spread"), "{tie}");
+    assert!(!tie.contains("beats expert on photo"));
+    assert!(tie.contains("The published effect is not shown on any dataset (photos+digits, photos+shapes)"), "{tie}");
+}
+
+#[test]
+fn malformed_probe_is_an_error_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    let bad = runs.join(EXP).join("photos+digits/expert/seed-1/probe.json");
+    std::fs::write(&bad, r#"{"protocol": {}, "tasks": {"photo": {"top1": "high"}}}"#).unwrap();
+    let e = format!("{:#}", write(&runs, &tmp.path().join("report"), Some(EXP)).unwrap_err());
+    assert!(e.contains(&bad.display().to_string()) && e.contains("field `protocol"), "{e}");
+    std::fs::write(&bad, "{not json").unwrap();
+    let e = format!("{:#}", write(&runs, &tmp.path().join("report"), Some(EXP)).unwrap_err());
+    assert!(e.contains(&bad.display().to_string()), "{e}");
+    assert!(!tmp.path().join("report/REPORT.md").exists());
+}
+
+#[test]
+fn figures_are_written_and_embedded() {
+    let (t, md, _) = report(WIN);
+    let fig = t.path().join("report/figures");
+    for name in ["curves_photos_digits.png", "curves_photos_shapes.png"] {
+        let (w, h) = png_size(&fig.join(name));
+        assert!(w > 0 && h > 0, "{name}: {w}×{h}");
+        assert!(md.contains(&format!("](figures/{name})")), "{name} not embedded");
+    }
+    // the last view grid (epoch 2: 8×5), from the lowest seed
+    assert_eq!(png_size(&fig.join("views/photos_digits__dropout_0.5.png")), (8, 5));
+    assert_eq!(png_size(&fig.join("destruction/photos_shapes__expert.png")), (7, 7));
+    assert_eq!(png_size(&fig.join("theory/accuracy_vs_p_k4.png")), (10, 6));
+    assert!(md.contains("](figures/theory/accuracy_vs_p_k4.png)"));
+    assert!(md.contains("- closed-form: task B is back at p = 0.50."), "theory headline missing");
+    assert!(!md.contains("more"), "only the headline section of summary.md is included");
+}
+
+#[test]
+fn settings_and_costs_are_reported() {
+    let (_t, md, _) = report(WIN);
+    for row in [
+        "| pretraining epochs | 2 |",
+        "| encoder arch | small |",
+        "| viewmaker width multiplier | 0.25 |",
+        "| probe features | cached |",
+        "| device | cpu |",
+        "| view modes | expert, viewmaker, dropout:0.5 |",
+    ] {
+        assert!(md.contains(row), "missing {row}");
+    }
+    assert!(!md.contains("torch version"), "no torch version was recorded");
+    assert!(md.contains("| `photos+shapes/viewmaker/seed-0` | failed | 3.0 |"));
+    assert!(md.contains("Total wall time of the cells: 243.0 s"));
+}
+
+#[test]
+fn rerun_replaces_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    let out = tmp.path().join("report");
+    write(&runs, &out, None).unwrap();
+    std::fs::write(out.join("figures/stale.png"), b"x").unwrap();
+    // a seed's probe changes between runs of the report
+    run(&runs, "photos+digits", "expert", 0, Some((0.10, 0.90)));
+    write(&runs, &out, Some(EXP)).unwrap();
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(md.contains("| photos+digits | photo, digit | 32.0 ± 19.1 |"), "{md}");
+    assert!(!out.join("figures/stale.png").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn missing_or_empty_runs_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let out = tmp.path().join("report");
+    let e = write(&runs, &out, None).unwrap_err().to_string();
+    assert!(e.contains("does not exist") && e.contains(&runs.display().to_string()), "{e}");
+    std::fs::create_dir_all(runs.join("empty/photos/expert/seed-0")).unwrap();
+    let e = write(&runs, &out, None).unwrap_err().to_string();
+    assert!(e.contains("holds no finished runs") && e.contains(&runs.display().to_string()), "{e}");
+    let e = write(&runs, &out, Some("empty")).unwrap_err().to_string();
+    assert!(e.contains("holds no finished runs") && e.contains(&runs.join("empty").display().to_string()), "{e}");
+    let e = write(&runs, &out, Some("paper")).unwrap_err().to_string();
+    assert!(e.contains(&runs.join("paper").display().to_string()) && e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn every_experiment_gets_its_own_section_and_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    let copied =
+        std::process::Command::new("cp").arg("-r").arg(runs.join(EXP)).arg(runs.join("paper")).status().unwrap();
+    assert!(copied.success());
+    let out = tmp.path().join("report");
+    write(&runs, &out, None).unwrap();
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(md.contains("## Experiment `paper`") && md.contains("## Experiment `small`"));
+    for exp in ["paper", "small"] {
+        assert!(png_size(&out.join(format!("figures/{exp}/curves_photos_digits.png"))).0 > 0);
+        assert!(md.contains(&format!("](figures/{exp}/theory/accuracy_vs_p_k4.png)")));
+    }
+    let js: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(js["experiments"].as_array().unwrap().len(), 2);
+}

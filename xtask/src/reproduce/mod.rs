@@ -1,0 +1,216 @@
+//! `cargo xtask reproduce`: the whole study in one command (DESIGN.md §7–§8). For each grid cell of
+//! an experiment it runs pretraining, linear probes and the label-destruction analysis through the
+//! per-crate binaries, then the theory sweep, then the report. Finished cells are skipped, an
+//! interrupted cell resumes (the binaries resume themselves), a failed cell is recorded with its
+//! error and the rest go on; the exit status says whether any cell failed.
+
+pub mod experiment;
+
+use crate::{libtorch, paths};
+use anyhow::{Context, Result, bail, ensure};
+use experiment::{Cell, Experiment};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// `cargo xtask reproduce` options.
+#[derive(clap::Args, Debug)]
+pub struct ReproduceArgs {
+    /// Scale: smoke (seconds, tests), small (a 2-core CPU, ≤ 20 min), paper (real data, one GPU per
+    /// run, hours). Default: paper on a CUDA machine with the real data present, small otherwise.
+    #[arg(long, value_parser = ["smoke", "small", "paper"])]
+    pub scale: Option<String>,
+    /// An experiment file to run instead of experiments/<scale>.json.
+    #[arg(long)]
+    pub experiment: Option<PathBuf>,
+    /// Run only the cells whose id (<dataset>/<view-mode>/seed-<n>) contains this text.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Device for every run: auto, cpu, cuda, cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Root of the run directories.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Where the report goes.
+    #[arg(long, default_value = "report")]
+    pub report: PathBuf,
+    /// Skip the theory sweep.
+    #[arg(long)]
+    pub no_theory: bool,
+    /// Use already-built featdrop binaries from this folder instead of building them (release).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// The release binaries a study runs.
+pub struct Bins {
+    dir: PathBuf,
+    torch_lib: PathBuf,
+}
+
+impl Bins {
+    /// Builds the per-crate binaries (release) and returns where they are.
+    pub fn build(lt: &libtorch::Libtorch) -> Result<Self> {
+        eprintln!("building featdrop-train, featdrop-eval, featdrop-theory, featdrop-doctor (release)…");
+        let mut cmd = paths::cargo(&lt.root);
+        cmd.args(["build", "--release", "-q", "--bins"]);
+        for p in ["featdrop-contrastive", "featdrop-eval", "featdrop-theory", "featdrop-core"] {
+            cmd.args(["-p", p]);
+        }
+        ensure!(cmd.status()?.success(), "building the study's binaries failed");
+        Ok(Self { dir: paths::repo_root().join("target/release"), torch_lib: lt.root.join("lib") })
+    }
+
+    /// Binaries built before (e.g. by `cargo test --workspace`), checked to be there.
+    pub fn existing(dir: &Path, lt: &libtorch::Libtorch) -> Result<Self> {
+        for name in ["featdrop-train", "featdrop-eval", "featdrop-theory", "featdrop-doctor"] {
+            ensure!(
+                dir.join(name).is_file(),
+                "--bin-dir {}: {name} is missing; build the workspace's binaries first",
+                dir.display()
+            );
+        }
+        Ok(Self { dir: dir.to_path_buf(), torch_lib: lt.root.join("lib") })
+    }
+
+    /// A command for one binary, with libtorch's folder on its library path.
+    pub fn cmd(&self, name: &str) -> Command {
+        let mut c = Command::new(self.dir.join(name));
+        c.env("LD_LIBRARY_PATH", &self.torch_lib);
+        c
+    }
+}
+
+/// Resolves absolute paths against the checkout (cargo runs xtask from anywhere in it).
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { paths::repo_root().join(p) }
+}
+
+pub fn run(args: &ReproduceArgs) -> Result<()> {
+    let started = Instant::now();
+    let lt = libtorch::setup()?;
+    let bins = match &args.bin_dir {
+        Some(dir) => Bins::existing(&absolute(dir), &lt)?,
+        None => Bins::build(&lt)?,
+    };
+    let (exp_path, why) = choose_experiment(args, &bins)?;
+    let exp = Experiment::load(&exp_path)?;
+    eprintln!("experiment `{}` ({}): {why}", exp.name, exp_path.display());
+    let out = absolute(&args.out);
+    let mut cells = exp.cells(&out);
+    if let Some(device) = &args.device {
+        cells.iter_mut().for_each(|c| c.config["device"] = device.clone().into());
+    }
+    if let Some(pat) = &args.only {
+        cells.retain(|c| c.id.contains(pat.as_str()));
+        ensure!(!cells.is_empty(), "--only {pat}: no cell of `{}` matches", exp.name);
+    }
+    let exp_dir = out.join(&exp.name);
+    write_configs(&exp_dir, &cells, &exp_path, &bins)?;
+    write_job_list(&exp_dir, &exp, &cells)?;
+    let failed = run_cells(&exp, &exp_dir, &cells, &bins)?;
+    if let Some(theory_args) = exp.theory.as_ref().filter(|_| !args.no_theory) {
+        run_theory(&exp_dir, theory_args, &bins)?;
+    }
+    crate::report::write(&out, &absolute(&args.report), Some(&exp.name))?;
+    eprintln!(
+        "study finished in {:.0} s; report in {}",
+        started.elapsed().as_secs_f64(),
+        absolute(&args.report).display()
+    );
+    if failed > 0 {
+        bail!("{failed} cell(s) failed; see {}", exp_dir.join("status.json").display());
+    }
+    Ok(())
+}
+
+/// The experiment to run, and why it was picked.
+fn choose_experiment(args: &ReproduceArgs, bins: &Bins) -> Result<(PathBuf, String)> {
+    if let Some(p) = &args.experiment {
+        return Ok((absolute(p), "given with --experiment".into()));
+    }
+    let file = |s: &str| paths::repo_root().join("experiments").join(format!("{s}.json"));
+    if let Some(s) = &args.scale {
+        return Ok((file(s), format!("scale `{s}` given with --scale")));
+    }
+    let doctor = bins.cmd("featdrop-doctor").arg("--json").output().context("running featdrop-doctor")?;
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap_or(Value::Null);
+    let cuda = report["cuda_usable"].as_bool().unwrap_or(false);
+    let raw = paths::repo_root().join("data/raw");
+    let real = raw.join("cifar-10-batches-bin/test_batch.bin").exists() && raw.join("mnist").is_dir();
+    Ok(match (cuda, real) {
+        (true, true) => (file("paper"), "scale `paper`: CUDA is usable and the real data is in data/raw".into()),
+        (false, _) => (file("small"), "scale `small`: CUDA is not usable here (pass --scale to choose)".into()),
+        (true, false) => {
+            (file("small"), "scale `small`: CUDA is usable but the real data is missing (cargo xtask fetch)".into())
+        }
+    })
+}
+
+/// Writes each cell's resolved config and has featdrop-train validate them all before anything runs.
+fn write_configs(exp_dir: &Path, cells: &[Cell], exp_path: &Path, bins: &Bins) -> Result<()> {
+    let dir = exp_dir.join("configs");
+    std::fs::create_dir_all(&dir)?;
+    let mut files = Vec::new();
+    for c in cells {
+        let f = dir.join(format!("{}.json", c.id.replace('/', "__")));
+        std::fs::write(&f, serde_json::to_string_pretty(&c.config)?)?;
+        files.push(f);
+    }
+    let out = bins.cmd("featdrop-train").arg("--check-config").args(&files).output()?;
+    if !out.status.success() {
+        bail!(
+            "{} resolves to an invalid run config:\n{}",
+            exp_path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The job list: the commands of every cell, as JSON, so cells can be run elsewhere.
+fn write_job_list(exp_dir: &Path, exp: &Experiment, cells: &[Cell]) -> Result<()> {
+    let jobs: Vec<Value> =
+        cells.iter().map(|c| json!({"id": c.id, "run_dir": c.run_dir, "steps": steps(exp, c, exp_dir)})).collect();
+    std::fs::write(
+        exp_dir.join("jobs.json"),
+        serde_json::to_string_pretty(&json!({"experiment": exp.name, "jobs": jobs}))?,
+    )?;
+    Ok(())
+}
+
+/// The commands of one cell: pretraining, probes, destruction.
+fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
+    let cfg = exp_dir.join("configs").join(format!("{}.json", c.id.replace('/', "__")));
+    let run = c.run_dir.display().to_string();
+    let mut s = vec![
+        vec![
+            "featdrop-train".into(),
+            "-q".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--run-dir".into(),
+            run.clone(),
+        ],
+        vec![
+            "featdrop-eval".into(),
+            "probe".into(),
+            "-q".into(),
+            "--run".into(),
+            run.clone(),
+            "--features".into(),
+            exp.probe_features.clone(),
+        ],
+    ];
+    if exp.destruction {
+        let mut d: Vec<String> = vec!["featdrop-eval".into(), "destruction".into(), "-q".into(), "--run".into(), run];
+        d.extend(exp.destruction_args.iter().cloned());
+        s.push(d);
+    }
+    s
+}
+
+mod cells;
+use cells::{run_cells, run_theory};
