@@ -1,0 +1,3 @@
+fn main() {
+    featdrop_build::link_torch();
+}

@@ -1,0 +1,272 @@
+//! Label destruction (§5.2): per task, a classifier trained on clean data is scored on clean test
+//! inputs and on views of them; a family's destruction rate is `1 − accuracy on views / clean
+//! accuracy`. Resumable per task; written to `destruction.json` with a grid `destruction.png`.
+
+pub use crate::classifier::DestructionConfig;
+use crate::classifier::{SmallCnn, accuracy, train_classifier, train_steps};
+use crate::frozen::FrozenRun;
+use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, FamilyDestruction, read_report};
+use anyhow::{Result, bail, ensure};
+use featdrop_augment::{ExpertImage, Identity, ImageRecipe};
+use featdrop_core::io::write_json_atomic;
+use featdrop_core::{Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
+use featdrop_data::MultiTaskDataset;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// A kind of view the classifiers are scored on.
+pub enum ViewSource<'a> {
+    /// One view per test input from a family (`identity`, `expert`, a frozen viewmaker, …).
+    Family(&'a dyn ViewFamily),
+    /// The second view of a test pair whose overlay is re-drawn with probability p, scored
+    /// against the pair's (first view's) labels: the `dropout:<p>` control.
+    Dropout(f64),
+}
+
+impl ViewSource<'_> {
+    /// The name results are filed under.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Family(f) => f.name(),
+            Self::Dropout(p) => format!("dropout:{p}"),
+        }
+    }
+}
+
+/// What to measure; the classifier budget defaults to [`DestructionConfig::default`].
+#[derive(Clone, Debug, Default)]
+pub struct DestructionOptions {
+    /// Task names (`None`: all tasks).
+    pub tasks: Option<Vec<String>>,
+    /// The classifier and its training budget.
+    pub classifier: DestructionConfig,
+    /// Recompute tasks already in `destruction.json`.
+    pub force: bool,
+    /// Show progress bars.
+    pub progress: bool,
+    /// Rows of the grid `destruction.png` (0: no grid).
+    pub grid_rows: i64,
+}
+
+// Counters of the evaluation stream for test batches and views.
+const TEST_BATCH: u64 = 5 << 32;
+const TEST_VIEWS: u64 = 6 << 32;
+const CHUNK: i64 = 256;
+
+/// Trains task `task`'s classifier and scores it on clean test inputs and on each source.
+pub fn measure_task(
+    dataset: &dyn MultiTaskDataset,
+    task: usize,
+    sources: &[ViewSource<'_>],
+    cfg: &DestructionConfig,
+    seeds: &Seeds,
+    progress: bool,
+) -> Result<DestructionTask> {
+    let clean = clean_family(dataset.modality());
+    let t = &dataset.tasks().0[task];
+    let bar = crate::progress::bar(
+        train_steps(dataset.len(Split::Train), cfg),
+        &format!("classifier `{}`", t.name),
+        progress,
+    );
+    let net = train_classifier(dataset, task, clean.as_ref(), cfg, seeds, &bar)?;
+    bar.finish_and_clear();
+    let clean_accuracy = score(dataset, task, &net, &ViewSource::Family(clean.as_ref()), seeds)?;
+    ensure!(clean_accuracy > 0.0, "the classifier for `{}` got no clean test input right; train it longer", t.name);
+    let mut families = BTreeMap::new();
+    for s in sources {
+        let accuracy = score(dataset, task, &net, s, seeds)?;
+        families.insert(s.name(), FamilyDestruction { accuracy, destruction_rate: 1.0 - accuracy / clean_accuracy });
+    }
+    Ok(DestructionTask { num_classes: t.num_classes, chance: t.chance(), clean_accuracy, families })
+}
+
+/// The classifier's accuracy on the whole test split seen through `source`.
+fn score(
+    ds: &dyn MultiTaskDataset,
+    task: usize,
+    net: &SmallCnn,
+    source: &ViewSource<'_>,
+    seeds: &Seeds,
+) -> Result<f64> {
+    let n = ds.len(Split::Test) as i64;
+    let clean = clean_family(ds.modality());
+    let (mut hits, mut total) = (0i64, 0i64);
+    for (c, start) in (0..n).step_by(CHUNK as usize).enumerate() {
+        let idx = Tensor::arange_start(start, (start + CHUNK).min(n), (Kind::Int64, tch::Device::Cpu));
+        let (data_seed, view_seed) =
+            (seeds.derive(Stream::Eval, TEST_BATCH + c as u64), seeds.derive(Stream::Views, TEST_VIEWS + c as u64));
+        let (x, labels) = match source {
+            ViewSource::Family(f) => {
+                let b = ds.batch(Split::Test, &idx, data_seed);
+                (tch::no_grad(|| f.view(&b.inputs, view_seed)), b.labels)
+            }
+            ViewSource::Dropout(p) => {
+                let pair = ds.pair(Split::Test, &idx, *p, data_seed);
+                (clean.view(&pair.second, 0), pair.first.labels)
+            }
+        };
+        let (h, t) = accuracy(net, &x, &labels[task]);
+        hits += h;
+        total += t;
+    }
+    ensure!(total > 0, "dataset `{}` has no test examples", ds.name());
+    Ok(hits as f64 / total as f64)
+}
+
+/// What a classifier sees as clean input: normalised images (the `identity` family).
+fn clean_family(modality: Modality) -> Box<dyn ViewFamily> {
+    featdrop_contrastive::views::clean(modality)
+}
+
+/// The families of §5.2 for a run: identity, expert, the run's viewmaker (when it has one) and
+/// `dropout:p` (the run's p, or 1).
+fn run_sources<'a>(run: &'a FrozenRun, identity: &'a Identity, expert: &'a ExpertImage) -> Vec<ViewSource<'a>> {
+    let mut s = vec![ViewSource::Family(identity), ViewSource::Family(expert)];
+    if run.has_viewmaker() {
+        s.push(ViewSource::Family(run.views.as_ref()));
+    }
+    s.push(ViewSource::Dropout(dropout_p(run.cfg.view_mode)));
+    s
+}
+
+fn dropout_p(mode: ViewMode) -> f64 {
+    if let ViewMode::Dropout(p) = mode { p } else { 1.0 }
+}
+
+/// Measures label destruction for the tasks of `opts` on `run`, merges them into
+/// `destruction.json` (finished tasks are kept unless `force`) and writes `destruction.png`.
+pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionReport> {
+    opts.classifier.validate()?;
+    let ds = run.dataset.as_ref();
+    ensure!(ds.modality() == Modality::Image, "label destruction is implemented for image datasets only");
+    let (identity, expert) = (Identity::default(), ExpertImage::new(ImageRecipe::default())?);
+    let sources = run_sources(run, &identity, &expert);
+    let mut report = existing(run, opts)?;
+    let seeds = Seeds::new(run.cfg.seed);
+    for (i, name) in pending_tasks(ds, opts, &report)? {
+        let result = measure_task(ds, i, &sources, &opts.classifier, &seeds, opts.progress)?;
+        let rates: Vec<String> =
+            result.families.iter().map(|(f, r)| format!("{f}={:.3}", r.destruction_rate)).collect();
+        tracing::info!(task = %name, clean = format!("{:.4}", result.clean_accuracy), rates = %rates.join(" "), "destruction");
+        report.tasks.insert(name, result);
+        // Written after each task so an interrupted analysis keeps what it finished.
+        write_json_atomic(&run.run.destruction(), &report)?;
+    }
+    if opts.grid_rows > 0 {
+        let learned = run.has_viewmaker().then_some(run.views.as_ref());
+        write_destruction_grid(ds, &expert, learned, &seeds, opts.grid_rows, &run.run.root().join("destruction.png"))?;
+    }
+    Ok(report)
+}
+
+/// The report to add to: the existing file when it used the same classifier and views.
+fn existing(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionReport> {
+    let ds = run.dataset.as_ref();
+    let fresh = DestructionReport {
+        schema: DESTRUCTION_SCHEMA.into(),
+        dataset: run.cfg.dataset.clone(),
+        view_mode: run.cfg.view_mode.to_string(),
+        checkpoint: run.has_viewmaker().then(|| run.checkpoint.clone()),
+        classifier: opts.classifier.clone(),
+        dropout_p: dropout_p(run.cfg.view_mode),
+        test_size: ds.len(Split::Test),
+        seed: run.cfg.seed,
+        tasks: BTreeMap::new(),
+    };
+    let path = run.run.destruction();
+    if !path.exists() || opts.force {
+        return Ok(fresh);
+    }
+    let old: DestructionReport = read_report(&path).map_err(|e| e.context("pass --force to recompute it"))?;
+    let comparable = DestructionReport { tasks: BTreeMap::new(), ..old.clone() };
+    if comparable != fresh {
+        bail!(
+            "{} was made with another classifier, checkpoint or test set; pass --force to recompute every task",
+            path.display()
+        );
+    }
+    Ok(old)
+}
+
+fn pending_tasks(
+    ds: &dyn MultiTaskDataset,
+    opts: &DestructionOptions,
+    report: &DestructionReport,
+) -> Result<Vec<(usize, String)>> {
+    let tasks = ds.tasks();
+    let wanted: Vec<String> = match &opts.tasks {
+        Some(t) => t.clone(),
+        None => tasks.names().into_iter().map(String::from).collect(),
+    };
+    let mut out = Vec::new();
+    for name in wanted {
+        let Some(i) = tasks.index_of(&name) else {
+            bail!("dataset `{}` has no task `{name}`; its tasks: {}", ds.name(), tasks.names().join(", "));
+        };
+        if opts.force || !report.tasks.contains_key(&name) {
+            out.push((i, name));
+        } else {
+            tracing::info!(task = %name, "already measured; --force recomputes");
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `rows` test examples as original | expert view | viewmaker view (when there is one) |
+/// |δ| heat-map of the viewmaker view (of the expert view without a viewmaker).
+pub fn write_destruction_grid(
+    ds: &dyn MultiTaskDataset,
+    expert: &dyn ViewFamily,
+    learned: Option<&dyn ViewFamily>,
+    seeds: &Seeds,
+    rows: i64,
+    path: &Path,
+) -> Result<()> {
+    let rows = rows.min(ds.len(Split::Test) as i64);
+    let idx = Tensor::arange(rows, (Kind::Int64, tch::Device::Cpu));
+    let batch = ds.batch(Split::Test, &idx, seeds.derive(Stream::Eval, TEST_BATCH));
+    let x = batch.inputs;
+    let seed = seeds.derive(Stream::Views, TEST_VIEWS);
+    let e = show(&tch::no_grad(|| expert.view(&x, seed)));
+    let l = learned.map(|f| show(&tch::no_grad(|| f.view(&x, seed))));
+    let d = heat(l.as_ref().unwrap_or(&e), &x);
+    let mut cols: Vec<(&Tensor, String)> = vec![(&x, String::new()), (&e, "expert".into())];
+    if let (Some(l), Some(f)) = (&l, learned) {
+        cols.push((l, f.name()));
+    }
+    cols.push((&d, "|δ|".into()));
+    let ncols = cols.len();
+    let mut cells = Vec::new();
+    let mut captions = Vec::new();
+    for i in 0..rows {
+        for (t, cap) in &cols {
+            cells.push(t.get(i));
+            captions.push(if cap.is_empty() { row_label(ds, &batch.labels, i) } else { cap.clone() });
+        }
+    }
+    let cells = Tensor::stack(&cells, 0).to_device(tch::Device::Cpu);
+    featdrop_data::grid::write_grid(path, &cells, &captions, ncols, 3)
+}
+
+fn row_label(ds: &dyn MultiTaskDataset, labels: &[Tensor], i: i64) -> String {
+    let tasks = ds.tasks();
+    tasks.iter().zip(labels).map(|(t, l)| format!("{}={}", t.name, l.int64_value(&[i]))).collect::<Vec<_>>().join(" ")
+}
+
+/// Undoes the image normalisation so a view can be shown in [0, 1].
+fn show(view: &Tensor) -> Tensor {
+    let n = featdrop_augment::Normalize::default();
+    let c = n.mean.len() as i64;
+    let mean = Tensor::from_slice(&n.mean).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(view.device());
+    let std = Tensor::from_slice(&n.std).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(view.device());
+    (view * std + mean).clamp(0.0, 1.0)
+}
+
+/// |a − b| per example, scaled to its maximum and repeated over RGB.
+fn heat(a: &Tensor, b: &Tensor) -> Tensor {
+    let d = (a - b).abs().mean_dim([1i64].as_slice(), true, Kind::Float);
+    let max = d.amax([1i64, 2, 3].as_slice(), true).clamp_min(1e-8);
+    (d / max).repeat([1, 3, 1, 1])
+}

@@ -1,0 +1,98 @@
+//! A finished run, reloaded and frozen: its config, dataset, encoder and view family with the
+//! weights of its final checkpoint.
+
+use anyhow::{Context, Result};
+use featdrop_contrastive::trainer::{encoder_spec, open_dataset};
+use featdrop_contrastive::views::view_family;
+use featdrop_contrastive::{Encoder, ResNet};
+use featdrop_core::{DeviceChoice, RunConfig, RunDir, ViewFamily, checkpoint};
+use featdrop_data::MultiTaskDataset;
+use tch::{Device, Tensor, nn::VarStore};
+
+/// The files evaluation needs in a run directory, and what makes each.
+pub const NEEDED: [(&str, &str); 3] = [
+    ("config.json", "featdrop-train, when pretraining starts"),
+    ("pretrain.done.json", "featdrop-train, when pretraining finishes"),
+    ("checkpoints/latest.json", "featdrop-train, at each checkpoint"),
+];
+
+/// A pretrained run with its encoder and view family restored from the last checkpoint, frozen
+/// (no parameter requires a gradient; the encoder is used in evaluation mode).
+pub struct FrozenRun {
+    /// The run's resolved config (its `device` replaced when an override was given).
+    pub cfg: RunConfig,
+    /// The run directory.
+    pub run: RunDir,
+    /// Where the dataset, encoder and views live.
+    pub device: Device,
+    /// The run's dataset.
+    pub dataset: Box<dyn MultiTaskDataset>,
+    /// The pretrained encoder.
+    pub encoder: Box<dyn Encoder>,
+    /// The run's view family; a viewmaker family carries its trained parameters.
+    pub views: Box<dyn ViewFamily>,
+    /// Tag of the checkpoint loaded.
+    pub checkpoint: String,
+    _enc_vs: VarStore,
+}
+
+impl FrozenRun {
+    /// Loads the run in `run`, on `device` when given (otherwise the run's own device choice).
+    /// A missing or incomplete run directory is an error naming what is missing and what makes it.
+    pub fn load(run: &RunDir, device: Option<DeviceChoice>) -> Result<Self> {
+        run.require(&NEEDED)?;
+        let mut cfg = RunConfig::from_file(&run.config())?;
+        if let Some(d) = device {
+            cfg.device = d;
+        }
+        let device = cfg.device.resolve()?;
+        let dataset = open_dataset(&cfg, device)?;
+        let enc_vs = VarStore::new(device);
+        let encoder = ResNet::new(&enc_vs.root(), encoder_spec(&cfg, dataset.modality()));
+        let views = view_family(&cfg, dataset.modality(), device)?;
+        let dir = run.checkpoints();
+        let tag = checkpoint::latest(&dir)?.with_context(|| format!("{} names no checkpoint", dir.display()))?;
+        let (tensors, _state): (_, serde_json::Value) = checkpoint::load(&dir, &tag)?;
+        let loaded: Vec<(String, Tensor)> = tensors.into_iter().map(|(n, t)| (n, t.to_device(device))).collect();
+        let mut targets: Vec<(String, Tensor)> =
+            enc_vs.variables().into_iter().map(|(n, t)| (format!("enc.{n}"), t)).collect();
+        targets.extend(views.trainable().into_iter().map(|(n, t)| (format!("views.{n}"), t)));
+        checkpoint::restore_into(&loaded, &targets)
+            .with_context(|| format!("restoring {} from {}", tag, dir.display()))?;
+        for (_, t) in targets {
+            // Shallow clones share the variable, so this freezes the viewmaker's parameters too.
+            let _ = t.set_requires_grad(false);
+        }
+        tracing::info!(run = %run.root().display(), checkpoint = %tag, "loaded frozen run");
+        let encoder: Box<dyn Encoder> = Box::new(encoder);
+        Ok(Self { cfg, run: run.clone(), device, dataset, encoder, views, checkpoint: tag, _enc_vs: enc_vs })
+    }
+
+    /// Whether the run's views are learned (a viewmaker), as opposed to a fixed family.
+    pub fn has_viewmaker(&self) -> bool {
+        !self.views.trainable().is_empty()
+    }
+
+    /// Flattened pre-pool features `[N, C·h·w]` of normalised inputs (no gradient).
+    pub fn features(&self, inputs: &Tensor) -> Tensor {
+        tch::no_grad(|| self.encoder.features(inputs).flatten(1, -1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_incomplete_runs_say_what_is_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = |d: &std::path::Path| FrozenRun::load(&RunDir::at(d), None).err().unwrap().to_string();
+        let e = err(&tmp.path().join("nope"));
+        assert!(e.contains("does not exist"), "{e}");
+        std::fs::write(tmp.path().join("config.json"), "{}").unwrap();
+        let e = err(tmp.path());
+        assert!(e.contains("pretrain.done.json (made by featdrop-train, when pretraining finishes)"), "{e}");
+        assert!(e.contains("checkpoints/latest.json"), "{e}");
+        assert!(!e.contains("config.json"), "{e}");
+    }
+}

@@ -1,0 +1,64 @@
+//! Evaluation of pretrained runs (DESIGN.md §5): linear probes on every task and the
+//! label-destruction analysis.
+//!
+//! * [`probe`]: the published linear-probe protocol (§5.1) on a [`FrozenRun`] — one linear layer
+//!   per task on the flattened pre-pool features, SGD with the step schedule of [`schedule`],
+//!   training inputs through the run's own view family (or cached clean features), clean test
+//!   inputs; written to `probe.json`.
+//! * [`destruction`]: per task, a small supervised CNN ([`classifier`]) trained on clean data and
+//!   scored on clean inputs and on identity, expert, viewmaker and `dropout:<p>` views; written to
+//!   `destruction.json` and `destruction.png`.
+//! * [`linear`]: the multi-task linear-probe trainer on any feature tensors.
+//!
+//! Both analyses are resumable per task: a task already in the output file (made the same way)
+//! is kept unless forced.
+//!
+//! # `probe.json` ([`ProbeReport`])
+//!
+//! ```text
+//! {
+//!   "schema": "featdrop.probe/1",
+//!   "dataset": "photos+digits", "view_mode": "expert", "checkpoint": "epoch-0200",
+//!   "protocol": {
+//!     "features": "views" | "cached", "view_family": "expert", "feature_layer": "pre-pool",
+//!     "feature_dim": 8192, "epochs": 100, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
+//!     "weight_decay": 0.0, "lr_milestones": [60, 80], "lr_gamma": 0.1,
+//!     "train_size": 50000, "test_size": 10000, "seed": 0
+//!   },
+//!   "tasks": { "<task>": { "num_classes": 10, "chance": 0.1, "top1": 0.83, "final_train_loss": 0.51 } }
+//! }
+//! ```
+//!
+//! # `destruction.json` ([`DestructionReport`])
+//!
+//! ```text
+//! {
+//!   "schema": "featdrop.destruction/1",
+//!   "dataset": "photos+digits", "view_mode": "viewmaker",
+//!   "checkpoint": "epoch-0200" | null,          // where the viewmaker came from
+//!   "classifier": { "epochs": 10, "batch_size": 128, "lr": 0.001, "width": 32 },
+//!   "dropout_p": 1.0, "test_size": 10000, "seed": 0,
+//!   "tasks": { "<task>": {
+//!     "num_classes": 10, "chance": 0.1, "clean_accuracy": 0.95,
+//!     "families": { "<identity|expert|viewmaker|expert+viewmaker|dropout:p>":
+//!                   { "accuracy": 0.40, "destruction_rate": 0.58 } } } }
+//! }
+//! ```
+//!
+//! `destruction_rate = 1 − accuracy / clean_accuracy`. Every field is required and unknown fields
+//! are rejected ([`report::read_report`] names the file and the field).
+#![warn(missing_docs)]
+
+pub mod classifier;
+pub mod destruction;
+pub mod frozen;
+pub mod linear;
+pub mod probe;
+pub mod progress;
+pub mod report;
+pub mod schedule;
+
+pub use destruction::{DestructionConfig, DestructionOptions, ViewSource, run_destruction};
+pub use frozen::FrozenRun;
+pub use probe::{FeatureMode, ProbeOptions, run_probe};
+pub use report::{DestructionReport, ProbeReport};

@@ -1,0 +1,124 @@
+//! `featdrop-eval`: linear probes (`probe`, DESIGN.md §5.1) and the label-destruction analysis
+//! (`destruction`, §5.2) of a pretrained run directory.
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use featdrop_core::logging::{Verbosity, init};
+use featdrop_core::{DeviceChoice, RunDir};
+use featdrop_eval::{DestructionConfig, DestructionOptions, FeatureMode, FrozenRun, ProbeOptions};
+use std::path::PathBuf;
+
+/// Evaluate a pretrained run: linear probes on every task, and how often each kind of view
+/// destroys each task's label. Results go into the run directory (probe.json, destruction.json,
+/// destruction.png); finished tasks are not recomputed unless --force.
+#[derive(Parser)]
+#[command(name = "featdrop-eval", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    verbosity: Verbosity,
+}
+
+#[derive(Args)]
+struct Common {
+    /// The run directory (made by featdrop-train).
+    #[arg(long)]
+    run: PathBuf,
+    /// Only this task (repeatable); default: every task.
+    #[arg(long = "task", conflicts_with = "all_tasks")]
+    tasks: Vec<String>,
+    /// Every task of the dataset (the default).
+    #[arg(long)]
+    all_tasks: bool,
+    /// Recompute tasks already in the output file.
+    #[arg(long)]
+    force: bool,
+    /// Device: auto, cpu, cuda, cuda:N (default: the run's own choice).
+    #[arg(long)]
+    device: Option<DeviceChoice>,
+}
+
+impl Common {
+    fn tasks(&self) -> Option<Vec<String>> {
+        (!self.tasks.is_empty()).then(|| self.tasks.clone())
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Linear probe per task on the frozen encoder's pre-pool features (published protocol:
+    /// the run's config `probe` section).
+    Probe {
+        #[command(flatten)]
+        common: Common,
+        /// views (published: training inputs through the run's views) or cached (clean features
+        /// computed once; faster). Default: the config's probe.features.
+        #[arg(long)]
+        features: Option<FeatureMode>,
+        /// Probe training epochs (default: the config's probe.epochs).
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+    /// Label-destruction rates per task and view family, with a grid of views.
+    Destruction {
+        #[command(flatten)]
+        common: Common,
+        /// Classifier training epochs.
+        #[arg(long, default_value_t = DestructionConfig::default().epochs)]
+        epochs: usize,
+        /// Classifier Adam learning rate.
+        #[arg(long, default_value_t = DestructionConfig::default().lr)]
+        lr: f64,
+        /// Classifier batch size.
+        #[arg(long, default_value_t = DestructionConfig::default().batch_size)]
+        batch_size: usize,
+        /// Classifier width (channels of its first stage).
+        #[arg(long, default_value_t = DestructionConfig::default().width)]
+        width: i64,
+        /// Rows of destruction.png (0: none).
+        #[arg(long, default_value_t = 8)]
+        grid_rows: i64,
+    },
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let progress = !cli.verbosity.quiet;
+    match &cli.command {
+        Command::Probe { common, features, epochs } => {
+            let frozen = FrozenRun::load(&RunDir::at(&common.run), common.device)?;
+            let opts = ProbeOptions {
+                tasks: common.tasks(),
+                features: *features,
+                epochs: *epochs,
+                force: common.force,
+                progress,
+            };
+            let report = featdrop_eval::run_probe(&frozen, &opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Destruction { common, epochs, lr, batch_size, width, grid_rows } => {
+            let frozen = FrozenRun::load(&RunDir::at(&common.run), common.device)?;
+            let classifier = DestructionConfig { epochs: *epochs, batch_size: *batch_size, lr: *lr, width: *width };
+            let opts = DestructionOptions {
+                tasks: common.tasks(),
+                classifier,
+                force: common.force,
+                progress,
+                grid_rows: *grid_rows,
+            };
+            let report = featdrop_eval::run_destruction(&frozen, &opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init(&cli.verbosity);
+    if let Err(e) = run(&cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

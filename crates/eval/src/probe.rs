@@ -1,0 +1,232 @@
+//! The linear-probe protocol on a frozen run (§5.1), resumable per task, written to `probe.json`.
+
+use crate::frozen::FrozenRun;
+use crate::linear::{LinearProbes, evaluate, fit, fit_steps};
+use crate::report::{PROBE_SCHEMA, ProbeProtocol, ProbeReport, ProbeTask, read_report};
+use anyhow::{Result, bail};
+use featdrop_contrastive::views::clean;
+use featdrop_core::io::write_json_atomic;
+use featdrop_core::{Seeds, Split, Stream};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use tch::{Kind, Tensor};
+
+/// Where the probes' training features come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureMode {
+    /// Every batch through the run's view family and the frozen encoder (published).
+    Views,
+    /// Clean training features computed once (fast; not the published protocol).
+    Cached,
+}
+
+impl FromStr for FeatureMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "views" => Ok(Self::Views),
+            "cached" => Ok(Self::Cached),
+            _ => Err(format!("unknown feature mode `{s}`; accepted: views, cached")),
+        }
+    }
+}
+
+impl std::fmt::Display for FeatureMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if *self == Self::Views { "views" } else { "cached" })
+    }
+}
+
+/// What to probe and how; unset fields come from the run's `probe` config section.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeOptions {
+    /// Task names to probe (`None`: all tasks).
+    pub tasks: Option<Vec<String>>,
+    /// Feature mode (`None`: `probe.features` of the config).
+    pub features: Option<FeatureMode>,
+    /// Training epochs (`None`: `probe.epochs`).
+    pub epochs: Option<usize>,
+    /// Recompute tasks already in `probe.json`.
+    pub force: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+// Counters of the evaluation stream, apart from the trainer's (0–3).
+const PROBE_INIT: u64 = 100;
+const TRAIN_BATCH: u64 = 1 << 32;
+const TEST_BATCH: u64 = 2 << 32;
+const VIEW_BASE: u64 = 3 << 32;
+const CHUNK: i64 = 256;
+
+/// Runs the probes of `opts` on `run` and writes the merged results to `probe.json`. Tasks whose
+/// results are already there under the same protocol are kept, not recomputed, unless `force`.
+pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
+    let mut cfg = run.cfg.probe.clone();
+    let mode = match opts.features {
+        Some(m) => m,
+        None => cfg.features.parse().map_err(anyhow::Error::msg)?,
+    };
+    cfg.features = mode.to_string();
+    if let Some(e) = opts.epochs {
+        cfg.epochs = e;
+    }
+    let ds = run.dataset.as_ref();
+    let feature_dim = feature_dim(run);
+    let protocol = ProbeProtocol {
+        features: mode.to_string(),
+        view_family: if mode == FeatureMode::Views { run.views.name() } else { "identity".into() },
+        feature_layer: "pre-pool".into(),
+        feature_dim,
+        epochs: cfg.epochs,
+        batch_size: cfg.batch_size,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        weight_decay: 0.0,
+        lr_milestones: cfg.lr_milestones.clone(),
+        lr_gamma: cfg.lr_gamma,
+        train_size: ds.len(Split::Train),
+        test_size: ds.len(Split::Test),
+        seed: run.cfg.seed,
+    };
+    let mut report = existing(run, &protocol, opts.force)?;
+    let pending = pending_tasks(run, opts, &report)?;
+    if pending.is_empty() {
+        tracing::info!(file = %run.run.probe().display(), "every requested task already probed; --force recomputes");
+        return Ok(report);
+    }
+    let results = train_and_test(run, &pending, &cfg, mode, feature_dim, opts.progress)?;
+    report.tasks.extend(results);
+    write_json_atomic(&run.run.probe(), &report)?;
+    Ok(report)
+}
+
+/// The report to add to: the existing `probe.json` when its protocol matches, else an empty one.
+fn existing(run: &FrozenRun, protocol: &ProbeProtocol, force: bool) -> Result<ProbeReport> {
+    let fresh = ProbeReport {
+        schema: PROBE_SCHEMA.into(),
+        dataset: run.cfg.dataset.clone(),
+        view_mode: run.cfg.view_mode.to_string(),
+        checkpoint: run.checkpoint.clone(),
+        protocol: protocol.clone(),
+        tasks: BTreeMap::new(),
+    };
+    let path = run.run.probe();
+    if !path.exists() {
+        return Ok(fresh);
+    }
+    let old: ProbeReport = match read_report(&path) {
+        Ok(old) => old,
+        Err(e) if force => {
+            tracing::warn!("replacing unreadable {}: {e:#}", path.display());
+            return Ok(fresh);
+        }
+        Err(e) => return Err(e.context("pass --force to recompute it")),
+    };
+    let same = old.protocol == *protocol && old.checkpoint == run.checkpoint;
+    match (same, force) {
+        (true, _) => Ok(old),
+        (false, true) => Ok(fresh),
+        (false, false) => bail!(
+            "{} was made with another protocol or checkpoint ({} features, {} epochs, checkpoint {}); \
+             pass --force to recompute every task",
+            path.display(),
+            old.protocol.features,
+            old.protocol.epochs,
+            old.checkpoint
+        ),
+    }
+}
+
+/// Requested tasks (index, name) that still need probing.
+fn pending_tasks(run: &FrozenRun, opts: &ProbeOptions, report: &ProbeReport) -> Result<Vec<(usize, String)>> {
+    let tasks = run.dataset.tasks();
+    let wanted: Vec<String> = match &opts.tasks {
+        Some(names) => names.clone(),
+        None => tasks.names().into_iter().map(String::from).collect(),
+    };
+    let mut out = Vec::new();
+    for name in wanted {
+        let Some(i) = tasks.index_of(&name) else {
+            bail!("dataset `{}` has no task `{name}`; its tasks: {}", run.cfg.dataset, tasks.names().join(", "));
+        };
+        if opts.force || !report.tasks.contains_key(&name) {
+            out.push((i, name));
+        }
+    }
+    Ok(out)
+}
+
+/// Trains one probe per pending task on shared features and tests them on clean inputs.
+fn train_and_test(
+    run: &FrozenRun,
+    pending: &[(usize, String)],
+    cfg: &featdrop_core::config::ProbeConfig,
+    mode: FeatureMode,
+    dim: i64,
+    progress: bool,
+) -> Result<BTreeMap<String, ProbeTask>> {
+    let ds = run.dataset.as_ref();
+    let seeds = Seeds::new(run.cfg.seed);
+    let tasks = ds.tasks();
+    let heads: Vec<(usize, i64)> = pending.iter().map(|(i, _)| (*i, tasks.0[*i].num_classes as i64)).collect();
+    let n = ds.len(Split::Train);
+    let mut probes = LinearProbes::new(dim, &heads, cfg, run.device, seeds.derive(Stream::Eval, PROBE_INIT));
+    let bar = crate::progress::bar(fit_steps(n, cfg), &format!("probe ({mode})"), progress);
+    let losses = match mode {
+        FeatureMode::Cached => {
+            bar.set_message("caching clean features");
+            let (feats, labels) = clean_features(run, Split::Train, TRAIN_BATCH)?;
+            fit(&mut probes, n, cfg, seeds.derive(Stream::Eval, PROBE_INIT + 1), &bar, |_, _, idx| {
+                let idx = idx.to_device(feats.device());
+                Ok((feats.index_select(0, &idx), labels.iter().map(|l| l.index_select(0, &idx)).collect()))
+            })?
+        }
+        FeatureMode::Views => {
+            fit(&mut probes, n, cfg, seeds.derive(Stream::Eval, PROBE_INIT + 1), &bar, |_, step, idx| {
+                // The label belongs to the image fed: the view is made from this batch's own inputs.
+                let batch = ds.batch(Split::Train, idx, seeds.derive(Stream::Eval, TRAIN_BATCH + step));
+                let v = tch::no_grad(|| run.views.view(&batch.inputs, seeds.derive(Stream::Views, VIEW_BASE + step)));
+                Ok((run.features(&v), batch.labels))
+            })?
+        }
+    };
+    bar.finish_and_clear();
+    let (test_x, test_y) = clean_features(run, Split::Test, TEST_BATCH)?;
+    let acc = evaluate(&probes, [Ok((test_x, test_y))])?;
+    let last = losses.last().copied().unwrap_or(f64::NAN);
+    Ok(pending
+        .iter()
+        .zip(acc)
+        .map(|((i, name), top1)| {
+            let t = &tasks.0[*i];
+            tracing::info!(task = %name, top1 = format!("{top1:.4}"), "probe");
+            (name.clone(), ProbeTask { num_classes: t.num_classes, chance: t.chance(), top1, final_train_loss: last })
+        })
+        .collect())
+}
+
+/// Length of the run's flattened pre-pool features, from one clean test input.
+pub fn feature_dim(run: &FrozenRun) -> i64 {
+    let ds = run.dataset.as_ref();
+    let x = ds.batch(Split::Test, &Tensor::from_slice(&[0i64]), 0).inputs;
+    run.features(&clean(ds.modality()).view(&x, 0)).size()[1]
+}
+
+/// Clean features and labels of a whole split, in index order, computed in chunks.
+pub fn clean_features(run: &FrozenRun, split: Split, counter: u64) -> Result<(Tensor, Vec<Tensor>)> {
+    let ds = run.dataset.as_ref();
+    let views = clean(ds.modality());
+    let n = ds.len(split) as i64;
+    let seeds = Seeds::new(run.cfg.seed);
+    let (mut feats, mut labels): (Vec<Tensor>, Vec<Vec<Tensor>>) = (Vec::new(), Vec::new());
+    for (c, start) in (0..n).step_by(CHUNK as usize).enumerate() {
+        let idx = Tensor::arange_start(start, (start + CHUNK).min(n), (Kind::Int64, tch::Device::Cpu));
+        let batch = ds.batch(split, &idx, seeds.derive(Stream::Eval, counter + c as u64));
+        feats.push(run.features(&views.view(&batch.inputs, 0)));
+        labels.push(batch.labels);
+    }
+    let tasks = ds.tasks().len();
+    let labels = (0..tasks).map(|t| Tensor::cat(&labels.iter().map(|l| &l[t]).collect::<Vec<_>>(), 0)).collect();
+    Ok((Tensor::cat(&feats, 0), labels))
+}

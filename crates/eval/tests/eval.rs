@@ -1,0 +1,167 @@
+//! End-to-end checks of evaluation at smoke scale (CPU): label-destruction rates of known view
+//! families, and probe + destruction on a freshly pretrained run through the library API.
+
+use featdrop_augment::Identity;
+use featdrop_contrastive::{StopAfter, Trainer};
+use featdrop_core::{DeviceChoice, RunConfig, RunDir, Seeds, ViewMode, checkpoint};
+use featdrop_data::DatasetSpec;
+use featdrop_eval::destruction::measure_task;
+use featdrop_eval::report::read_report;
+use featdrop_eval::{
+    DestructionConfig, DestructionOptions, DestructionReport, FeatureMode, FrozenRun, ProbeOptions, ProbeReport,
+    ViewSource, run_destruction, run_probe,
+};
+
+/// libtorch's random generator is global to the process: tests that train seeded models and
+/// compare results must not interleave their draws.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn identity_destroys_nothing_and_dropout_destroys_the_overlay_label() {
+    let _serial = serial();
+    let data = featdrop_data::open(&DatasetSpec::synthetic("photos+digits", 1024, 1024, 3)).unwrap();
+    let digit = data.tasks().index_of("digit").unwrap();
+    let identity = Identity::default();
+    let sources = [ViewSource::Family(&identity), ViewSource::Dropout(1.0)];
+    let cfg = DestructionConfig { epochs: 2, batch_size: 64, lr: 5e-3, width: 8 };
+    let r = measure_task(data.as_ref(), digit, &sources, &cfg, &Seeds::new(1), false).unwrap();
+    assert!(r.clean_accuracy > 0.5, "the classifier did not learn the digits: {}", r.clean_accuracy);
+    assert_eq!(r.families["identity"].destruction_rate, 0.0);
+    assert_eq!(r.families["identity"].accuracy, r.clean_accuracy);
+    // A re-drawn digit is independent of the pair's label, so it matches 1 time in 10 whatever the
+    // classifier says: the expected accuracy is chance, and the rate 1 − chance / clean.
+    let chance = 0.1;
+    let expected = 1.0 - chance / r.clean_accuracy;
+    let got = r.families["dropout:1"].destruction_rate;
+    let tolerance = 3.5 * (chance * (1.0 - chance) / 1024.0).sqrt() / r.clean_accuracy;
+    assert!(
+        (got - expected).abs() < tolerance,
+        "dropout:1 rate {got}, expected {expected} ± {tolerance} (clean {})",
+        r.clean_accuracy
+    );
+}
+
+fn tiny_config(mode: ViewMode, train: usize) -> RunConfig {
+    let mut cfg = RunConfig::new("test", "photos+digits", mode, 0);
+    cfg.device = DeviceChoice::Cpu;
+    cfg.data.train_size = train;
+    cfg.data.test_size = 256;
+    cfg.data.monitor_size = 128;
+    cfg.encoder.arch = "small".into();
+    cfg.encoder.width = 8;
+    cfg.train.epochs = 1;
+    cfg.train.batch_size = 32;
+    cfg.train.knn_k = 10;
+    cfg.train.view_grid_every = 0;
+    cfg.viewmaker.width_mult = 0.125;
+    cfg.probe.epochs = 2;
+    cfg
+}
+
+fn pretrain(cfg: RunConfig, dir: &std::path::Path) -> RunDir {
+    let run = RunDir::at(dir);
+    Trainer::from_config(cfg, run.clone()).unwrap().run(StopAfter(None)).unwrap();
+    run
+}
+
+#[test]
+fn probe_and_destruction_on_a_pretrained_run() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pretrain(tiny_config(ViewMode::Expert, 256), tmp.path());
+    let frozen = FrozenRun::load(&run, None).unwrap();
+
+    // Resumable per task: a second call computes only what is missing.
+    let only_photo = ProbeOptions { tasks: Some(vec!["photo".into()]), ..Default::default() };
+    let cached = ProbeOptions { features: Some(FeatureMode::Cached), ..only_photo };
+    let first = run_probe(&frozen, &cached).unwrap();
+    assert_eq!(first.tasks.keys().collect::<Vec<_>>(), ["photo"]);
+    let all = run_probe(&frozen, &ProbeOptions { tasks: None, ..cached.clone() }).unwrap();
+    assert_eq!(all.tasks.keys().collect::<Vec<_>>(), ["digit", "photo"]);
+    assert_eq!(all.tasks["photo"], first.tasks["photo"], "a finished task was recomputed");
+    let on_disk: ProbeReport = read_report(&run.probe()).unwrap();
+    assert_eq!((&on_disk.protocol, on_disk.tasks.len()), (&all.protocol, 2));
+    for (name, t) in &on_disk.tasks {
+        // JSON keeps accuracies (k / n) exactly; the loss may lose its last bit.
+        assert_eq!(t.top1, all.tasks[name].top1);
+        assert!((t.final_train_loss - all.tasks[name].final_train_loss).abs() < 1e-12);
+    }
+    assert_eq!((on_disk.protocol.features.as_str(), on_disk.protocol.epochs), ("cached", 2));
+    assert_eq!(on_disk.protocol.feature_dim, 64 * 4 * 4);
+    assert_eq!((on_disk.protocol.train_size, on_disk.protocol.test_size), (256, 256));
+    for t in on_disk.tasks.values() {
+        assert!((0.0..=1.0).contains(&t.top1) && t.final_train_loss.is_finite(), "{t:?}");
+    }
+
+    // Another protocol over an existing file needs --force, and then replaces every task.
+    let views = ProbeOptions { features: Some(FeatureMode::Views), tasks: None, ..Default::default() };
+    let e = run_probe(&frozen, &views).unwrap_err().to_string();
+    assert!(e.contains("another protocol") && e.contains("--force"), "{e}");
+    let redone = run_probe(&frozen, &ProbeOptions { force: true, ..views }).unwrap();
+    assert_eq!((redone.protocol.features.as_str(), redone.protocol.view_family.as_str()), ("views", "expert"));
+    assert_eq!(redone.tasks.len(), 2);
+
+    let classifier = DestructionConfig { epochs: 1, batch_size: 64, lr: 3e-3, width: 4 };
+    let opts = DestructionOptions { tasks: None, classifier, force: false, progress: false, grid_rows: 4 };
+    let d = run_destruction(&frozen, &opts).unwrap();
+    let on_disk: DestructionReport = read_report(&run.destruction()).unwrap();
+    assert_eq!(
+        (&on_disk.classifier, on_disk.tasks.keys().map(String::as_str).collect::<Vec<_>>()),
+        (&d.classifier, vec!["digit", "photo"])
+    );
+    assert_eq!(d.checkpoint, None, "an expert run has no viewmaker");
+    assert_eq!(d.dropout_p, 1.0);
+    let fams: Vec<&String> = d.tasks["digit"].families.keys().collect();
+    assert_eq!(fams, ["dropout:1", "expert", "identity"]);
+    assert!(run.root().join("destruction.png").exists());
+    // Finished: a second call recomputes nothing and keeps the file as it is.
+    let before = std::fs::read(run.destruction()).unwrap();
+    run_destruction(&frozen, &opts).unwrap();
+    assert_eq!(std::fs::read(run.destruction()).unwrap(), before);
+}
+
+#[test]
+fn viewmaker_runs_restore_their_trained_viewmaker() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_config(ViewMode::Viewmaker, 64);
+    cfg.data.test_size = 64;
+    cfg.data.monitor_size = 64;
+    let run = pretrain(cfg, tmp.path());
+    let frozen = FrozenRun::load(&run, None).unwrap();
+    assert!(frozen.has_viewmaker());
+    let (saved, _): (Vec<(String, tch::Tensor)>, serde_json::Value) =
+        checkpoint::load(&run.checkpoints(), &frozen.checkpoint).unwrap();
+    let saved: std::collections::HashMap<_, _> = saved.into_iter().collect();
+    let params = frozen.views.trainable();
+    assert!(!params.is_empty());
+    for (name, p) in params {
+        assert!(p.equal(&saved[&format!("views.{name}")]), "viewmaker parameter {name} not restored");
+        assert!(!p.requires_grad(), "{name} is not frozen");
+    }
+    let classifier = DestructionConfig { epochs: 1, batch_size: 32, lr: 3e-3, width: 4 };
+    let opts = DestructionOptions {
+        tasks: Some(vec!["digit".into()]),
+        classifier,
+        force: false,
+        progress: false,
+        grid_rows: 2,
+    };
+    let d = run_destruction(&frozen, &opts).unwrap();
+    assert_eq!(d.checkpoint.as_deref(), Some(frozen.checkpoint.as_str()));
+    assert!(d.tasks["digit"].families.contains_key("viewmaker"));
+    assert!(!d.tasks.contains_key("photo"));
+}
+
+#[test]
+fn incomplete_run_names_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(ViewMode::Expert, 64);
+    featdrop_core::io::write_json_atomic(&tmp.path().join("config.json"), &cfg).unwrap();
+    let e = FrozenRun::load(&RunDir::at(tmp.path()), None).err().unwrap().to_string();
+    assert!(e.contains("incomplete") && e.contains("pretrain.done.json (made by featdrop-train"), "{e}");
+}
