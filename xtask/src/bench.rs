@@ -1,4 +1,4 @@
-//! `cargo xtask bench <data|views|train>`: runs a crate's benchmark (release build) after set-up.
+//! `cargo xtask bench <data|audio|views|train>`: runs a crate's benchmark (release build) after set-up.
 //! Each benchmark measures a batched path against a baseline in the same run and prints the ratio,
 //! plus one JSON line for other tools.
 
@@ -6,8 +6,9 @@ use crate::{libtorch, paths};
 use anyhow::{Result, ensure};
 
 /// (name, package, bench target, what it measures)
-pub const BENCHES: [(&str, &str, &str, &str); 3] = [
+pub const BENCHES: [(&str, &str, &str, &str); 4] = [
     ("data", "featdrop-data", "compose", "composing 256 photos+letters examples: batched vs per-image"),
+    ("audio", "featdrop-data", "spectrogram", "log-mel features of 128 clips: batched vs per-example"),
     ("views", "featdrop-augment", "views", "expert views of 256 images: batched vs per-image"),
     ("train", "featdrop-contrastive", "train", "training steps (images/s): paper and small configurations"),
 ];

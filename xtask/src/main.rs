@@ -61,10 +61,10 @@ enum Cmd {
         #[arg(long)]
         experiment: Option<String>,
     },
-    /// Benchmarks: `data` (overlay composition), `views` (expert augmentations), `train`
+    /// Benchmarks: `data` (overlay composition), `audio` (spectrograms), `views` (expert augmentations), `train`
     /// (training steps), or `all`. Each prints its ratio against a baseline measured in the same run.
     Bench {
-        /// Which benchmark: data, views, train or all.
+        /// Which benchmark: data, audio, views, train or all.
         #[arg(default_value = "all")]
         which: String,
         /// Device: cpu, cuda, cuda:N (cuda without a usable GPU is an error).

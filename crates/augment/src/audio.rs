@@ -225,7 +225,7 @@ impl ExpertSpectral {
 
 impl ViewFamily for ExpertSpectral {
     fn name(&self) -> String {
-        "expert-spectral".into()
+        "expert".into()
     }
 
     fn view(&self, inputs: &Tensor, seed: u64) -> Tensor {

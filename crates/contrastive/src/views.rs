@@ -111,10 +111,24 @@ pub fn view_family(cfg: &RunConfig, modality: Modality, device: Device) -> Resul
     })
 }
 
-/// The clean transform for a modality: what probes and monitors feed the encoder.
+/// The clean transform for a modality: what probes and monitors feed the encoder (normalised
+/// images; audio spectrograms are normalised already).
 pub fn clean(modality: Modality) -> Box<dyn ViewFamily> {
     match modality {
         Modality::Image => Box::new(Identity::default()),
-        Modality::Audio => Box::new(|x: &Tensor, _seed: u64| x.shallow_clone()),
+        Modality::Audio => Box::new(AudioIdentity),
+    }
+}
+
+/// The identity family for normalised spectrograms (named `identity` like the image one).
+pub struct AudioIdentity;
+
+impl ViewFamily for AudioIdentity {
+    fn name(&self) -> String {
+        "identity".into()
+    }
+
+    fn view(&self, inputs: &Tensor, _seed: u64) -> Tensor {
+        inputs.shallow_clone()
     }
 }

@@ -7,7 +7,7 @@ use crate::classifier::{SmallCnn, accuracy, train_classifier, train_steps};
 use crate::frozen::FrozenRun;
 use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, FamilyDestruction, read_report};
 use anyhow::{Result, bail, ensure};
-use featdrop_augment::{ExpertImage, Identity, ImageRecipe};
+use featdrop_augment::{ExpertImage, ExpertSpectral, ImageRecipe, SpectralRecipe};
 use featdrop_core::io::write_json_atomic;
 use featdrop_core::{Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
 use featdrop_data::MultiTaskDataset;
@@ -122,7 +122,11 @@ fn clean_family(modality: Modality) -> Box<dyn ViewFamily> {
 
 /// The families of §5.2 for a run: identity, expert, the run's viewmaker (when it has one) and
 /// `dropout:p` (the run's p, or 1).
-fn run_sources<'a>(run: &'a FrozenRun, identity: &'a Identity, expert: &'a ExpertImage) -> Vec<ViewSource<'a>> {
+fn run_sources<'a>(
+    run: &'a FrozenRun,
+    identity: &'a dyn ViewFamily,
+    expert: &'a dyn ViewFamily,
+) -> Vec<ViewSource<'a>> {
     let mut s = vec![ViewSource::Family(identity), ViewSource::Family(expert)];
     if run.has_viewmaker() {
         s.push(ViewSource::Family(run.views.as_ref()));
@@ -140,9 +144,15 @@ fn dropout_p(mode: ViewMode) -> f64 {
 pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionReport> {
     opts.classifier.validate()?;
     let ds = run.dataset.as_ref();
-    ensure!(ds.modality() == Modality::Image, "label destruction is implemented for image datasets only");
-    let (identity, expert) = (Identity::default(), ExpertImage::new(ImageRecipe::default())?);
-    let sources = run_sources(run, &identity, &expert);
+    // The expert family of the dataset's modality: the SimCLR recipe for images, the spectral
+    // recipe for audio (DESIGN §3.1).
+    let image_expert = ExpertImage::new(ImageRecipe::default())?;
+    let expert: Box<dyn ViewFamily> = match ds.modality() {
+        Modality::Image => Box::new(image_expert.clone()),
+        Modality::Audio => Box::new(ExpertSpectral::new(SpectralRecipe::default())?),
+    };
+    let identity = clean_family(ds.modality());
+    let sources = run_sources(run, identity.as_ref(), expert.as_ref());
     let mut report = existing(run, opts)?;
     let seeds = Seeds::new(run.cfg.seed);
     for (i, name) in pending_tasks(ds, opts, &report)? {
@@ -154,9 +164,11 @@ pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<Des
         // Written after each task so an interrupted analysis keeps what it finished.
         write_json_atomic(&run.run.destruction(), &report)?;
     }
-    if opts.grid_rows > 0 {
+    // The grid shows pictures; spectrogram runs skip it.
+    if opts.grid_rows > 0 && ds.modality() == Modality::Image {
+        let expert = &image_expert;
         let learned = run.has_viewmaker().then_some(run.views.as_ref());
-        write_destruction_grid(ds, &expert, learned, &seeds, opts.grid_rows, &run.run.root().join("destruction.png"))?;
+        write_destruction_grid(ds, expert, learned, &seeds, opts.grid_rows, &run.run.root().join("destruction.png"))?;
     }
     Ok(report)
 }
