@@ -1,1 +1,3 @@
-fn main() { featdrop_build::link_torch(); }
+fn main() {
+    featdrop_build::link_torch();
+}

@@ -35,13 +35,7 @@ fn rate(device: Device, views: i64, min_s: f64, mut f: impl FnMut(u64)) -> f64 {
 }
 
 fn main() -> Result<()> {
-    // cargo passes `--bench`; the first other argument, if any, is the device.
-    let arg = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let choice: DeviceChoice = arg
-        .or_else(|| std::env::var("FEATDROP_DEVICE").ok())
-        .unwrap_or_else(|| "auto".into())
-        .parse()
-        .map_err(anyhow::Error::msg)?;
+    let choice = DeviceChoice::for_bench().map_err(anyhow::Error::msg)?;
     let device = choice.resolve().context("choosing the benchmark device")?;
     let family = ExpertImage::new(ImageRecipe::default())?;
     let images = featdrop_augment::with_seed(0, || Tensor::rand([BATCH, 3, 32, 32], (Kind::Float, device)));

@@ -45,6 +45,15 @@ impl Normalize {
         Ok(())
     }
 
+    /// Undoes [`Normalize::apply`]: `x · std + mean`, e.g. to show a view as an image.
+    pub fn invert(&self, normalised: &Tensor) -> Tensor {
+        let c = self.mean.len() as i64;
+        let as_tensor = |v: &[f64]| {
+            Tensor::from_slice(v).to_kind(normalised.kind()).to_device(normalised.device()).view([1, c, 1, 1])
+        };
+        normalised * as_tensor(&self.std) + as_tensor(&self.mean)
+    }
+
     /// Normalises `[N, C, H, W]` (C = number of means) on its own device and kind.
     pub fn apply(&self, images: &Tensor) -> Tensor {
         let c = self.mean.len() as i64;

@@ -71,12 +71,7 @@ fn measure(case: &Case, device: DeviceChoice, steps: usize) -> anyhow::Result<f6
 }
 
 fn main() -> anyhow::Result<()> {
-    let arg = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let device: DeviceChoice = arg
-        .or_else(|| std::env::var("FEATDROP_DEVICE").ok())
-        .unwrap_or_else(|| "auto".into())
-        .parse()
-        .map_err(anyhow::Error::msg)?;
+    let device = DeviceChoice::for_bench().map_err(anyhow::Error::msg)?;
     let resolved = device.resolve()?;
     let default_steps = if resolved.is_cuda() { 5 } else { 2 };
     let steps = std::env::var("FEATDROP_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_steps);

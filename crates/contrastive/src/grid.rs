@@ -8,17 +8,14 @@ use featdrop_core::Modality;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
-/// Undoes the image normalisation so a view can be shown in [0, 1].
-fn show(view: &Tensor) -> Tensor {
-    let n = Normalize::default();
-    let c = n.mean.len() as i64;
-    let mean = Tensor::from_slice(&n.mean).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(view.device());
-    let std = Tensor::from_slice(&n.std).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(view.device());
-    (view * std + mean).clamp(0.0, 1.0)
+/// A normalised image view shown in [0, 1] (the default normalisation undone, then clamped).
+pub fn show(view: &Tensor) -> Tensor {
+    Normalize::default().invert(view).clamp(0.0, 1.0)
 }
 
-/// |a − b| per example, scaled to its maximum and repeated over RGB.
-fn heat(a: &Tensor, b: &Tensor) -> Tensor {
+/// |a − b| per example, averaged over channels, scaled to its own maximum and repeated over RGB:
+/// the |δ| heat-map column of view grids.
+pub fn heat(a: &Tensor, b: &Tensor) -> Tensor {
     let d = (a - b).abs().mean_dim([1i64].as_slice(), true, Kind::Float);
     let max = d.amax([1i64, 2, 3].as_slice(), true).clamp_min(1e-8);
     (d / max).repeat([1, 3, 1, 1])

@@ -107,6 +107,15 @@ impl DeviceChoice {
     }
 }
 
+impl DeviceChoice {
+    /// The device a benchmark binary was asked for: its first non-flag argument (cargo passes
+    /// `--bench` itself), else `FEATDROP_DEVICE`, else `auto`.
+    pub fn for_bench() -> Result<Self, String> {
+        let arg = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+        arg.or_else(|| std::env::var("FEATDROP_DEVICE").ok()).unwrap_or_else(|| "auto".into()).parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,23 +31,18 @@ fn rate(budget: Duration, device: tch::Device, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let arg = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let choice: DeviceChoice = arg
-        .or_else(|| std::env::var("FEATDROP_DEVICE").ok())
-        .unwrap_or_else(|| "auto".into())
-        .parse()
-        .map_err(anyhow::Error::msg)?;
+    let choice = DeviceChoice::for_bench().map_err(anyhow::Error::msg)?;
     let device = choice.resolve()?;
     let mel = LogMel::new(MelConfig::default(), device);
     let waves = featdrop_data::with_seed(0, || Tensor::randn([BATCH, SAMPLES], (Kind::Float, device)) * 0.05);
     let one: Vec<Tensor> = (0..BATCH).map(|i| waves.narrow(0, i, 1)).collect();
     let budget = Duration::from_secs(3);
     let batched = rate(budget, device, || {
-        std::hint::black_box(mel.features(&waves));
+        let _ = std::hint::black_box(mel.features(&waves));
     });
     let looped = rate(budget, device, || {
         for w in &one {
-            std::hint::black_box(mel.features(w));
+            let _ = std::hint::black_box(mel.features(w));
         }
     });
     let (b, l) = (batched * BATCH as f64, looped * BATCH as f64);

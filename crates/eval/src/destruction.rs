@@ -8,6 +8,7 @@ use crate::frozen::FrozenRun;
 use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, FamilyDestruction, read_report};
 use anyhow::{Result, bail, ensure};
 use featdrop_augment::{ExpertImage, ExpertSpectral, ImageRecipe, SpectralRecipe};
+use featdrop_contrastive::grid::{heat, show};
 use featdrop_core::io::write_json_atomic;
 use featdrop_core::{Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
 use featdrop_data::MultiTaskDataset;
@@ -265,20 +266,4 @@ pub fn write_destruction_grid(
 fn row_label(ds: &dyn MultiTaskDataset, labels: &[Tensor], i: i64) -> String {
     let tasks = ds.tasks();
     tasks.iter().zip(labels).map(|(t, l)| format!("{}={}", t.name, l.int64_value(&[i]))).collect::<Vec<_>>().join(" ")
-}
-
-/// Undoes the image normalisation so a view can be shown in [0, 1].
-fn show(view: &Tensor) -> Tensor {
-    let n = featdrop_augment::Normalize::default();
-    let c = n.mean.len() as i64;
-    let mean = Tensor::from_slice(&n.mean).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(view.device());
-    let std = Tensor::from_slice(&n.std).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(view.device());
-    (view * std + mean).clamp(0.0, 1.0)
-}
-
-/// |a − b| per example, scaled to its maximum and repeated over RGB.
-fn heat(a: &Tensor, b: &Tensor) -> Tensor {
-    let d = (a - b).abs().mean_dim([1i64].as_slice(), true, Kind::Float);
-    let max = d.amax([1i64, 2, 3].as_slice(), true).clamp_min(1e-8);
-    (d / max).repeat([1, 3, 1, 1])
 }
