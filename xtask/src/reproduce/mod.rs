@@ -65,7 +65,8 @@ impl Bins {
 
     /// Binaries built before (e.g. by `cargo test --workspace`), checked to be there.
     pub fn existing(dir: &Path, lt: &libtorch::Libtorch) -> Result<Self> {
-        for name in ["featdrop-train", "featdrop-eval", "featdrop-theory", "featdrop-doctor"] {
+        // featdrop-doctor is needed only to pick the scale, and is checked where it is used.
+        for name in ["featdrop-train", "featdrop-eval", "featdrop-theory"] {
             ensure!(
                 dir.join(name).is_file(),
                 "--bin-dir {}: {name} is missing; build the workspace's binaries first",
@@ -135,7 +136,11 @@ fn choose_experiment(args: &ReproduceArgs, bins: &Bins) -> Result<(PathBuf, Stri
     if let Some(s) = &args.scale {
         return Ok((file(s), format!("scale `{s}` given with --scale")));
     }
-    let doctor = bins.cmd("featdrop-doctor").arg("--json").output().context("running featdrop-doctor")?;
+    let doctor = bins
+        .cmd("featdrop-doctor")
+        .arg("--json")
+        .output()
+        .context("running featdrop-doctor to pick the scale (or pass --scale)")?;
     let report: Value = serde_json::from_slice(&doctor.stdout).unwrap_or(Value::Null);
     let cuda = report["cuda_usable"].as_bool().unwrap_or(false);
     let raw = paths::repo_root().join("data/raw");
