@@ -10,6 +10,7 @@ use crate::optim::{Adam, Sgd};
 use crate::views;
 use anyhow::{Context, Result, ensure};
 use featdrop_core::io::{JsonLines, write_json_atomic};
+use featdrop_core::seed::with_torch_seed;
 use featdrop_core::{Modality, RunConfig, RunDir, Seeds, Stream, ViewFamily, checkpoint};
 use featdrop_data::{DatasetSpec, MultiTaskDataset};
 use serde::{Deserialize, Serialize};
@@ -101,11 +102,14 @@ impl Trainer {
         let device = cfg.device.resolve()?;
         let dataset = open_dataset(&cfg, device)?;
         let seeds = Seeds::new(cfg.seed);
-        seeds.seed_torch(Stream::Init, 0);
+        // Initialisation draws go through the same lock as every other seeded draw, so a run built
+        // beside another thread's seeded work still starts from the same weights.
         let enc_vs = VarStore::new(device);
-        let encoder: Box<dyn Encoder> = Box::new(ResNet::new(&enc_vs.root(), encoder_spec(&cfg, dataset.modality())));
-        seeds.seed_torch(Stream::Init, 1);
-        let views = views::view_family(&cfg, dataset.modality(), device)?;
+        let spec = encoder_spec(&cfg, dataset.modality());
+        let encoder: Box<dyn Encoder> =
+            with_torch_seed(seeds.derive(Stream::Init, 0), || Box::new(ResNet::new(&enc_vs.root(), spec)));
+        let views =
+            with_torch_seed(seeds.derive(Stream::Init, 1), || views::view_family(&cfg, dataset.modality(), device))?;
         Self::with_parts(cfg, run, dataset, enc_vs, encoder, views)
     }
 
