@@ -96,9 +96,9 @@ mod tests {
     #[test]
     fn round_trip_restores_identical_tensors() {
         let dir = tempfile::tempdir().unwrap();
-        tch::manual_seed(3);
-        let w = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
-        let b = Tensor::randn([4], (Kind::Double, Device::Cpu));
+        let (w, b) = crate::seed::with_torch_seed(3, || {
+            (Tensor::randn([3, 4], (Kind::Float, Device::Cpu)), Tensor::randn([4], (Kind::Double, Device::Cpu)))
+        });
         let steps = Tensor::from_slice(&[7i64]);
         let named =
             vec![("enc.w".to_string(), w.shallow_clone()), ("enc.b".into(), b.shallow_clone()), ("n".into(), steps)];

@@ -1,6 +1,14 @@
 use super::*;
 use tch::{Device, nn::VarStore};
 
+/// libtorch's generator is global: these tests seed it and compare draws, so they run one at a
+/// time.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn net(spec: ViewmakerSpec) -> (VarStore, Viewmaker) {
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
@@ -14,6 +22,7 @@ fn small(c: i64, eps: f64) -> ViewmakerSpec {
 
 #[test]
 fn budget_holds_per_example() {
+    let _serial = serial();
     for (c, side, eps) in [(3, 32, 0.05), (1, 16, 0.125), (3, 8, 0.1)] {
         let (_vs, vm) = net(small(c, eps));
         let x = Tensor::rand([4, c, side, side], (Kind::Float, Device::Cpu)) * 3.0;
@@ -32,6 +41,7 @@ fn budget_holds_per_example() {
 
 #[test]
 fn budget_rule_is_exact_on_known_input() {
+    let _serial = serial();
     let d = Tensor::from_slice(&[0.5f32, -0.5, 0.25, -0.25]).view([1, 1, 2, 2]);
     let b = budget(&d, 0.1);
     let expected = 0.1 / (0.375 + 1e-4);
@@ -41,6 +51,7 @@ fn budget_rule_is_exact_on_known_input() {
 
 #[test]
 fn noise_makes_two_passes_differ() {
+    let _serial = serial();
     let (_vs, vm) = net(small(3, 0.05));
     let x = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu));
     let (a, b) = (vm.perturb(&x), vm.perturb(&x));
@@ -53,6 +64,7 @@ fn noise_makes_two_passes_differ() {
 
 #[test]
 fn clamp_keeps_views_in_unit_range_and_shapes_follow_the_spec() {
+    let _serial = serial();
     let spec = ViewmakerSpec { clamp: true, num_res_blocks: 5, ..small(3, 0.5) };
     let (vs, vm) = net(spec);
     let x = Tensor::rand([2, 3, 8, 8], (Kind::Float, Device::Cpu));
@@ -68,6 +80,7 @@ fn clamp_keeps_views_in_unit_range_and_shapes_follow_the_spec() {
 
 #[test]
 fn gradients_reach_every_parameter() {
+    let _serial = serial();
     let (vs, vm) = net(small(1, 0.1));
     let x = Tensor::rand([2, 1, 8, 8], (Kind::Float, Device::Cpu));
     // Weight δ unevenly so the budget rescaling does not cancel the gradient.
@@ -81,6 +94,7 @@ fn gradients_reach_every_parameter() {
 
 #[test]
 fn published_epsilons() {
+    let _serial = serial();
     assert_eq!(default_epsilon("photos+digits"), 0.05);
     assert_eq!(default_epsilon("photos+letters"), 0.1);
     assert_eq!(default_epsilon("speech+noise"), 0.125);
