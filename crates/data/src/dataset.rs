@@ -2,7 +2,7 @@
 //! `photos+letters`), built from synthetic or real sources, and [`open`], the constructor by name.
 
 use crate::glyphs::{self, GlyphBank};
-use crate::overlay::{Overlay, OverlayDraw, OverlayKind};
+use crate::overlay::{Overlay, OverlayDraw, OverlayKind, SYNTHETIC_LETTER_CONTRAST};
 use crate::{MultiTaskDataset, Pair, cifar, photos, ttf, with_seed};
 use anyhow::{Result, bail, ensure};
 use featdrop_core::{Batch, Modality, Seeds, Split, Stream, Task, TaskSet};
@@ -130,7 +130,15 @@ impl ImageDataset {
         let (train, test, photo_names) = load_photos(spec, &seeds, &mut sources)?;
         let overlay = match kind {
             None => None,
-            Some(k) => Some(Overlay::new(k, glyph_bank(k, spec, &seeds, &mut sources)?.to_device(spec.device))),
+            Some(k) => {
+                let bank = glyph_bank(k, spec, &seeds, &mut sources)?.to_device(spec.device);
+                let overlay = Overlay::new(k, bank);
+                // The built-in letters keep a contrast floor; real sources keep the published rule.
+                Some(match spec.source {
+                    Source::Synthetic => overlay.with_letter_contrast(SYNTHETIC_LETTER_CONTRAST),
+                    Source::Real => overlay,
+                })
+            }
         };
         let test_draw = overlay
             .as_ref()

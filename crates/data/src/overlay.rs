@@ -86,6 +86,9 @@ impl OverlayDraw {
     }
 }
 
+/// Luminance gap the built-in letters keep from their photo (see [`Overlay::with_letter_contrast`]).
+pub const SYNTHETIC_LETTER_CONTRAST: f64 = 0.35;
+
 /// An overlay rule with its glyph bank on the device.
 #[derive(Debug)]
 pub struct Overlay {
@@ -93,12 +96,28 @@ pub struct Overlay {
     pub kind: OverlayKind,
     /// Glyphs: `[3, 32, 32]` masks for shapes, `[M, 10, 10]` digits, `[M, 12, 12]` letters.
     pub bank: GlyphBank,
+    /// Least luminance gap between a letter's colour and its photo's mean; 0 keeps the colour as
+    /// drawn (the published rule).
+    letter_contrast: f64,
 }
 
 impl Overlay {
-    /// An overlay of `kind` drawing from `bank`.
+    /// An overlay of `kind` drawing from `bank`, colours exactly as drawn (DESIGN.md §2.1).
     pub fn new(kind: OverlayKind, bank: GlyphBank) -> Self {
-        Self { kind, bank }
+        Self { kind, bank, letter_contrast: 0.0 }
+    }
+
+    /// Keeps each letter's luminance (Rec. 601 weights) at least `gap` (in [0, 0.5]) away from its
+    /// photo's mean luminance, moving the drawn colour towards black or white when it is closer.
+    ///
+    /// Why: with uniformly random colours a letter often nearly vanishes into a busy synthetic
+    /// photo, and the letter task then becomes harder than the photo task; DESIGN.md §7 asks the
+    /// built-in sources to make the overlay an easy, reliable shortcut (strong contrast). Real
+    /// sources keep the published rule (gap 0).
+    pub fn with_letter_contrast(mut self, gap: f64) -> Self {
+        assert!((0.0..=0.5).contains(&gap), "letter contrast gap {gap} outside [0, 0.5]");
+        self.letter_contrast = gap;
+        self
     }
 
     /// The device the bank (and so every draw) lives on.
@@ -145,8 +164,31 @@ impl Overlay {
             OverlayKind::Shapes => blend(photos, &color, &(cover * SHAPE_ALPHA)),
             // MNIST convention: zero pixels transparent, stroke opaque with its own grey level.
             OverlayKind::Digits => blend(photos, &cover, &cover.gt(0.0).to_kind(Kind::Float)),
-            OverlayKind::Letters => blend(photos, &color, &cover),
+            OverlayKind::Letters => blend(photos, &self.contrasted(photos, &color), &cover),
         }
+    }
+
+    /// Letter colours `[B, 3, 1, 1]` moved to keep [`Self::with_letter_contrast`]'s gap: a colour
+    /// too close in luminance to the photo's mean is darkened to sit `gap` below it (bright photos)
+    /// or lightened to sit `gap` above it (dark ones). Deterministic in photo and draw, so a pair's
+    /// views still agree.
+    fn contrasted(&self, photos: &Tensor, color: &Tensor) -> Tensor {
+        if self.letter_contrast == 0.0 {
+            return color.shallow_clone();
+        }
+        let gap = self.letter_contrast;
+        let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).to_device(color.device()).view([1, 3, 1, 1]);
+        let lum = |x: &Tensor| (x * &weights).sum_dim_intlist(1, true, Kind::Float);
+        let (l_bg, l_c) = (lum(&photos.mean_dim(&[2i64, 3][..], true, Kind::Float)), lum(color));
+        let darker = l_bg.gt(0.5);
+        let target = (&l_bg - gap).where_self(&darker, &(&l_bg + gap));
+        // Scale towards black (or white) to reach the target luminance exactly, keeping the hue
+        // and never leaving [0, 1]; only colours inside the gap are moved, so the factor is < 1.
+        let to_black = color * (&target / l_c.clamp_min(1e-6));
+        let room = (1.0 - &target) / (l_c.neg() + 1.0).clamp_min(1e-6);
+        let to_white: Tensor = 1.0 - (1.0 - color) * room;
+        let moved = to_black.where_self(&darker, &to_white);
+        moved.where_self(&(l_c - l_bg).abs().lt(gap), color)
     }
 }
 

@@ -25,8 +25,9 @@ const PALETTE: [[f64; 3]; 10] = [
     [0.55, 0.55, 0.6],
 ];
 
-/// Images generated per tensor batch (bounds memory).
-const CHUNK: i64 = 4096;
+/// Images generated per tensor batch. Small enough that each class's ≈100-image intermediates stay
+/// in cache: 60 000 photos take ≈3 s on 2 cores at 1024, ≈6 s at 4096 and ≈37 s at 16384.
+const CHUNK: i64 = 1024;
 
 /// Generates `n` photos with balanced classes in random order, deterministic from `seed`:
 /// images `[n, 3, 32, 32]` uint8 (0–255) and labels `[n]` int64 in 0..10, on the CPU.

@@ -103,6 +103,41 @@ fn letters_once_per_quadrant_in_one_colour() {
 }
 
 #[test]
+fn built_in_letters_keep_a_contrast_floor_the_published_rule_does_not() {
+    let bank = || glyphs::stroke_letters(20, 1).unwrap();
+    let gap = featdrop_data::overlay::SYNTHETIC_LETTER_CONTRAST;
+    let (plain, floored) = (Overlay::new(OverlayKind::Letters, bank()), Overlay::new(OverlayKind::Letters, bank()));
+    let floored = floored.with_letter_contrast(gap);
+    let n = 400;
+    let d = featdrop_data::with_seed(9, || plain.draw(n));
+    // Flat photos of random colours: the photo's mean is its colour.
+    let photo_color = featdrop_data::with_seed(10, || Tensor::rand([n, 3, 1, 1], (Kind::Float, Device::Cpu)));
+    let photos = photo_color.expand([n, 3, 32, 32], false).contiguous();
+    let lum = |x: &Tensor| {
+        (x * Tensor::from_slice(&[0.299f32, 0.587, 0.114]).view([1, 3, 1, 1])).sum_dim_intlist(1, false, Kind::Float)
+    };
+    let (out_plain, out_floor) = (plain.compose(&photos, &d), floored.compose(&photos, &d));
+    // The most-covered pixel of each image shows the letter's colour.
+    let cover = (&out_floor - &photos).abs().sum_dim_intlist(1, false, Kind::Float).flatten(1, -1).argmax(1, true);
+    let ink = lum(&out_floor).flatten(1, -1).gather(1, &cover, false).squeeze_dim(1);
+    let g_floor = (ink - lum(&photo_color).flatten(0, -1)).abs();
+    assert!(g_floor.min().double_value(&[]) >= gap - 0.01, "{}", g_floor.min());
+    // The published rule leaves many letters closer than the gap; the floor moves only those.
+    let drawn_gap = (lum(&d.color.view([n, 3, 1, 1])) - lum(&photo_color)).abs().flatten(0, -1);
+    let close = drawn_gap.lt(gap);
+    assert!(close.sum(Kind::Int64).int64_value(&[]) > n / 5);
+    let far = close.logical_not().nonzero().flatten(0, -1);
+    assert!(out_plain.index_select(0, &far).equal(&out_floor.index_select(0, &far)));
+    // The built-in dataset uses the floor: a grey letter on a grey photo is lightened to grey + gap.
+    let ds = featdrop_data::ImageDataset::build(&DatasetSpec::synthetic("photos+letters", 64, 16, 1)).unwrap();
+    let o = ds.overlay().unwrap();
+    let d8 = featdrop_data::with_seed(3, || o.draw(8));
+    let d8 = featdrop_data::OverlayDraw { color: d8.color.full_like(0.5), ..d8 };
+    let out = o.compose(&Tensor::full([8, 3, 32, 32], 0.5, (Kind::Float, Device::Cpu)), &d8);
+    assert!((lum(&out).max().double_value(&[]) - (0.5 + gap)).abs() < 1e-4);
+}
+
+#[test]
 fn overlay_label_is_independent_of_the_photo() {
     let ds = dataset("photos+shapes", 1000);
     let mut table = [[0f64; 3]; 10];
