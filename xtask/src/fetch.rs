@@ -20,7 +20,7 @@ pub struct FetchArgs {
     /// Which dataset: cifar10, mnist (any dataset of the manifest) or all.
     #[arg(default_value = "all")]
     dataset: String,
-    /// Fetch from here instead of the canonical URLs: a base URL (files at URL/<name>) or a local
+    /// Fetch from here instead of the canonical URLs: a base URL (files at `URL/<name>`) or a local
     /// folder holding the same file names (copied, and verified the same way).
     #[arg(long, value_name = "URL-or-DIR")]
     mirror: Option<String>,

@@ -33,7 +33,8 @@ enum Cmd {
         json: bool,
     },
     /// The one test command: set-up, then every test of the workspace (unit, integration, doc),
-    /// then the formatting and lint checks.
+    /// `cargo doc` with warnings as errors, the library examples (custom_dataset, custom_views,
+    /// theory_quick), then the formatting and lint checks.
     Test {
         /// Skip `cargo fmt --check` and `cargo clippy`.
         #[arg(long)]

@@ -5,6 +5,13 @@ use anyhow::{Result, ensure};
 use std::process::Command;
 use std::time::Instant;
 
+/// The library examples (crate, example) the test command runs: each takes seconds on a CPU.
+const EXAMPLES: [(&str, &str); 3] = [
+    ("featdrop-eval", "custom_dataset"),
+    ("featdrop-contrastive", "custom_views"),
+    ("featdrop-theory", "theory_quick"),
+];
+
 /// Runs `cmd`, failing with `what` when it fails.
 fn step(what: &str, mut cmd: Command) -> Result<()> {
     let start = Instant::now();
@@ -29,6 +36,14 @@ pub fn run(lint: bool, cargo_args: &[String]) -> Result<()> {
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]);
     step("doc tests", doc)?;
+    let mut rustdoc = cargo();
+    rustdoc.args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings");
+    step("cargo doc (warnings are errors)", rustdoc)?;
+    for (krate, example) in EXAMPLES {
+        let mut run = cargo();
+        run.args(["run", "-q", "-p", krate, "--example", example]);
+        step(&format!("example {example} ({krate})"), run)?;
+    }
     if lint {
         let mut clippy = cargo();
         clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);

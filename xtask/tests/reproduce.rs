@@ -133,3 +133,93 @@ fn a_bad_experiment_names_the_file_and_field() {
         "{err}"
     );
 }
+
+/// A custom experiment grid, planned with `--dry-run`: every cell of the grid (filtered by
+/// `--only`) is in jobs.json with its resolved config (shared `run` values, the per-dataset layer,
+/// then the cell's own dataset, view mode and seed), the configs pass featdrop-train's check, and
+/// nothing is trained.
+#[test]
+fn a_custom_grid_is_planned_with_dry_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = serde_json::json!({
+        "name": "my-grid",
+        "datasets": ["photos+shapes", "photos+letters"],
+        "view_modes": ["expert", "dropout:0.25", "none"],
+        "seeds": [3, 7],
+        "run": {"device": "cpu", "encoder": {"arch": "small", "width": 4}, "train": {"epochs": 2, "lr": 0.05}},
+        "per_dataset": {"photos+letters": {"train": {"batch_size": 16}, "viewmaker": {"epsilon": 0.2}}},
+        "destruction": false,
+        "theory": null
+    });
+    let file = tmp.path().join("my-grid.json");
+    std::fs::write(&file, exp.to_string()).unwrap();
+    let runs = tmp.path().join("runs");
+    let dry_run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["reproduce", "--dry-run", "--bin-dir"])
+            .arg(bin_dir())
+            .arg("--experiment")
+            .arg(&file)
+            .arg("--out")
+            .arg(&runs)
+            .arg("--report")
+            .arg(tmp.path().join("report"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dry run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let read_jobs = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(runs.join("my-grid/jobs.json")).unwrap()).unwrap()
+    };
+    // --only narrows the plan and the job list to the matching cells.
+    let stdout = dry_run(&["--only", "letters/none"]);
+    assert!(stdout.contains("plan for experiment `my-grid`: 2 cell(s), 0 finished, 2 to run"), "{stdout}");
+    let only: Vec<serde_json::Value> =
+        read_jobs()["jobs"].as_array().unwrap().iter().map(|j| j["id"].clone()).collect();
+    assert_eq!(only, ["photos+letters/none/seed-3", "photos+letters/none/seed-7"]);
+
+    let stdout = dry_run(&[]);
+    assert!(stdout.contains("plan for experiment `my-grid`: 12 cell(s), 0 finished, 12 to run"), "{stdout}");
+    assert!(stdout.contains("to run    photos+letters/dropout-0.25/seed-7  (2 step(s))"), "{stdout}");
+
+    let jobs = read_jobs();
+    assert_eq!(jobs["experiment"], "my-grid");
+    let jobs = jobs["jobs"].as_array().unwrap();
+    let ids: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let mut expected = Vec::new();
+    for d in ["photos+shapes", "photos+letters"] {
+        for m in ["expert", "dropout-0.25", "none"] {
+            for s in [3, 7] {
+                expected.push(format!("{d}/{m}/seed-{s}"));
+            }
+        }
+    }
+    assert_eq!(ids, expected, "every cell, in grid order");
+    for job in jobs {
+        let (id, cfg) = (job["id"].as_str().unwrap(), &job["config"]);
+        let letters = id.starts_with("photos+letters/");
+        assert_eq!(cfg["experiment"], "my-grid");
+        assert_eq!(
+            format!(
+                "{}/{}/seed-{}",
+                cfg["dataset"].as_str().unwrap(),
+                cfg["view_mode"].as_str().unwrap().replace(':', "-"),
+                cfg["seed"]
+            ),
+            id
+        );
+        assert_eq!((cfg["train"]["epochs"].as_u64(), cfg["train"]["lr"].as_f64()), (Some(2), Some(0.05)), "{id}");
+        assert_eq!(cfg["train"]["batch_size"].as_u64(), letters.then_some(16), "{id}: the per-dataset layer");
+        assert_eq!(cfg["viewmaker"]["epsilon"].as_f64(), letters.then_some(0.2), "{id}");
+        assert_eq!(cfg["encoder"]["width"], 4);
+        let file = runs.join("my-grid/configs").join(format!("{}.json", id.replace('/', "__")));
+        let on_disk: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(&on_disk, cfg, "{id}: jobs.json and the config file agree");
+        let steps: Vec<&str> = job["steps"].as_array().unwrap().iter().map(|s| s[0].as_str().unwrap()).collect();
+        assert_eq!(steps, ["featdrop-train", "featdrop-eval"], "{id}: destruction is off in this grid");
+        assert!(!Path::new(job["run_dir"].as_str().unwrap()).exists(), "{id}: a dry run trains nothing");
+    }
+    assert!(!tmp.path().join("report").exists() && !runs.join("my-grid/status.json").exists());
+}

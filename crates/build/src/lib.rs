@@ -12,6 +12,7 @@
 //!
 //! `cargo:rustc-link-arg` applies only to the package's own binaries, tests and examples, which is
 //! why every crate with such targets calls [`link_torch`] from its `build.rs`.
+#![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 

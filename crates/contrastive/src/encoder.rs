@@ -5,7 +5,47 @@ use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn, nn::ModuleT};
 
 /// What a contrastive encoder offers the trainer and the probes. Implement it for your own
-/// network to pretrain and probe it with featdrop.
+/// network to pretrain it with [`crate::Trainer::with_parts`] and probe it with
+/// `featdrop_eval::probe_encoder`.
+///
+/// Inputs are normalised views `[N, C, H, W]` (images: 3×32×32). [`Encoder::embed`] is what the
+/// contrastive loss sees (it is L2-normalised there, §4); [`Encoder::features`] is the map linear
+/// probes are fitted on, flattened (§5.1: the last stage's output before pooling).
+///
+/// # Example: your own encoder
+///
+/// ```
+/// use featdrop_contrastive::Encoder;
+/// use tch::{Device, Kind, Tensor, nn};
+///
+/// /// One stride-2 3×3 convolution to 16 channels, average-pooled into a linear 16 → 32 embedding.
+/// struct Tiny {
+///     conv: nn::Conv2D,
+///     fc: nn::Linear,
+/// }
+///
+/// impl Tiny {
+///     fn new(vs: &nn::Path) -> Self {
+///         let cfg = nn::ConvConfig { stride: 2, padding: 1, ..Default::default() };
+///         Self { conv: nn::conv2d(vs / "conv", 3, 16, 3, cfg), fc: nn::linear(vs / "fc", 16, 32, Default::default()) }
+///     }
+/// }
+///
+/// impl Encoder for Tiny {
+///     fn embed(&self, x: &Tensor, _train: bool) -> Tensor {
+///         self.features(x).adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+///     }
+///     fn features(&self, x: &Tensor) -> Tensor {
+///         x.apply(&self.conv).relu()
+///     }
+/// }
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let encoder = Tiny::new(&vs.root());
+/// let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+/// assert_eq!(encoder.features(&x).size(), [2, 16, 16, 16]);
+/// assert_eq!(encoder.embed(&x, true).size(), [2, 32]);
+/// ```
 pub trait Encoder: Send {
     /// The embedding `[N, D]` used by the contrastive loss (`train` selects batch-norm mode).
     fn embed(&self, x: &Tensor, train: bool) -> Tensor;

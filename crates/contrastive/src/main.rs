@@ -22,7 +22,7 @@ struct Cli {
     /// Dataset: photos, photos+shapes, photos+digits, photos+letters.
     #[arg(long)]
     dataset: Option<String>,
-    /// View mode: expert, viewmaker, expert+viewmaker, none, dropout:<p>.
+    /// View mode: expert, viewmaker, expert+viewmaker, none, `dropout:<p>`.
     #[arg(long)]
     view_mode: Option<ViewMode>,
     /// Run seed.
@@ -64,7 +64,7 @@ struct Cli {
     /// Root of run directories.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
-    /// Use this run directory instead of <out>/<experiment>/<dataset>/<view-mode>/seed-<n>.
+    /// Use this run directory instead of `<out>/<experiment>/<dataset>/<view-mode>/seed-<n>`.
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// Stop after this many epochs in total (resume later by running again).

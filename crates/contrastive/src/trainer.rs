@@ -115,6 +115,49 @@ impl Trainer {
 
     /// A run from parts a user built: any dataset, any encoder (its parameters in `enc_vs`), any
     /// view family. Resumes from the run's last checkpoint when there is one.
+    ///
+    /// The parts are used as given; from `cfg` come the seed, the `train` section (epochs, batch
+    /// size, SGD, temperature, objective, checkpoints, kNN monitor), `data.monitor_size`, the
+    /// `viewmaker` optimiser settings (for a family with [`ViewFamily::trainable`] parameters)
+    /// and the `dropout:<p>` re-draw probability of `view_mode`; `cfg` is written to the run's
+    /// `config.json` as the record of the run. The encoder is trained with SGD on every trainable
+    /// variable of `enc_vs`, so build it under `enc_vs.root()`. The dataset's inputs reach the view
+    /// family as they are (images `[N, 3, H, W]` in [0, 1]); the views must come out ready for the
+    /// encoder (normalised).
+    ///
+    /// # Example
+    ///
+    /// One epoch of a tiny ResNet on a built-in dataset, with a closure as the view family:
+    ///
+    /// ```
+    /// use featdrop_augment::Normalize;
+    /// use featdrop_contrastive::{EncoderSpec, ResNet, Stem, StopAfter, Trainer};
+    /// use featdrop_core::seed::with_torch_seed;
+    /// use featdrop_core::{RunConfig, RunDir, ViewMode};
+    /// use featdrop_data::DatasetSpec;
+    /// use tch::{Device, Tensor, nn::VarStore};
+    ///
+    /// let dataset = featdrop_data::open(&DatasetSpec::synthetic("photos+digits", 64, 32, 0))?;
+    /// let vs = VarStore::new(Device::Cpu);
+    /// let encoder = ResNet::new(&vs.root(), EncoderSpec::small(3, Stem::SmallImage, 4));
+    /// // A view: pixel noise, the whole batch mirrored on even seeds, then normalisation.
+    /// let views = |x: &Tensor, seed: u64| {
+    ///     let noisy = with_torch_seed(seed, || x + x.randn_like() * 0.05);
+    ///     Normalize::default().apply(&if seed % 2 == 0 { noisy.flip([3]) } else { noisy })
+    /// };
+    ///
+    /// let mut cfg = RunConfig::new("docs", "photos+digits", ViewMode::None, 0);
+    /// (cfg.train.epochs, cfg.train.batch_size, cfg.train.knn_k) = (1, 32, 5);
+    /// cfg.train.view_grid_every = 0;
+    /// let dir = tempfile::tempdir()?;
+    /// let mut trainer =
+    ///     Trainer::with_parts(cfg, RunDir::at(dir.path()), dataset, vs, Box::new(encoder), Box::new(views))?;
+    /// let summary = trainer.run(StopAfter::default())?;
+    /// assert!(summary.last_epoch_loss.is_finite());
+    /// assert_eq!(summary.knn.keys().collect::<Vec<_>>(), ["digit", "photo"]); // kNN top-1 per task
+    /// assert!(dir.path().join("pretrain.done.json").exists());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn with_parts(
         cfg: RunConfig,
         run: RunDir,
@@ -167,6 +210,16 @@ impl Trainer {
     /// The dataset.
     pub fn dataset(&self) -> &dyn MultiTaskDataset {
         self.dataset.as_ref()
+    }
+
+    /// The view family pairs go through (the one given to [`Trainer::with_parts`], or the config's).
+    pub fn views(&self) -> &dyn ViewFamily {
+        self.views.as_ref()
+    }
+
+    /// The run's config.
+    pub fn config(&self) -> &RunConfig {
+        &self.cfg
     }
 
     /// Epochs finished so far (after a resume, those of the checkpoint).

@@ -12,6 +12,36 @@ use tch::Tensor;
 /// `seed` makes the call reproducible: an implementation seeds its randomness from it (e.g.
 /// `tch::manual_seed`) so the same inputs and seed give the same views on the CPU. Trainers
 /// derive it from [`crate::Seeds::derive`] with [`crate::Stream::Views`] and the step.
+///
+/// # Example: your own view family
+///
+/// ```
+/// use featdrop_core::ViewFamily;
+/// use featdrop_core::seed::with_torch_seed;
+/// use tch::{Device, Kind, Tensor};
+///
+/// // A closure is a view family: Gaussian pixel noise, seeded so that a seed gives one view.
+/// let noisy = |x: &Tensor, seed: u64| with_torch_seed(seed, || x + x.randn_like() * 0.1);
+///
+/// // A type implementing the trait names itself (in logs and reports) and can carry settings.
+/// struct Flip;
+/// impl ViewFamily for Flip {
+///     fn name(&self) -> String {
+///         "flip".into()
+///     }
+///     fn view(&self, x: &Tensor, _seed: u64) -> Tensor {
+///         x.flip([3])
+///     }
+/// }
+///
+/// let families: Vec<Box<dyn ViewFamily>> = vec![Box::new(noisy), Box::new(Flip)];
+/// let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+/// for family in &families {
+///     assert_eq!(family.view(&x, 7).size(), [4, 3, 32, 32]);
+/// }
+/// assert!(families[0].view(&x, 7).equal(&families[0].view(&x, 7)));
+/// assert_eq!((families[0].name(), families[1].name()), ("custom".to_string(), "flip".to_string()));
+/// ```
 pub trait ViewFamily: Send {
     /// A short name for logs and reports (`expert`, `identity`, `viewmaker`, …).
     fn name(&self) -> String;

@@ -1,13 +1,55 @@
-//! A finished run, reloaded and frozen: its config, dataset, encoder and view family with the
-//! weights of its final checkpoint.
+//! Frozen encoders for evaluation: [`FrozenEncoder`] borrows any encoder, dataset and view family
+//! (a user's own, or a [`Trainer`]'s); [`FrozenRun`] is a finished run reloaded from its directory —
+//! config, dataset, encoder and view family with the weights of its final checkpoint.
 
 use anyhow::{Context, Result};
 use featdrop_contrastive::trainer::{encoder_spec, open_dataset};
 use featdrop_contrastive::views::view_family;
-use featdrop_contrastive::{Encoder, ResNet};
+use featdrop_contrastive::{Encoder, ResNet, Trainer};
 use featdrop_core::{DeviceChoice, RunConfig, RunDir, ViewFamily, checkpoint};
 use featdrop_data::MultiTaskDataset;
 use tch::{Device, Tensor, nn::VarStore};
+
+/// An encoder frozen for evaluation, with the dataset it is evaluated on and the view family the
+/// probes' training inputs go through (in the published `views` feature mode, DESIGN.md §5.1).
+///
+/// Nothing here is owned: build one over your own [`Encoder`] and [`MultiTaskDataset`] (see
+/// [`crate::probe_encoder`]), take one from a [`Trainer`] with [`FrozenEncoder::from_trainer`], or
+/// from a reloaded run with [`FrozenRun::frozen`]. The encoder is only ever called under
+/// `no_grad` and through [`Encoder::features`] (evaluation mode), so its weights are not changed.
+#[derive(Clone, Copy)]
+pub struct FrozenEncoder<'a> {
+    /// The encoder whose pre-pool features are probed.
+    pub encoder: &'a dyn Encoder,
+    /// The dataset: training split for fitting, test split (clean inputs) for scoring.
+    pub dataset: &'a dyn MultiTaskDataset,
+    /// The view family of probe training inputs in `views` mode (the pretraining family).
+    pub views: &'a dyn ViewFamily,
+    /// Seed the probes' initialisation, shuffling, batches and views derive from.
+    pub seed: u64,
+}
+
+impl<'a> FrozenEncoder<'a> {
+    /// Borrows the parts.
+    pub fn new(
+        encoder: &'a dyn Encoder,
+        dataset: &'a dyn MultiTaskDataset,
+        views: &'a dyn ViewFamily,
+        seed: u64,
+    ) -> Self {
+        Self { encoder, dataset, views, seed }
+    }
+
+    /// A trainer's encoder (as trained so far), dataset, view family and run seed.
+    pub fn from_trainer(trainer: &'a Trainer) -> Self {
+        Self::new(trainer.encoder(), trainer.dataset(), trainer.views(), trainer.config().seed)
+    }
+
+    /// Flattened pre-pool features `[N, C·h·w]` of normalised inputs `[N, C, H, W]` (no gradient).
+    pub fn features(&self, inputs: &Tensor) -> Tensor {
+        tch::no_grad(|| self.encoder.features(inputs).flatten(1, -1))
+    }
+}
 
 /// The files evaluation needs in a run directory, and what makes each.
 pub const NEEDED: [(&str, &str); 3] = [
@@ -73,9 +115,14 @@ impl FrozenRun {
         !self.views.trainable().is_empty()
     }
 
+    /// The run's encoder, dataset, view family and seed, for the evaluation functions.
+    pub fn frozen(&self) -> FrozenEncoder<'_> {
+        FrozenEncoder::new(self.encoder.as_ref(), self.dataset.as_ref(), self.views.as_ref(), self.cfg.seed)
+    }
+
     /// Flattened pre-pool features `[N, C·h·w]` of normalised inputs (no gradient).
     pub fn features(&self, inputs: &Tensor) -> Tensor {
-        tch::no_grad(|| self.encoder.features(inputs).flatten(1, -1))
+        self.frozen().features(inputs)
     }
 }
 

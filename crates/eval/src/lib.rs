@@ -1,10 +1,11 @@
 //! Evaluation of pretrained runs (DESIGN.md §5): linear probes on every task and the
 //! label-destruction analysis.
 //!
-//! * [`probe`]: the published linear-probe protocol (§5.1) on a [`FrozenRun`] — one linear layer
-//!   per task on the flattened pre-pool features, SGD with the step schedule of [`schedule`],
-//!   training inputs through the run's own view family (or cached clean features), clean test
-//!   inputs; written to `probe.json`.
+//! * [`probe`]: the published linear-probe protocol (§5.1) — one linear layer per task on the
+//!   flattened pre-pool features, SGD with the step schedule of [`schedule`], training inputs
+//!   through the run's own view family (or cached clean features), clean test inputs. On a
+//!   reloaded [`FrozenRun`] ([`run_probe`], written to `probe.json`), or on any [`FrozenEncoder`]
+//!   — your own encoder, dataset and views, in memory ([`probe_encoder`]).
 //! * [`destruction`]: per task, a small supervised CNN ([`classifier`]) trained on clean data and
 //!   scored on clean inputs and on identity, expert, viewmaker and `dropout:<p>` views; written to
 //!   `destruction.json` and `destruction.png`.
@@ -12,6 +13,14 @@
 //!
 //! Both analyses are resumable per task: a task already in the output file (made the same way)
 //! is kept unless forced.
+//!
+//! # As a library
+//!
+//! Pretrain any [`featdrop_contrastive::Encoder`] on any [`featdrop_data::MultiTaskDataset`] with
+//! [`featdrop_contrastive::Trainer::with_parts`], then probe it in memory:
+//! `probe_encoder(&FrozenEncoder::from_trainer(&trainer), &cfg.probe)` returns the same
+//! [`ProbeReport`] that `featdrop-eval probe` writes. `examples/custom_dataset.rs` is a complete
+//! program (a user's own tensors with two label sets, pretrained and probed on both).
 //!
 //! # `probe.json` ([`ProbeReport`])
 //!
@@ -59,6 +68,11 @@ pub mod report;
 pub mod schedule;
 
 pub use destruction::{DestructionConfig, DestructionOptions, ViewSource, run_destruction};
-pub use frozen::FrozenRun;
-pub use probe::{FeatureMode, ProbeOptions, run_probe};
+pub use frozen::{FrozenEncoder, FrozenRun};
+pub use probe::{FeatureMode, ProbeOptions, probe_encoder, run_probe};
 pub use report::{DestructionReport, ProbeReport};
+
+/// The README's Rust blocks (the "Using the crates" program) run as doc tests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

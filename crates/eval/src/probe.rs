@@ -1,10 +1,13 @@
-//! The linear-probe protocol on a frozen run (§5.1), resumable per task, written to `probe.json`.
+//! The linear-probe protocol (§5.1): on a reloaded run ([`run_probe`], resumable per task, written
+//! to `probe.json`) or on any encoder and dataset in memory ([`probe_encoder`], nothing written).
+//! Both go through the same fitting and scoring code.
 
-use crate::frozen::FrozenRun;
+use crate::frozen::{FrozenEncoder, FrozenRun};
 use crate::linear::{LinearProbes, evaluate, fit, fit_steps};
 use crate::report::{PROBE_SCHEMA, ProbeProtocol, ProbeReport, ProbeTask, read_report};
 use anyhow::{Result, bail};
 use featdrop_contrastive::views::clean;
+use featdrop_core::config::ProbeConfig;
 use featdrop_core::io::write_json_atomic;
 use featdrop_core::{Seeds, Split, Stream};
 use std::collections::BTreeMap;
@@ -59,6 +62,9 @@ const TEST_BATCH: u64 = 2 << 32;
 const VIEW_BASE: u64 = 3 << 32;
 const CHUNK: i64 = 256;
 
+/// The `checkpoint` of a [`ProbeReport`] made by [`probe_encoder`]: the encoder as it was in memory.
+pub const IN_MEMORY: &str = "in-memory";
+
 /// Runs the probes of `opts` on `run` and writes the merged results to `probe.json`. Tasks whose
 /// results are already there under the same protocol are kept, not recomputed, unless `force`.
 pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
@@ -71,13 +77,88 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
     if let Some(e) = opts.epochs {
         cfg.epochs = e;
     }
-    let ds = run.dataset.as_ref();
-    let feature_dim = feature_dim(run);
-    let protocol = ProbeProtocol {
+    let frozen = run.frozen();
+    let protocol = protocol(&frozen, &cfg, mode);
+    let mut report = existing(run, &protocol, opts.force)?;
+    let pending = pending_tasks(run, opts, &report)?;
+    if pending.is_empty() {
+        tracing::info!(file = %run.run.probe().display(), "every requested task already probed; --force recomputes");
+        return Ok(report);
+    }
+    let results = train_and_test(&frozen, &pending, &cfg, mode, protocol.feature_dim, opts.progress)?;
+    report.tasks.extend(results);
+    write_json_atomic(&run.run.probe(), &report)?;
+    Ok(report)
+}
+
+/// Fits the linear probes of §5.1 on a frozen encoder's pre-pool features — one linear layer per
+/// task of `frozen.dataset`, trained together — and scores them on the clean test split.
+///
+/// `cfg` is the protocol (usually the run config's `probe` section; the published defaults are 100
+/// epochs, batch 128, SGD lr 0.01 × 0.1 at epochs 60 and 80, momentum 0.9). Its `features` field
+/// picks where the training features come from: `views` (every batch through `frozen.views`, the
+/// published protocol) or `cached` (clean features computed once; fast). Inputs are whatever the
+/// dataset yields (images `[N, 3, H, W]` in [0, 1]); clean inputs go through the modality's clean
+/// transform (normalisation for images) before the encoder, as in pretraining's monitor.
+///
+/// This is [`run_probe`] without a run directory: nothing is read or written, and the returned
+/// [`ProbeReport`] (schema `featdrop.probe/1`) names the dataset by [`MultiTaskDataset::name`], the
+/// view mode by the view family's name, and the checkpoint as [`IN_MEMORY`]. Deterministic on the
+/// CPU for a given `frozen.seed`.
+///
+/// [`MultiTaskDataset::name`]: featdrop_data::MultiTaskDataset::name
+///
+/// # Example
+///
+/// A randomly initialised small ResNet probed on a built-in dataset (use your own encoder and
+/// [`featdrop_data::MultiTaskDataset`] the same way; see `examples/custom_dataset.rs`):
+///
+/// ```
+/// use featdrop_augment::Identity;
+/// use featdrop_contrastive::{EncoderSpec, ResNet, Stem};
+/// use featdrop_core::config::ProbeConfig;
+/// use featdrop_data::DatasetSpec;
+/// use featdrop_eval::{FrozenEncoder, probe_encoder};
+/// use tch::{Device, nn::VarStore};
+///
+/// let dataset = featdrop_data::open(&DatasetSpec::synthetic("photos+digits", 64, 64, 0))?;
+/// let vs = VarStore::new(Device::Cpu);
+/// let encoder = ResNet::new(&vs.root(), EncoderSpec::small(3, Stem::SmallImage, 4));
+/// let views = Identity::default();
+/// let cfg = ProbeConfig { epochs: 2, batch_size: 32, features: "cached".into(), ..Default::default() };
+///
+/// let report = probe_encoder(&FrozenEncoder::new(&encoder, dataset.as_ref(), &views, 0), &cfg)?;
+/// assert_eq!(report.protocol.feature_dim, 32 * 4 * 4); // 8·width channels on a 4×4 map
+/// for (task, result) in &report.tasks {
+///     println!("{task}: top-1 {:.3} (chance {:.3})", result.top1, result.chance);
+/// }
+/// assert_eq!(report.tasks.keys().collect::<Vec<_>>(), ["digit", "photo"]);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn probe_encoder(frozen: &FrozenEncoder, cfg: &ProbeConfig) -> Result<ProbeReport> {
+    let mode: FeatureMode = cfg.features.parse().map_err(anyhow::Error::msg)?;
+    let protocol = protocol(frozen, cfg, mode);
+    let all: Vec<(usize, String)> =
+        frozen.dataset.tasks().names().into_iter().enumerate().map(|(i, n)| (i, n.to_string())).collect();
+    let tasks = train_and_test(frozen, &all, cfg, mode, protocol.feature_dim, false)?;
+    Ok(ProbeReport {
+        schema: PROBE_SCHEMA.into(),
+        dataset: frozen.dataset.name().into(),
+        view_mode: frozen.views.name(),
+        checkpoint: IN_MEMORY.into(),
+        protocol,
+        tasks,
+    })
+}
+
+/// The protocol `cfg` and `mode` amount to on `frozen`.
+fn protocol(frozen: &FrozenEncoder, cfg: &ProbeConfig, mode: FeatureMode) -> ProbeProtocol {
+    let ds = frozen.dataset;
+    ProbeProtocol {
         features: mode.to_string(),
-        view_family: if mode == FeatureMode::Views { run.views.name() } else { "identity".into() },
+        view_family: if mode == FeatureMode::Views { frozen.views.name() } else { "identity".into() },
         feature_layer: "pre-pool".into(),
-        feature_dim,
+        feature_dim: feature_dim(frozen),
         epochs: cfg.epochs,
         batch_size: cfg.batch_size,
         lr: cfg.lr,
@@ -87,18 +168,8 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
         lr_gamma: cfg.lr_gamma,
         train_size: ds.len(Split::Train),
         test_size: ds.len(Split::Test),
-        seed: run.cfg.seed,
-    };
-    let mut report = existing(run, &protocol, opts.force)?;
-    let pending = pending_tasks(run, opts, &report)?;
-    if pending.is_empty() {
-        tracing::info!(file = %run.run.probe().display(), "every requested task already probed; --force recomputes");
-        return Ok(report);
+        seed: frozen.seed,
     }
-    let results = train_and_test(run, &pending, &cfg, mode, feature_dim, opts.progress)?;
-    report.tasks.extend(results);
-    write_json_atomic(&run.run.probe(), &report)?;
-    Ok(report)
 }
 
 /// The report to add to: the existing `probe.json` when its protocol matches, else an empty one.
@@ -159,24 +230,24 @@ fn pending_tasks(run: &FrozenRun, opts: &ProbeOptions, report: &ProbeReport) -> 
 
 /// Trains one probe per pending task on shared features and tests them on clean inputs.
 fn train_and_test(
-    run: &FrozenRun,
+    frozen: &FrozenEncoder,
     pending: &[(usize, String)],
-    cfg: &featdrop_core::config::ProbeConfig,
+    cfg: &ProbeConfig,
     mode: FeatureMode,
     dim: i64,
     progress: bool,
 ) -> Result<BTreeMap<String, ProbeTask>> {
-    let ds = run.dataset.as_ref();
-    let seeds = Seeds::new(run.cfg.seed);
+    let ds = frozen.dataset;
+    let seeds = Seeds::new(frozen.seed);
     let tasks = ds.tasks();
     let heads: Vec<(usize, i64)> = pending.iter().map(|(i, _)| (*i, tasks.0[*i].num_classes as i64)).collect();
     let n = ds.len(Split::Train);
-    let mut probes = LinearProbes::new(dim, &heads, cfg, run.device, seeds.derive(Stream::Eval, PROBE_INIT));
+    let mut probes = LinearProbes::new(dim, &heads, cfg, ds.device(), seeds.derive(Stream::Eval, PROBE_INIT));
     let bar = crate::progress::bar(fit_steps(n, cfg), &format!("probe ({mode})"), progress);
     let losses = match mode {
         FeatureMode::Cached => {
             bar.set_message("caching clean features");
-            let (feats, labels) = clean_features(run, Split::Train, TRAIN_BATCH)?;
+            let (feats, labels) = clean_features(frozen, Split::Train, TRAIN_BATCH)?;
             fit(&mut probes, n, cfg, seeds.derive(Stream::Eval, PROBE_INIT + 1), &bar, |_, _, idx| {
                 let idx = idx.to_device(feats.device());
                 Ok((feats.index_select(0, &idx), labels.iter().map(|l| l.index_select(0, &idx)).collect()))
@@ -186,13 +257,14 @@ fn train_and_test(
             fit(&mut probes, n, cfg, seeds.derive(Stream::Eval, PROBE_INIT + 1), &bar, |_, step, idx| {
                 // The label belongs to the image fed: the view is made from this batch's own inputs.
                 let batch = ds.batch(Split::Train, idx, seeds.derive(Stream::Eval, TRAIN_BATCH + step));
-                let v = tch::no_grad(|| run.views.view(&batch.inputs, seeds.derive(Stream::Views, VIEW_BASE + step)));
-                Ok((run.features(&v), batch.labels))
+                let v =
+                    tch::no_grad(|| frozen.views.view(&batch.inputs, seeds.derive(Stream::Views, VIEW_BASE + step)));
+                Ok((frozen.features(&v), batch.labels))
             })?
         }
     };
     bar.finish_and_clear();
-    let (test_x, test_y) = clean_features(run, Split::Test, TEST_BATCH)?;
+    let (test_x, test_y) = clean_features(frozen, Split::Test, TEST_BATCH)?;
     let acc = evaluate(&probes, [Ok((test_x, test_y))])?;
     let last = losses.last().copied().unwrap_or(f64::NAN);
     Ok(pending
@@ -206,24 +278,25 @@ fn train_and_test(
         .collect())
 }
 
-/// Length of the run's flattened pre-pool features, from one clean test input.
-pub fn feature_dim(run: &FrozenRun) -> i64 {
-    let ds = run.dataset.as_ref();
+/// Length of the encoder's flattened pre-pool features, from one clean test input.
+pub fn feature_dim(frozen: &FrozenEncoder) -> i64 {
+    let ds = frozen.dataset;
     let x = ds.batch(Split::Test, &Tensor::from_slice(&[0i64]), 0).inputs;
-    run.features(&clean(ds.modality()).view(&x, 0)).size()[1]
+    frozen.features(&clean(ds.modality()).view(&x, 0)).size()[1]
 }
 
-/// Clean features and labels of a whole split, in index order, computed in chunks.
-pub fn clean_features(run: &FrozenRun, split: Split, counter: u64) -> Result<(Tensor, Vec<Tensor>)> {
-    let ds = run.dataset.as_ref();
+/// Clean features and labels of a whole split, in index order, computed in chunks; batches are
+/// seeded from the [`Stream::Eval`] stream at `counter + chunk`.
+pub fn clean_features(frozen: &FrozenEncoder, split: Split, counter: u64) -> Result<(Tensor, Vec<Tensor>)> {
+    let ds = frozen.dataset;
     let views = clean(ds.modality());
     let n = ds.len(split) as i64;
-    let seeds = Seeds::new(run.cfg.seed);
+    let seeds = Seeds::new(frozen.seed);
     let (mut feats, mut labels): (Vec<Tensor>, Vec<Vec<Tensor>>) = (Vec::new(), Vec::new());
     for (c, start) in (0..n).step_by(CHUNK as usize).enumerate() {
         let idx = Tensor::arange_start(start, (start + CHUNK).min(n), (Kind::Int64, tch::Device::Cpu));
         let batch = ds.batch(split, &idx, seeds.derive(Stream::Eval, counter + c as u64));
-        feats.push(run.features(&views.view(&batch.inputs, 0)));
+        feats.push(frozen.features(&views.view(&batch.inputs, 0)));
         labels.push(batch.labels);
     }
     let tasks = ds.tasks().len();

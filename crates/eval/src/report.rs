@@ -21,9 +21,11 @@ pub struct ProbeReport {
     pub schema: String,
     /// Dataset of the run (`photos+digits`, …).
     pub dataset: String,
-    /// View mode of the run (`expert`, `dropout:1`, …).
+    /// View mode of the run (`expert`, `dropout:1`, …); for [`crate::probe_encoder`], the name of
+    /// the view family it was given.
     pub view_mode: String,
-    /// Tag of the checkpoint whose encoder was probed (`epoch-0200`).
+    /// Tag of the checkpoint whose encoder was probed (`epoch-0200`), or
+    /// [`crate::probe::IN_MEMORY`] for [`crate::probe_encoder`].
     pub checkpoint: String,
     /// How the probes were trained; every task in `tasks` used this protocol.
     pub protocol: ProbeProtocol,

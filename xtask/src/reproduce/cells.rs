@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The files a finished cell holds.
-fn finished(exp: &Experiment, c: &Cell) -> bool {
+pub fn finished(exp: &Experiment, c: &Cell) -> bool {
     let mut needed = vec!["pretrain.done.json", "probe.json"];
     if exp.destruction {
         needed.push("destruction.json");

@@ -66,7 +66,7 @@ pub struct Cell {
     pub dataset: String,
     pub view_mode: String,
     pub seed: u64,
-    /// The run directory (runs/<experiment>/<id>).
+    /// The run directory (`runs/<experiment>/<id>`).
     pub run_dir: PathBuf,
     /// The resolved run config (validated later by featdrop-train).
     pub config: Value,

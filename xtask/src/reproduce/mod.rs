@@ -21,10 +21,10 @@ pub struct ReproduceArgs {
     /// run, hours). Default: paper on a CUDA machine with the real data present, small otherwise.
     #[arg(long, value_parser = ["smoke", "small", "paper"])]
     pub scale: Option<String>,
-    /// An experiment file to run instead of experiments/<scale>.json.
+    /// An experiment file to run instead of `experiments/<scale>.json`.
     #[arg(long)]
     pub experiment: Option<PathBuf>,
-    /// Run only the cells whose id (<dataset>/<view-mode>/seed-<n>) contains this text.
+    /// Run only the cells whose id (`<dataset>/<view-mode>/seed-<n>`) contains this text.
     #[arg(long)]
     pub only: Option<String>,
     /// Device for every run: auto, cpu, cuda, cuda:N.
@@ -42,6 +42,11 @@ pub struct ReproduceArgs {
     /// Use already-built featdrop binaries from this folder instead of building them (release).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+    /// Plan only: resolve the grid, write each cell's config (validated by featdrop-train) and
+    /// `<out>/<experiment>/jobs.json`, print the cells and whether each is finished, then stop;
+    /// nothing is trained, probed or reported.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// The release binaries a study runs.
@@ -111,6 +116,10 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let exp_dir = out.join(&exp.name);
     write_configs(&exp_dir, &cells, &exp_path, &bins)?;
     write_job_list(&exp_dir, &exp, &cells)?;
+    if args.dry_run {
+        print_plan(&exp, &exp_dir, &cells, args.no_theory);
+        return Ok(());
+    }
     let failed = run_cells(&exp, &exp_dir, &cells, &bins)?;
     if let Some(theory_args) = exp.theory.as_ref().filter(|_| !args.no_theory) {
         run_theory(&exp_dir, theory_args, &bins)?;
@@ -175,15 +184,35 @@ fn write_configs(exp_dir: &Path, cells: &[Cell], exp_path: &Path, bins: &Bins) -
     Ok(())
 }
 
-/// The job list: the commands of every cell, as JSON, so cells can be run elsewhere.
+/// The job list: every cell's resolved config and commands, as JSON, so cells can be run elsewhere.
 fn write_job_list(exp_dir: &Path, exp: &Experiment, cells: &[Cell]) -> Result<()> {
-    let jobs: Vec<Value> =
-        cells.iter().map(|c| json!({"id": c.id, "run_dir": c.run_dir, "steps": steps(exp, c, exp_dir)})).collect();
+    let job = |c: &Cell| json!({"id": c.id, "run_dir": c.run_dir, "config": c.config, "steps": steps(exp, c, exp_dir)});
+    let jobs: Vec<Value> = cells.iter().map(job).collect();
     std::fs::write(
         exp_dir.join("jobs.json"),
         serde_json::to_string_pretty(&json!({"experiment": exp.name, "jobs": jobs}))?,
     )?;
     Ok(())
+}
+
+/// `--dry-run`: what a real invocation would do, on stdout.
+fn print_plan(exp: &Experiment, exp_dir: &Path, cells: &[Cell], no_theory: bool) {
+    let done = cells.iter().filter(|c| cells::finished(exp, c)).count();
+    println!(
+        "plan for experiment `{}`: {} cell(s), {done} finished, {} to run",
+        exp.name,
+        cells.len(),
+        cells.len() - done
+    );
+    for c in cells {
+        let state = if cells::finished(exp, c) { "finished" } else { "to run" };
+        println!("  {state:<8}  {}  ({} step(s))", c.id, steps(exp, c, exp_dir).len());
+    }
+    let theory = if exp.theory.is_some() && !no_theory { "then the theory sweep, " } else { "" };
+    println!("{theory}then the report");
+    println!("configs: {}", exp_dir.join("configs").display());
+    println!("jobs:    {}", exp_dir.join("jobs.json").display());
+    println!("dry run: nothing was run");
 }
 
 /// The commands of one cell: pretraining, probes, destruction.
