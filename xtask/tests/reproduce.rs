@@ -85,6 +85,11 @@ fn smoke_study_reports_skips_and_resumes() {
         .map(|r| r["epoch"].as_u64().unwrap())
         .collect();
     assert_eq!(epochs, [1, 2], "epoch 1 kept, epoch 2 added, nothing redone; log:\n{log}");
+    // Destruction keeps its task classifiers per experiment, for the other view modes to reuse.
+    for task in ["digit", "photo"] {
+        let cached = runs.join(format!("classifiers/photos-digits.seed-0.{task}.safetensors"));
+        assert!(cached.exists(), "{} missing; log:\n{log}", cached.display());
+    }
 
     let report = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
     let rows = probe_rows(&report);

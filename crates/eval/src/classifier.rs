@@ -52,6 +52,16 @@ impl SmallCnn {
         &self.vs
     }
 
+    /// Writes the weights (batch-norm statistics included) as safetensors.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        Ok(self.vs.save(path)?)
+    }
+
+    /// Replaces the weights with those [`Self::save`] wrote for a network of the same shape.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
+        Ok(self.vs.load(path)?)
+    }
+
     /// Top-1 predictions (evaluation mode, no gradient).
     pub fn predict(&self, x: &Tensor) -> Tensor {
         tch::no_grad(|| self.forward(x, false).argmax(-1, false))

@@ -6,14 +6,14 @@ pub use crate::classifier::DestructionConfig;
 use crate::classifier::{SmallCnn, accuracy, train_classifier, train_steps};
 use crate::frozen::FrozenRun;
 use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, FamilyDestruction, read_report};
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use featdrop_augment::{ExpertImage, ExpertSpectral, ImageRecipe, SpectralRecipe};
 use featdrop_contrastive::grid::{heat, show};
 use featdrop_core::io::write_json_atomic;
 use featdrop_core::{Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
 use featdrop_data::MultiTaskDataset;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 /// A kind of view the classifiers are scored on.
@@ -48,6 +48,63 @@ pub struct DestructionOptions {
     pub progress: bool,
     /// Rows of the grid `destruction.png` (0: no grid).
     pub grid_rows: i64,
+    /// A folder where task classifiers are kept and reused (see [`ClassifierCache`]).
+    pub classifier_cache: Option<PathBuf>,
+}
+
+/// Trained task classifiers kept on disk and reused. A classifier depends only on the dataset, its
+/// data settings, the seed, the task and the classifier budget — not on the run's views — so the
+/// cells of one grid that share those (the view modes of a dataset) train it once.
+///
+/// Each task's classifier is `<dir>/<name>.safetensors` with its key in `<name>.json`; a key that
+/// differs in any field means another classifier, which is retrained and replaces the file.
+pub struct ClassifierCache {
+    dir: PathBuf,
+    name: String,
+    key: serde_json::Value,
+}
+
+impl ClassifierCache {
+    /// The cache entry of task `task` of `run` under `dir`.
+    pub fn for_run(dir: &Path, run: &FrozenRun, task: &str, cfg: &DestructionConfig) -> Self {
+        let c = &run.cfg;
+        let key = serde_json::json!({
+            "dataset": c.dataset,
+            "data": c.data,
+            "seed": c.seed,
+            "task": task,
+            "classifier": cfg,
+            "device": format!("{:?}", run.device),
+        });
+        let name = format!("{}.seed-{}.{task}", c.dataset.replace('+', "-"), c.seed);
+        Self { dir: dir.to_path_buf(), name, key }
+    }
+
+    fn paths(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join(format!("{}.safetensors", self.name)), self.dir.join(format!("{}.json", self.name)))
+    }
+
+    /// Loads the cached weights into `net` when the entry's key matches; whether it did.
+    fn load_into(&self, net: &mut SmallCnn) -> Result<bool> {
+        let (weights, key) = self.paths();
+        let stored: Option<serde_json::Value> =
+            std::fs::read_to_string(&key).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if stored.as_ref() != Some(&self.key) || !weights.exists() {
+            return Ok(false);
+        }
+        net.load(&weights).with_context(|| format!("reading cached classifier {}", weights.display()))?;
+        Ok(true)
+    }
+
+    /// Stores `net` under this entry (weights first, then the key, each atomically).
+    fn store(&self, net: &SmallCnn) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        let (weights, key) = self.paths();
+        let tmp = weights.with_extension("tmp.safetensors");
+        net.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &weights).with_context(|| format!("writing {}", weights.display()))?;
+        write_json_atomic(&key, &self.key)
+    }
 }
 
 // Counters of the evaluation stream for test batches and views.
@@ -64,8 +121,30 @@ pub fn measure_task(
     seeds: &Seeds,
     progress: bool,
 ) -> Result<DestructionTask> {
+    let net = classifier(dataset, task, cfg, seeds, progress, None)?;
+    score_task(dataset, task, &net, sources, seeds)
+}
+
+/// Task `task`'s classifier: from `cache` when it holds one for the same settings, otherwise
+/// trained on clean inputs (and stored in `cache`).
+fn classifier(
+    dataset: &dyn MultiTaskDataset,
+    task: usize,
+    cfg: &DestructionConfig,
+    seeds: &Seeds,
+    progress: bool,
+    cache: Option<&ClassifierCache>,
+) -> Result<SmallCnn> {
     let clean = clean_family(dataset.modality());
     let t = &dataset.tasks().0[task];
+    if let Some(cache) = cache {
+        let probe = dataset.batch(Split::Train, &Tensor::from_slice(&[0i64]), 0).inputs;
+        let mut net = SmallCnn::new(probe.size()[1], t.num_classes as i64, cfg.width, dataset.device(), 0);
+        if cache.load_into(&mut net)? {
+            tracing::info!(task = %t.name, "classifier reused from the cache");
+            return Ok(net);
+        }
+    }
     let bar = crate::progress::bar(
         train_steps(dataset.len(Split::Train), cfg),
         &format!("classifier `{}`", t.name),
@@ -73,11 +152,27 @@ pub fn measure_task(
     );
     let net = train_classifier(dataset, task, clean.as_ref(), cfg, seeds, &bar)?;
     bar.finish_and_clear();
-    let clean_accuracy = score(dataset, task, &net, &ViewSource::Family(clean.as_ref()), seeds)?;
+    if let Some(cache) = cache {
+        cache.store(&net)?;
+    }
+    Ok(net)
+}
+
+/// Scores a trained classifier of task `task` on clean test inputs and on each source.
+fn score_task(
+    dataset: &dyn MultiTaskDataset,
+    task: usize,
+    net: &SmallCnn,
+    sources: &[ViewSource<'_>],
+    seeds: &Seeds,
+) -> Result<DestructionTask> {
+    let clean = clean_family(dataset.modality());
+    let t = &dataset.tasks().0[task];
+    let clean_accuracy = score(dataset, task, net, &ViewSource::Family(clean.as_ref()), seeds)?;
     ensure!(clean_accuracy > 0.0, "the classifier for `{}` got no clean test input right; train it longer", t.name);
     let mut families = BTreeMap::new();
     for s in sources {
-        let accuracy = score(dataset, task, &net, s, seeds)?;
+        let accuracy = score(dataset, task, net, s, seeds)?;
         families.insert(s.name(), FamilyDestruction { accuracy, destruction_rate: 1.0 - accuracy / clean_accuracy });
     }
     Ok(DestructionTask { num_classes: t.num_classes, chance: t.chance(), clean_accuracy, families })
@@ -157,7 +252,9 @@ pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<Des
     let mut report = existing(run, opts)?;
     let seeds = Seeds::new(run.cfg.seed);
     for (i, name) in pending_tasks(ds, opts, &report)? {
-        let result = measure_task(ds, i, &sources, &opts.classifier, &seeds, opts.progress)?;
+        let cache = opts.classifier_cache.as_ref().map(|d| ClassifierCache::for_run(d, run, &name, &opts.classifier));
+        let net = classifier(ds, i, &opts.classifier, &seeds, opts.progress, cache.as_ref())?;
+        let result = score_task(ds, i, &net, &sources, &seeds)?;
         let rates: Vec<String> =
             result.families.iter().map(|(f, r)| format!("{f}={:.3}", r.destruction_rate)).collect();
         tracing::info!(task = %name, clean = format!("{:.4}", result.clean_accuracy), rates = %rates.join(" "), "destruction");

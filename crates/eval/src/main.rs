@@ -79,6 +79,11 @@ enum Command {
         /// Rows of destruction.png (0: none).
         #[arg(long, default_value_t = 8)]
         grid_rows: i64,
+        /// Keep the trained task classifiers in this folder and reuse them for any run with the
+        /// same dataset, data settings, seed and classifier flags (e.g. the other view modes of a
+        /// grid; `cargo xtask reproduce` passes one per experiment)
+        #[arg(long, value_name = "DIR")]
+        classifier_cache: Option<std::path::PathBuf>,
     },
 }
 
@@ -97,7 +102,7 @@ fn run(cli: &Cli) -> Result<()> {
             let report = featdrop_eval::run_probe(&frozen, &opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::Destruction { common, epochs, lr, batch_size, width, grid_rows } => {
+        Command::Destruction { common, epochs, lr, batch_size, width, grid_rows, classifier_cache } => {
             let frozen = FrozenRun::load(&RunDir::at(&common.run), common.device)?;
             let classifier = DestructionConfig { epochs: *epochs, batch_size: *batch_size, lr: *lr, width: *width };
             let opts = DestructionOptions {
@@ -106,6 +111,7 @@ fn run(cli: &Cli) -> Result<()> {
                 force: common.force,
                 progress,
                 grid_rows: *grid_rows,
+                classifier_cache: classifier_cache.clone(),
             };
             let report = featdrop_eval::run_destruction(&frozen, &opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);

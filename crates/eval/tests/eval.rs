@@ -5,6 +5,7 @@ use featdrop_augment::Identity;
 use featdrop_contrastive::{StopAfter, Trainer};
 use featdrop_core::{DeviceChoice, RunConfig, RunDir, Seeds, ViewMode, checkpoint};
 use featdrop_data::DatasetSpec;
+use featdrop_eval::classifier::SmallCnn;
 use featdrop_eval::destruction::measure_task;
 use featdrop_eval::report::read_report;
 use featdrop_eval::{
@@ -106,7 +107,7 @@ fn probe_and_destruction_on_a_pretrained_run() {
     assert_eq!(redone.tasks.len(), 2);
 
     let classifier = DestructionConfig { epochs: 1, batch_size: 64, lr: 3e-3, width: 4 };
-    let opts = DestructionOptions { tasks: None, classifier, force: false, progress: false, grid_rows: 4 };
+    let opts = DestructionOptions { tasks: None, classifier, grid_rows: 4, ..Default::default() };
     let d = run_destruction(&frozen, &opts).unwrap();
     let on_disk: DestructionReport = read_report(&run.destruction()).unwrap();
     assert_eq!(
@@ -122,6 +123,26 @@ fn probe_and_destruction_on_a_pretrained_run() {
     let before = std::fs::read(run.destruction()).unwrap();
     run_destruction(&frozen, &opts).unwrap();
     assert_eq!(std::fs::read(run.destruction()).unwrap(), before);
+
+    // A classifier cache: the first use trains and stores (same numbers as without it) ...
+    let cache = tmp.path().join("classifiers");
+    let cached = DestructionOptions { force: true, classifier_cache: Some(cache.clone()), ..opts.clone() };
+    assert_eq!(run_destruction(&frozen, &cached).unwrap().tasks, d.tasks);
+    let weights = cache.join(format!("photos-digits.seed-{}.digit.safetensors", frozen.cfg.seed));
+    assert!(weights.exists() && weights.with_extension("json").exists());
+    // ... a later use loads instead of training: weights swapped behind its back change the score.
+    let other = SmallCnn::new(3, 10, 4, tch::Device::Cpu, 99);
+    other.save(&weights).unwrap();
+    let swapped = run_destruction(&frozen, &cached).unwrap();
+    assert_ne!(swapped.tasks["digit"].clean_accuracy, d.tasks["digit"].clean_accuracy);
+    assert_eq!(swapped.tasks["photo"], d.tasks["photo"]);
+    // ... and other classifier settings are another classifier: retrained and stored.
+    let longer = DestructionConfig { epochs: 2, ..opts.classifier.clone() };
+    let retrained = run_destruction(&frozen, &DestructionOptions { classifier: longer, ..cached.clone() }).unwrap();
+    assert_ne!(retrained.tasks["digit"].clean_accuracy, swapped.tasks["digit"].clean_accuracy);
+    let key: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(weights.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(key["classifier"]["epochs"], 2);
 }
 
 #[test]
@@ -144,13 +165,7 @@ fn viewmaker_runs_restore_their_trained_viewmaker() {
         assert!(!p.requires_grad(), "{name} is not frozen");
     }
     let classifier = DestructionConfig { epochs: 1, batch_size: 32, lr: 3e-3, width: 4 };
-    let opts = DestructionOptions {
-        tasks: Some(vec!["digit".into()]),
-        classifier,
-        force: false,
-        progress: false,
-        grid_rows: 2,
-    };
+    let opts = DestructionOptions { tasks: Some(vec!["digit".into()]), classifier, grid_rows: 2, ..Default::default() };
     let d = run_destruction(&frozen, &opts).unwrap();
     assert_eq!(d.checkpoint.as_deref(), Some(frozen.checkpoint.as_str()));
     assert!(d.tasks["digit"].families.contains_key("viewmaker"));

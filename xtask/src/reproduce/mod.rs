@@ -240,6 +240,9 @@ fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
     ];
     if exp.destruction {
         let mut d: Vec<String> = vec!["featdrop-eval".into(), "destruction".into(), "-q".into(), "--run".into(), run];
+        // The view modes of a dataset share its task classifiers: trained once per experiment.
+        let cache = exp_dir.join("classifiers").display().to_string();
+        d.extend(["--classifier-cache".into(), cache]);
         d.extend(exp.destruction_args.iter().cloned());
         s.push(d);
     }
