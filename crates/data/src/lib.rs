@@ -49,6 +49,51 @@ pub struct Pair {
 /// same indices and seed give the same batch; derive it with
 /// [`featdrop_core::Seeds::derive`] and [`featdrop_core::Stream::Data`]. The test split's own
 /// overlays are fixed when the dataset is built.
+///
+/// # Example: your own tensors as a dataset
+///
+/// Two label sets over fixed in-memory images (no overlay to re-draw, so a pair's two inputs are
+/// the same example and the view family makes them differ). `examples/custom_dataset.rs` of
+/// `featdrop-eval` pretrains and probes such a dataset.
+///
+/// ```
+/// use featdrop_core::{Batch, Modality, Split, TaskSet};
+/// use featdrop_data::{MultiTaskDataset, Pair};
+/// use tch::{Device, Kind, Tensor};
+///
+/// struct Mine { tasks: TaskSet, images: Tensor, labels: Vec<Tensor> }
+///
+/// impl MultiTaskDataset for Mine {
+///     fn name(&self) -> &str { "mine" }
+///     fn tasks(&self) -> &TaskSet { &self.tasks }
+///     fn modality(&self) -> Modality { Modality::Image }
+///     fn device(&self) -> Device { Device::Cpu }
+///     // One split for brevity; a real dataset keeps train and test apart.
+///     fn len(&self, _split: Split) -> usize { self.images.size()[0] as usize }
+///     fn class_names(&self, task: usize) -> Vec<String> {
+///         (0..self.tasks.0[task].num_classes).map(|c| c.to_string()).collect()
+///     }
+///     fn batch(&self, _split: Split, indices: &Tensor, _seed: u64) -> Batch {
+///         let pick = |t: &Tensor| t.index_select(0, indices);
+///         Batch { inputs: pick(&self.images), labels: self.labels.iter().map(pick).collect() }
+///     }
+///     fn pair(&self, split: Split, indices: &Tensor, _redraw_p: f64, seed: u64) -> Pair {
+///         let first = self.batch(split, indices, seed);
+///         let second_labels = first.labels.iter().map(Tensor::shallow_clone).collect();
+///         Pair { second: first.inputs.shallow_clone(), first, second_labels }
+///     }
+/// }
+///
+/// let n = 8;
+/// let ds = Mine {
+///     tasks: TaskSet::from_pairs(&[("brightness", 2), ("parity", 2)]),
+///     images: Tensor::rand([n, 3, 32, 32], (Kind::Float, Device::Cpu)),
+///     labels: vec![Tensor::from_slice(&[0i64, 1, 0, 1, 0, 1, 0, 1]), Tensor::zeros([n], (Kind::Int64, Device::Cpu))],
+/// };
+/// let b = ds.batch(Split::Train, &Tensor::from_slice(&[1i64, 2]), 0);
+/// assert_eq!(b.inputs.size(), [2, 3, 32, 32]);
+/// assert_eq!(Vec::<i64>::try_from(&b.labels[0]).unwrap(), [1, 0]);
+/// ```
 pub trait MultiTaskDataset: Send {
     /// Dataset name (`photos+digits`, …).
     fn name(&self) -> &str;
