@@ -32,9 +32,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// The one test command: set-up, then every test of the workspace (unit, integration, doc),
-    /// `cargo doc` with warnings as errors, the library examples (custom_dataset, custom_views,
-    /// theory_quick), then the formatting and lint checks.
+    /// The one test command: set-up, then every test of the workspace (unit, integration, the
+    /// library examples custom_dataset, custom_views and theory_quick, doc), `cargo doc` with
+    /// warnings as errors, then the formatting and lint checks.
     Test {
         /// Skip `cargo fmt --check` and `cargo clippy`.
         #[arg(long)]

@@ -5,13 +5,6 @@ use anyhow::{Result, ensure};
 use std::process::Command;
 use std::time::Instant;
 
-/// The library examples (crate, example) the test command runs: each takes seconds on a CPU.
-const EXAMPLES: [(&str, &str); 3] = [
-    ("featdrop-eval", "custom_dataset"),
-    ("featdrop-contrastive", "custom_views"),
-    ("featdrop-theory", "theory_quick"),
-];
-
 /// Runs `cmd`, failing with `what` when it fails.
 fn step(what: &str, mut cmd: Command) -> Result<()> {
     let start = Instant::now();
@@ -30,6 +23,8 @@ pub fn run(lint: bool, cargo_args: &[String]) -> Result<()> {
         fmt.args(["fmt", "--all", "--check"]);
         step("cargo fmt --check", fmt)?;
     }
+    // `--all-targets` also runs the library examples: their `[[example]]` entries say
+    // `test = true, harness = false`, so each example's main is a test.
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-targets"]).args(cargo_args);
     step("unit and integration tests", test)?;
@@ -39,11 +34,6 @@ pub fn run(lint: bool, cargo_args: &[String]) -> Result<()> {
     let mut rustdoc = cargo();
     rustdoc.args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings");
     step("cargo doc (warnings are errors)", rustdoc)?;
-    for (krate, example) in EXAMPLES {
-        let mut run = cargo();
-        run.args(["run", "-q", "-p", krate, "--example", example]);
-        step(&format!("example {example} ({krate})"), run)?;
-    }
     if lint {
         let mut clippy = cargo();
         clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
