@@ -39,7 +39,8 @@ enum Cmd {
         /// Skip `cargo fmt --check` and `cargo clippy`.
         #[arg(long)]
         no_lint: bool,
-        /// Extra arguments passed to `cargo test` (after `--`).
+        /// Extra arguments passed to `cargo test` (after `--`), e.g. a test-name filter. With
+        /// them only library, binary and integration tests run: benches and examples take no filter.
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },

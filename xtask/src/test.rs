@@ -26,7 +26,10 @@ pub fn run(lint: bool, cargo_args: &[String]) -> Result<()> {
     // `--all-targets` also runs the library examples: their `[[example]]` entries say
     // `test = true, harness = false`, so each example's main is a test.
     let mut test = cargo();
-    test.args(["test", "--workspace", "--all-targets"]).args(cargo_args);
+    // A filter in `cargo_args` would reach every target; benches and the examples (harness-free
+    // binaries with arguments of their own) would take it for theirs, so they sit those runs out.
+    let targets: &[&str] = if cargo_args.is_empty() { &["--all-targets"] } else { &["--lib", "--bins", "--test", "*"] };
+    test.args(["test", "--workspace"]).args(targets).args(cargo_args);
     step("unit and integration tests", test)?;
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]);
