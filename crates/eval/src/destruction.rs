@@ -5,6 +5,7 @@
 pub use crate::classifier::DestructionConfig;
 use crate::classifier::{SmallCnn, accuracy, train_classifier, train_steps};
 use crate::frozen::FrozenRun;
+use crate::pending::pending_tasks;
 use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, FamilyDestruction, read_report};
 use anyhow::{Context, Result, bail, ensure};
 use featdrop_augment::{ExpertImage, ExpertSpectral, ImageRecipe, SpectralRecipe};
@@ -251,7 +252,7 @@ pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<Des
     let sources = run_sources(run, identity.as_ref(), expert.as_ref());
     let mut report = existing(run, opts)?;
     let seeds = Seeds::new(run.cfg.seed);
-    for (i, name) in pending_tasks(ds, opts, &report)? {
+    for (i, name) in pending_tasks(ds, opts.tasks.as_deref(), opts.force, |t| report.tasks.contains_key(t))? {
         let cache = opts.classifier_cache.as_ref().map(|d| ClassifierCache::for_run(d, run, &name, &opts.classifier));
         let net = classifier(ds, i, &opts.classifier, &seeds, opts.progress, cache.as_ref())?;
         let result = score_task(ds, i, &net, &sources, &seeds)?;
@@ -298,30 +299,6 @@ fn existing(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionRep
         );
     }
     Ok(old)
-}
-
-fn pending_tasks(
-    ds: &dyn MultiTaskDataset,
-    opts: &DestructionOptions,
-    report: &DestructionReport,
-) -> Result<Vec<(usize, String)>> {
-    let tasks = ds.tasks();
-    let wanted: Vec<String> = match &opts.tasks {
-        Some(t) => t.clone(),
-        None => tasks.names().into_iter().map(String::from).collect(),
-    };
-    let mut out = Vec::new();
-    for name in wanted {
-        let Some(i) = tasks.index_of(&name) else {
-            bail!("dataset `{}` has no task `{name}`; its tasks: {}", ds.name(), tasks.names().join(", "));
-        };
-        if opts.force || !report.tasks.contains_key(&name) {
-            out.push((i, name));
-        } else {
-            tracing::info!(task = %name, "already measured; --force recomputes");
-        }
-    }
-    Ok(out)
 }
 
 /// Writes `rows` test examples as original | expert view | viewmaker view (when there is one) |

@@ -62,6 +62,7 @@ pub mod classifier;
 pub mod destruction;
 pub mod frozen;
 pub mod linear;
+mod pending;
 pub mod probe;
 pub mod progress;
 pub mod report;

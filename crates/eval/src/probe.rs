@@ -4,6 +4,7 @@
 
 use crate::frozen::{FrozenEncoder, FrozenRun};
 use crate::linear::{LinearProbes, evaluate, fit, fit_steps};
+use crate::pending::pending_tasks;
 use crate::report::{PROBE_SCHEMA, ProbeProtocol, ProbeReport, ProbeTask, read_report};
 use anyhow::{Result, bail};
 use featdrop_contrastive::views::clean;
@@ -80,7 +81,8 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
     let frozen = run.frozen();
     let protocol = protocol(&frozen, &cfg, mode);
     let mut report = existing(run, &protocol, opts.force)?;
-    let pending = pending_tasks(run, opts, &report)?;
+    let pending =
+        pending_tasks(run.dataset.as_ref(), opts.tasks.as_deref(), opts.force, |t| report.tasks.contains_key(t))?;
     if pending.is_empty() {
         tracing::info!(file = %run.run.probe().display(), "every requested task already probed; --force recomputes");
         return Ok(report);
@@ -207,25 +209,6 @@ fn existing(run: &FrozenRun, protocol: &ProbeProtocol, force: bool) -> Result<Pr
             old.checkpoint
         ),
     }
-}
-
-/// Requested tasks (index, name) that still need probing.
-fn pending_tasks(run: &FrozenRun, opts: &ProbeOptions, report: &ProbeReport) -> Result<Vec<(usize, String)>> {
-    let tasks = run.dataset.tasks();
-    let wanted: Vec<String> = match &opts.tasks {
-        Some(names) => names.clone(),
-        None => tasks.names().into_iter().map(String::from).collect(),
-    };
-    let mut out = Vec::new();
-    for name in wanted {
-        let Some(i) = tasks.index_of(&name) else {
-            bail!("dataset `{}` has no task `{name}`; its tasks: {}", run.cfg.dataset, tasks.names().join(", "));
-        };
-        if opts.force || !report.tasks.contains_key(&name) {
-            out.push((i, name));
-        }
-    }
-    Ok(out)
 }
 
 /// Trains one probe per pending task on shared features and tests them on clean inputs.
