@@ -83,7 +83,8 @@ fn custom_dataset_pretrains_and_probes_every_task() {
     assert_eq!((colour.num_classes, pattern.num_classes), (3, 4));
     assert!((colour.chance - 1.0 / 3.0).abs() < 1e-12 && (pattern.chance - 0.25).abs() < 1e-12);
     assert!(colour.top1 > 0.9, "colour probe {} (chance 0.33)", colour.top1);
-    assert!(pattern.top1 > pattern.chance, "pattern probe {} (chance 0.25)", pattern.top1);
+    // Stripes need the encoder's spatial features: a clear margin over chance, not just above it.
+    assert!(pattern.top1 > pattern.chance + 0.1, "pattern probe {} (chance 0.25)", pattern.top1);
     // The report is the probe.json record: it round-trips through the strict reader (JSON keeps
     // accuracies, k / n, exactly; a loss may lose its last bit).
     let back: ProbeReport = parse_report(&serde_json::to_string(&report).unwrap(), "probe.json").unwrap();
