@@ -1,4 +1,4 @@
-//! `cargo xtask fetch [cifar10|mnist|all]`: downloads the real datasets (DESIGN.md §2.1 "Real sources")
+//! `cargo xtask fetch [cifar10|mnist|all]`: downloads the real datasets (docs/PROTOCOL.md §2.1 "Real sources")
 //! into `data/raw/`, verified against `data/manifest.json` (schema: [`manifest`]).
 //!
 //! Each file goes to a `.part` file first (continued with an HTTP Range request after an interrupted

@@ -1,4 +1,4 @@
-//! libtorch provisioning (DESIGN.md §1): the PyPI wheel `torch==2.11.0` in a user-level cache venv,
+//! libtorch provisioning (docs/PROTOCOL.md §1): the PyPI wheel `torch==2.11.0` in a user-level cache venv,
 //! or the user's own libtorch 2.11 named by LIBTORCH, linked into the checkout as `.libtorch/`.
 
 use crate::paths::{cache_dir, link_dir};

@@ -14,7 +14,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "featdrop's task runner: set-up, checks and the test command")]
+#[command(name = "cargo xtask", version, about = "featdrop's task runner: set-up, checks and the test command")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

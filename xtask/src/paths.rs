@@ -26,10 +26,15 @@ pub fn cache_dir() -> PathBuf {
 
 /// A `cargo` command that builds and runs tch code against the libtorch set up here: LIBTORCH and
 /// the run-time library path are set explicitly, so nothing depends on the caller's environment.
+/// LIBTORCH is the checkout's `.libtorch/torch` link to `torch_root` — the very value plain
+/// `cargo build` gets from `.cargo/config.toml` — so switching between `cargo …` and
+/// `cargo xtask …` never rebuilds torch-sys.
 pub fn cargo(torch_root: &std::path::Path) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(repo_root());
-    cmd.env("LIBTORCH", torch_root);
+    let link = link_dir().join("torch");
+    let linked = link.canonicalize().ok() == torch_root.canonicalize().ok();
+    cmd.env("LIBTORCH", if linked { link.as_path() } else { torch_root });
     let lib = torch_root.join("lib");
     let lib = lib.canonicalize().unwrap_or(lib);
     let mut ld = std::env::split_paths(&std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default()).collect::<Vec<_>>();

@@ -1,4 +1,4 @@
-//! Batched expert image views against a per-image loop (DESIGN.md §3.1: "batched on the device").
+//! Batched expert image views against a per-image loop (docs/PROTOCOL.md §3.1: "batched on the device").
 //!
 //! `cargo bench -p featdrop-augment --bench views [-- DEVICE]`, or `FEATDROP_DEVICE=cuda`;
 //! DEVICE is `auto` (default), `cpu`, `cuda` or `cuda:N`, and `cuda` is an error without CUDA.

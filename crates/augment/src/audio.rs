@@ -1,6 +1,7 @@
-//! The two published expert audio variants (DESIGN.md §3.1): *waveform* (crop to a fraction and
+//! The two published expert audio variants (docs/PROTOCOL.md §3.1): *waveform* (crop to a fraction and
 //! coloured noise, in random order, on `[N, samples]`) and *spectral* (a frequency and a time mask
-//! plus Gaussian noise, on the `[N, 1, F, T]` normalised log-mel).
+//! plus Gaussian noise, on the `[N, 1, F, T]` normalised log-mel). Implements the audio views of
+//! the published code of Tamkin et al., "Feature Dropout" (NeurIPS 2023).
 
 use crate::{check_prob, check_range, coin, per_sample, uniform, with_seed};
 use anyhow::{Result, ensure};
@@ -151,7 +152,7 @@ pub struct SpectralRecipe {
     pub mask_value: f64,
     /// Noise std in dB on the unnormalised log-mel: 0.25 × 11.799.
     pub noise_std_db: f64,
-    /// The dataset's log-mel normalisation std in dB: 11.799 (DESIGN.md §2.2).
+    /// The dataset's log-mel normalisation std in dB: 11.799 (docs/PROTOCOL.md §2.2).
     pub log_mel_std: f64,
 }
 

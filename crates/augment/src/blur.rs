@@ -1,4 +1,4 @@
-//! Gaussian blur with a different σ per sample (DESIGN.md §3.1), as one grouped separable
+//! Gaussian blur with a different σ per sample (docs/PROTOCOL.md §3.1), as one grouped separable
 //! convolution over the whole batch.
 
 use tch::Tensor;

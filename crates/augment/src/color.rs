@@ -1,5 +1,5 @@
 //! Colour operations on `[N, 3, H, W]` RGB batches in [0, 1], with per-sample factors, following
-//! torchvision's definitions (DESIGN.md §3.1): brightness, contrast, saturation, hue, grayscale.
+//! torchvision's definitions (docs/PROTOCOL.md §3.1): brightness, contrast, saturation, hue, grayscale.
 
 use crate::per_sample;
 use tch::{Device, Kind, Tensor};

@@ -1,5 +1,5 @@
 //! Geometric operations: random resized crop (one affine grid + `grid_sample` for the whole batch)
-//! and horizontal flip (DESIGN.md §3.1).
+//! and horizontal flip (docs/PROTOCOL.md §3.1).
 
 use tch::{Device, Kind, Tensor};
 

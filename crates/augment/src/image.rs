@@ -1,5 +1,6 @@
-//! The expert image recipe (SimCLR, DESIGN.md §3.1), the `expert` and `none` view families
-//! (§3.3), and per-channel normalisation.
+//! The expert image recipe (SimCLR, docs/PROTOCOL.md §3.1), the `expert` and `none` view families
+//! (§3.3), and per-channel normalisation. Implements the augmentations of Chen et al., "A Simple
+//! Framework for Contrastive Learning of Visual Representations" (ICML 2020).
 
 use crate::blur::blur_where;
 use crate::color::{JitterParams, color_jitter, grayscale};
@@ -10,7 +11,7 @@ use featdrop_core::ViewFamily;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-/// Per-channel normalisation `(x − mean) / std` (DESIGN.md §3.1). Defaults: the CIFAR-10 values
+/// Per-channel normalisation `(x − mean) / std` (docs/PROTOCOL.md §3.1). Defaults: the CIFAR-10 values
 /// mean (0.491, 0.482, 0.446), std (0.247, 0.243, 0.261).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,7 +66,7 @@ impl Normalize {
 }
 
 /// The SimCLR image recipe; every probability and range is a field, `Default` is the published
-/// setup (DESIGN.md §3.1). JSON field names are the Rust names; unknown fields are errors.
+/// setup (docs/PROTOCOL.md §3.1). JSON field names are the Rust names; unknown fields are errors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImageRecipe {

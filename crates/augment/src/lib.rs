@@ -1,4 +1,4 @@
-//! Expert augmentations of featdrop, batched on the device (DESIGN.md §3.1, §3.3).
+//! Expert augmentations of featdrop, batched on the device (docs/PROTOCOL.md §3.1, §3.3).
 //!
 //! * Images: the SimCLR recipe ([`ImageRecipe`]) — random resized crop, colour jitter, grayscale,
 //!   Gaussian blur, horizontal flip, per-channel normalisation — drawn with independent random

@@ -1,4 +1,4 @@
-//! The view families through their public interface (DESIGN.md §3.1, §3.3).
+//! The view families through their public interface (docs/PROTOCOL.md §3.1, §3.3).
 
 use featdrop_augment::audio::{add_noise_at_snr, coloured_noise, sample_bands};
 use featdrop_augment::{

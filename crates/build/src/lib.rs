@@ -1,7 +1,7 @@
 //! Build-script helper shared by every featdrop crate that links libtorch.
 //!
 //! `tch`'s own build script finds libtorch through `LIBTORCH`; two things it does not do are
-//! solved here (DESIGN.md §1):
+//! solved here (docs/PROTOCOL.md §1):
 //!
 //! * **run-time path** — binaries, tests and examples get an rpath to libtorch's `lib` folder
 //!   (the canonical path, so that the wheel's `$ORIGIN`-relative links to its CUDA libraries
@@ -29,6 +29,17 @@ pub fn link_torch() {
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if has_cuda(&lib) {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}
+
+/// Only the run-time path, for crates that do not use libtorch themselves but may be linked with
+/// it when a workspace build unifies `featdrop-core`'s `torch` feature into their dependency graph
+/// (the theory simulator, xtask). Without it their binaries would need `LD_LIBRARY_PATH` after
+/// such a build. Quiet when no libtorch is set up: then nothing links it.
+pub fn torch_rpath() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    if let Some(lib) = torch_lib_dir() {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     }
 }
 

@@ -8,13 +8,13 @@
 //! the CPU where a paper-sized step takes tens of seconds).
 
 use featdrop_contrastive::Trainer;
-use featdrop_core::config::UpdateOrder;
-use featdrop_core::{DeviceChoice, RunConfig, RunDir, ViewMode};
+use featdrop_core::config::{Arch, UpdateOrder};
+use featdrop_core::{BaseViews, DeviceChoice, RunConfig, RunDir};
 use serde_json::json;
 
 struct Case {
     name: &'static str,
-    arch: &'static str,
+    arch: Arch,
     width: usize,
     vm_width: f64,
     batch: usize,
@@ -24,7 +24,7 @@ struct Case {
 const CASES: [Case; 4] = [
     Case {
         name: "paper-alternating",
-        arch: "resnet18",
+        arch: Arch::Resnet18,
         width: 64,
         vm_width: 1.0,
         batch: 256,
@@ -32,7 +32,7 @@ const CASES: [Case; 4] = [
     },
     Case {
         name: "paper-simultaneous",
-        arch: "resnet18",
+        arch: Arch::Resnet18,
         width: 64,
         vm_width: 1.0,
         batch: 256,
@@ -40,7 +40,7 @@ const CASES: [Case; 4] = [
     },
     Case {
         name: "small-alternating",
-        arch: "small",
+        arch: Arch::Small,
         width: 16,
         vm_width: 0.25,
         batch: 128,
@@ -48,7 +48,7 @@ const CASES: [Case; 4] = [
     },
     Case {
         name: "small-expert",
-        arch: "small",
+        arch: Arch::Small,
         width: 16,
         vm_width: 0.25,
         batch: 128,
@@ -57,11 +57,11 @@ const CASES: [Case; 4] = [
 ];
 
 fn measure(case: &Case, device: DeviceChoice, steps: usize) -> anyhow::Result<f64> {
-    let mode = if case.name == "small-expert" { ViewMode::Expert } else { ViewMode::Viewmaker };
+    let mode = if case.name == "small-expert" { BaseViews::Expert } else { BaseViews::Viewmaker };
     let mut cfg = RunConfig::new("bench", "photos+digits", mode, 0);
     cfg.device = device;
     (cfg.data.train_size, cfg.data.test_size) = (case.batch * 2, 64);
-    (cfg.encoder.arch, cfg.encoder.width) = (case.arch.into(), case.width);
+    (cfg.encoder.arch, cfg.encoder.width) = (case.arch, case.width);
     (cfg.train.batch_size, cfg.train.update) = (case.batch, case.update);
     cfg.viewmaker.width_mult = case.vm_width;
     let dir = tempfile::tempdir()?;
@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     };
     let steps = std::env::var("FEATDROP_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_steps);
     let mut rates = serde_json::Map::new();
-    for case in CASES.iter().filter(|c| !smoke || c.arch == "small") {
+    for case in CASES.iter().filter(|c| !smoke || c.arch == Arch::Small) {
         let r = measure(case, device, steps)?;
         println!("{:<20} {:>9.1} images/s  (batch {}, {} timed steps, {resolved:?})", case.name, r, case.batch, steps);
         rates.insert(case.name.into(), json!(r));

@@ -11,7 +11,7 @@
 use featdrop_augment::{ExpertImage, ImageRecipe, Normalize};
 use featdrop_contrastive::{EncoderSpec, ResNet, Stem, StopAfter, TrainSummary, Trainer};
 use featdrop_core::seed::with_torch_seed;
-use featdrop_core::{RunConfig, RunDir, ViewFamily, ViewMode};
+use featdrop_core::{BaseViews, RunConfig, RunDir, ViewFamily};
 use featdrop_data::DatasetSpec;
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
@@ -41,7 +41,7 @@ fn flip_erase_noise(x: &Tensor, seed: u64) -> Tensor {
 /// Pretrains a fresh small ResNet (same initialisation every call) with `views`.
 fn pretrain(name: &str, views: Box<dyn ViewFamily>) -> anyhow::Result<TrainSummary> {
     let dataset = featdrop_data::open(&DatasetSpec::synthetic("photos+digits", 512, 256, 0))?;
-    let mut cfg = RunConfig::new("custom-views", "photos+digits", ViewMode::Expert, 0);
+    let mut cfg = RunConfig::new("custom-views", "photos+digits", BaseViews::Expert, 0);
     (cfg.train.epochs, cfg.train.batch_size, cfg.train.knn_k, cfg.train.view_grid_every) = (3, 64, 10, 0);
     cfg.data.monitor_size = 256;
     let vs = VarStore::new(Device::Cpu);

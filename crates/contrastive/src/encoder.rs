@@ -1,5 +1,7 @@
 //! Encoders: a ResNet of BasicBlocks whose pre-pool feature map feeds linear probes (§5.1) and
-//! whose pooled, linearly projected output is the contrastive embedding (§4).
+//! whose pooled, linearly projected output is the contrastive embedding (§4). Implements ResNet
+//! (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016) with the small-image
+//! stem SimCLR uses for 32×32 inputs.
 
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn, nn::ModuleT};

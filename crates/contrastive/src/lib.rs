@@ -1,15 +1,18 @@
-//! Encoders, contrastive objectives and the trainer (DESIGN.md §4).
+//! Encoders, contrastive objectives and the trainer (docs/PROTOCOL.md §4).
 //!
 //! * [`encoder`]: ResNet-18 for 32×32 images (3×3 stride-1 stem, no max-pool), the audio
 //!   ResNet-18 (1-channel 7×7 stride-2 stem with max-pool) and a small family of the same shape
 //!   for CPU scales, all behind the [`Encoder`] trait that also exposes the pre-pool feature map
 //!   used by linear probes.
-//! * [`loss`]: the published SimCLR variant and the symmetric NT-Xent.
-//! * [`views`]: the view family of each view mode, including the learned viewmaker family.
+//! * [`loss`]: the published SimCLR variant ([`simclr_published`]) and the symmetric NT-Xent.
+//! * [`assembly`]: a run's dataset, encoder, view family and checkpoint layout from its config —
+//!   the one place the trainer and the evaluation crate build runs.
+//! * [`views`]: the learned viewmaker family and the clean transforms.
 //! * [`trainer`]: pretraining with alternating or simultaneous encoder / viewmaker updates,
 //!   metrics, kNN monitor, view grids, checkpoints and exact resume.
 #![warn(missing_docs)]
 
+pub mod assembly;
 pub mod encoder;
 pub mod grid;
 pub mod knn;
@@ -19,5 +22,5 @@ pub mod trainer;
 pub mod views;
 
 pub use encoder::{Encoder, EncoderSpec, ResNet, Stem};
-pub use loss::{nt_xent, simclr_loss};
+pub use loss::{nt_xent, simclr_published};
 pub use trainer::{StopAfter, TrainSummary, Trainer};

@@ -1,5 +1,7 @@
 //! Contrastive objectives over two views' embeddings `z1`, `z2` (`[N, D]`, any scale: they are
-//! L2-normalised here).
+//! L2-normalised here). Implements the SimCLR objective (Chen et al., "A Simple Framework for
+//! Contrastive Learning of Visual Representations", ICML 2020) in two forms: the variant the
+//! feature-dropout study's published code trains with, and the common symmetric NT-Xent.
 
 use tch::{Kind, Tensor};
 
@@ -7,11 +9,11 @@ fn normalise(z: &Tensor) -> Tensor {
     z / z.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12)
 }
 
-/// The published SimCLR variant (§4), temperature `t`:
+/// The published SimCLR variant (docs/PROTOCOL.md §4), temperature `t` — not NT-Xent:
 /// `ℓᵢ = −z₁ᵢ·z₂ᵢ/t + logsumexp_j([z₁ᵢ·z₁ⱼ, z₁ᵢ·z₂ⱼ]/t) − log 2N` over all 2N j's — the anchor's
 /// similarity with itself included, one direction only — and the loss is the mean of ℓᵢ.
 /// The `− log 2N` makes a loss of 0 mean "no better than uniform"; it does not change gradients.
-pub fn simclr_loss(z1: &Tensor, z2: &Tensor, t: f64) -> Tensor {
+pub fn simclr_published(z1: &Tensor, z2: &Tensor, t: f64) -> Tensor {
     let (a, b) = (normalise(z1), normalise(z2));
     let n = a.size()[0];
     let logits = Tensor::cat(&[a.matmul(&a.tr()), a.matmul(&b.tr())], 1) / t;
@@ -57,7 +59,7 @@ mod tests {
             let lse = terms.iter().map(|x| x.exp()).sum::<f64>().ln();
             total += -(ang1[i] - ang2[i]).cos() / t + lse - 6f64.ln();
         }
-        let got = f64::try_from(simclr_loss(&(z1 * 3.0), &z2, t)).unwrap();
+        let got = f64::try_from(simclr_published(&(z1 * 3.0), &z2, t)).unwrap();
         assert!((got - total / 3.0).abs() < 1e-5, "{got} vs {}", total / 3.0);
     }
 
@@ -81,7 +83,7 @@ mod tests {
         tch::manual_seed(0);
         let z = Tensor::randn([64, 16], (Kind::Float, Device::Cpu));
         let other = Tensor::randn([64, 16], (Kind::Float, Device::Cpu));
-        for f in [simclr_loss, nt_xent] {
+        for f in [simclr_published, nt_xent] {
             let aligned = f64::try_from(f(&z, &(&z + 0.01 * &other), 0.07)).unwrap();
             let random = f64::try_from(f(&z, &other, 0.07)).unwrap();
             assert!(aligned + 1.0 < random, "{aligned} vs {random}");

@@ -1,12 +1,13 @@
-//! `featdrop-train`: contrastive pretraining of one run (DESIGN.md §4), writing the run directory
-//! of §8. Resumes an interrupted run from its last checkpoint.
+//! `featdrop-train`: contrastive pretraining of one run (docs/PROTOCOL.md §4), writing the run
+//! directory of §8. Resumes an interrupted run from its last checkpoint.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use featdrop_contrastive::{StopAfter, Trainer};
-use featdrop_core::config::UpdateOrder;
+use featdrop_core::config::{Arch, Source, UpdateOrder, parse_override, set_path};
 use featdrop_core::logging::{Verbosity, init};
 use featdrop_core::{DeviceChoice, RunConfig, RunDir, ViewMode};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 
 /// Pretrain an encoder with SimCLR on a multi-task dataset, with expert, learned (viewmaker),
@@ -19,10 +20,11 @@ struct Cli {
     /// Run config (JSON, a featdrop_core::RunConfig); flags below override its fields.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Dataset: photos, photos+shapes, photos+digits, photos+letters.
+    /// Dataset: photos, photos+shapes, photos+digits, photos+letters, speech+noise.
     #[arg(long)]
     dataset: Option<String>,
-    /// View mode: expert, viewmaker, expert+viewmaker, none, `dropout:<p>`.
+    /// View mode: expert, viewmaker, expert+viewmaker, none, each optionally `+dropout:<p>`;
+    /// `dropout:<p>` alone is expert views with feature dropout.
     #[arg(long)]
     view_mode: Option<ViewMode>,
     /// Run seed.
@@ -34,33 +36,44 @@ struct Cli {
     /// Experiment name (first level of the run directory).
     #[arg(long)]
     experiment: Option<String>,
-    /// Pretraining epochs.
+    /// Pretraining epochs (train.epochs).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Batch size.
+    /// Batch size (train.batch_size).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Training examples (0 = all).
+    /// Training examples, 0 = all (data.train_size).
     #[arg(long)]
     train_size: Option<usize>,
-    /// Test examples (0 = all).
+    /// Test examples, 0 = all (data.test_size).
     #[arg(long)]
     test_size: Option<usize>,
-    /// Encoder: resnet18 or small.
-    #[arg(long)]
-    encoder: Option<String>,
-    /// Encoder width (channels of the first stage).
+    /// Encoder architecture (encoder.arch).
+    #[arg(long, value_enum)]
+    encoder: Option<Arch>,
+    /// Encoder width, channels of the first stage (encoder.width).
     #[arg(long)]
     width: Option<usize>,
-    /// Viewmaker width multiplier (1 = published).
+    /// Viewmaker width multiplier, 1 = published (viewmaker.width_mult).
     #[arg(long)]
     viewmaker_width: Option<f64>,
-    /// Encoder/viewmaker update order: alternating (published) or simultaneous.
-    #[arg(long, value_parser = parse_update)]
+    /// Encoder/viewmaker update order (train.update).
+    #[arg(long, value_enum)]
     update: Option<UpdateOrder>,
-    /// Data source: synthetic or real.
-    #[arg(long)]
-    source: Option<String>,
+    /// Data source (data.source).
+    #[arg(long, value_enum)]
+    source: Option<Source>,
+    /// Folder of real data (data.data_dir); for speech+noise the audio folder.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TTF/OTF font for the letters of real data (data.font).
+    #[arg(long, value_name = "FILE")]
+    font: Option<PathBuf>,
+    /// Set any config field, typed and validated like the config file: `--set train.lr=0.1`,
+    /// `--set probe.lr_milestones=[30,40]`, `--set data.pair_noise=independent` (repeatable;
+    /// applied after the flags above).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    set: Vec<String>,
     /// Root of run directories.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
@@ -85,39 +98,54 @@ struct Cli {
     verbosity: Verbosity,
 }
 
-fn parse_update(s: &str) -> Result<UpdateOrder, String> {
-    match s {
-        "alternating" => Ok(UpdateOrder::Alternating),
-        "simultaneous" => Ok(UpdateOrder::Simultaneous),
-        _ => Err(format!("unknown update order `{s}`; accepted: alternating, simultaneous")),
-    }
-}
-
+/// The run config: the file (or a minimal cell), then the flags, then `--set`, laid over the
+/// dataset's defaults and parsed and validated once, by `RunConfig::from_value`.
 fn config(cli: &Cli) -> Result<RunConfig> {
-    let mut cfg = match &cli.config {
-        Some(p) => RunConfig::from_file(p)?,
-        None => RunConfig::new("default", "photos+digits", ViewMode::Expert, 0),
+    let (mut value, mut origin) = match &cli.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", p.display()))?;
+            (v, p.display().to_string())
+        }
+        None => (
+            json!({"experiment": "default", "dataset": "photos+digits", "view_mode": "expert", "seed": 0}),
+            "command line".to_string(),
+        ),
     };
-    macro_rules! set {
-        ($flag:expr => $($field:tt)+) => { if let Some(v) = $flag.clone() { cfg.$($field)+ = v; } };
+    let flags = [
+        ("dataset", cli.dataset.clone().map(Value::from)),
+        ("view_mode", cli.view_mode.map(|m| Value::from(m.to_string()))),
+        ("seed", cli.seed.map(Value::from)),
+        ("device", cli.device.map(|d| Value::from(d.to_string()))),
+        ("experiment", cli.experiment.clone().map(Value::from)),
+        ("train.epochs", cli.epochs.map(Value::from)),
+        ("train.batch_size", cli.batch_size.map(Value::from)),
+        ("data.train_size", cli.train_size.map(Value::from)),
+        ("data.test_size", cli.test_size.map(Value::from)),
+        ("encoder.arch", cli.encoder.map(|a| Value::from(a.to_string()))),
+        ("encoder.width", cli.width.map(Value::from)),
+        ("viewmaker.width_mult", cli.viewmaker_width.map(Value::from)),
+        ("train.update", cli.update.map(|u| Value::from(u.to_string()))),
+        ("data.source", cli.source.map(|s| Value::from(s.to_string()))),
+        ("data.data_dir", cli.data_dir.as_ref().map(|d| Value::from(d.display().to_string()))),
+        ("data.font", cli.font.as_ref().map(|f| Value::from(f.display().to_string()))),
+    ];
+    let mut overridden = false;
+    for (path, v) in flags {
+        if let Some(v) = v {
+            set_path(&mut value, path, v);
+            overridden = true;
+        }
     }
-    set!(cli.dataset => dataset);
-    set!(cli.view_mode => view_mode);
-    set!(cli.seed => seed);
-    set!(cli.device => device);
-    set!(cli.experiment => experiment);
-    set!(cli.epochs => train.epochs);
-    set!(cli.batch_size => train.batch_size);
-    set!(cli.train_size => data.train_size);
-    set!(cli.test_size => data.test_size);
-    set!(cli.encoder => encoder.arch);
-    set!(cli.width => encoder.width);
-    set!(cli.viewmaker_width => viewmaker.width_mult);
-    set!(cli.update => train.update);
-    set!(cli.source => data.source);
-    let origin = cli.config.as_ref().map_or("command line".into(), |p| p.display().to_string());
-    cfg.validate(&origin)?;
-    Ok(cfg)
+    for text in &cli.set {
+        let (path, v) = parse_override(text).map_err(anyhow::Error::msg)?;
+        set_path(&mut value, &path, v);
+        overridden = true;
+    }
+    if overridden && cli.config.is_some() {
+        origin = format!("{origin} with command-line flags");
+    }
+    Ok(RunConfig::from_value(value, &origin)?)
 }
 
 fn main() {

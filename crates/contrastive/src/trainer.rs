@@ -5,14 +5,14 @@
 //! Every random draw is seeded from (run seed, stream, global step), so an interrupted run resumed
 //! from its checkpoint ends bit-identical (on CPU) to an uninterrupted one.
 
-use crate::encoder::{Encoder, EncoderSpec, ResNet, Stem};
+use crate::assembly::{self, Parts};
+use crate::encoder::Encoder;
 use crate::optim::{Adam, Sgd};
 use crate::views;
 use anyhow::{Context, Result, ensure};
 use featdrop_core::io::{JsonLines, write_json_atomic};
-use featdrop_core::seed::with_torch_seed;
-use featdrop_core::{Modality, RunConfig, RunDir, Seeds, Stream, ViewFamily, checkpoint};
-use featdrop_data::{DatasetSpec, MultiTaskDataset};
+use featdrop_core::{RunConfig, RunDir, Seeds, ViewFamily, checkpoint};
+use featdrop_data::MultiTaskDataset;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor, nn::VarStore};
@@ -62,54 +62,12 @@ pub struct Trainer {
     last_epoch_loss: f64,
 }
 
-/// The encoder a config asks for, for a dataset's modality.
-pub fn encoder_spec(cfg: &RunConfig, modality: Modality) -> EncoderSpec {
-    let (channels, stem) = match modality {
-        Modality::Image => (3, Stem::SmallImage),
-        Modality::Audio => (1, Stem::Standard),
-    };
-    let base = match cfg.encoder.arch.as_str() {
-        "small" => EncoderSpec::small(channels, stem, cfg.encoder.width as i64),
-        _ => EncoderSpec {
-            in_channels: channels,
-            stem,
-            width: cfg.encoder.width as i64,
-            ..EncoderSpec::resnet18_small_images()
-        },
-    };
-    EncoderSpec { embed_dim: cfg.encoder.embed_dim as i64, projection_head: cfg.encoder.projection_head, ..base }
-}
-
-/// Opens a config's dataset on `device`.
-pub fn open_dataset(cfg: &RunConfig, device: Device) -> Result<Box<dyn MultiTaskDataset>> {
-    let spec = DatasetSpec {
-        name: cfg.dataset.clone(),
-        source: cfg.data.source.parse().map_err(anyhow::Error::msg)?,
-        data_dir: cfg.data.data_dir.as_ref().map(Into::into),
-        font: None,
-        train_size: cfg.data.train_size,
-        test_size: cfg.data.test_size,
-        seed: cfg.seed,
-        device,
-    };
-    featdrop_data::open(&spec)
-}
-
 impl Trainer {
     /// A run of `cfg` in `run`, building dataset, encoder and views from the config. Resumes from
     /// the run's last checkpoint when there is one.
     pub fn from_config(cfg: RunConfig, run: RunDir) -> Result<Self> {
         let device = cfg.device.resolve()?;
-        let dataset = open_dataset(&cfg, device)?;
-        let seeds = Seeds::new(cfg.seed);
-        // Initialisation draws go through the same lock as every other seeded draw, so a run built
-        // beside another thread's seeded work still starts from the same weights.
-        let enc_vs = VarStore::new(device);
-        let spec = encoder_spec(&cfg, dataset.modality());
-        let encoder: Box<dyn Encoder> =
-            with_torch_seed(seeds.derive(Stream::Init, 0), || Box::new(ResNet::new(&enc_vs.root(), spec)));
-        let views =
-            with_torch_seed(seeds.derive(Stream::Init, 1), || views::view_family(&cfg, dataset.modality(), device))?;
+        let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
         Self::with_parts(cfg, run, dataset, enc_vs, encoder, views)
     }
 
@@ -133,7 +91,7 @@ impl Trainer {
     /// use featdrop_augment::Normalize;
     /// use featdrop_contrastive::{EncoderSpec, ResNet, Stem, StopAfter, Trainer};
     /// use featdrop_core::seed::with_torch_seed;
-    /// use featdrop_core::{RunConfig, RunDir, ViewMode};
+    /// use featdrop_core::{RunConfig, RunDir, BaseViews};
     /// use featdrop_data::DatasetSpec;
     /// use tch::{Device, Tensor, nn::VarStore};
     ///
@@ -146,7 +104,7 @@ impl Trainer {
     ///     Normalize::default().apply(&if seed % 2 == 0 { noisy.flip([3]) } else { noisy })
     /// };
     ///
-    /// let mut cfg = RunConfig::new("docs", "photos+digits", ViewMode::None, 0);
+    /// let mut cfg = RunConfig::new("docs", "photos+digits", BaseViews::None, 0);
     /// (cfg.train.epochs, cfg.train.batch_size, cfg.train.knn_k) = (1, 32, 5);
     /// cfg.train.view_grid_every = 0;
     /// let dir = tempfile::tempdir()?;
@@ -230,9 +188,7 @@ impl Trainer {
     /// All tensors a checkpoint holds: encoder variables (with batch-norm statistics), view-family
     /// parameters and optimiser state, by name.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = sorted(self.enc_vs.variables().into_iter().collect());
-        out = out.into_iter().map(|(n, t)| (format!("enc.{n}"), t)).collect();
-        out.extend(self.views.trainable().into_iter().map(|(n, t)| (format!("views.{n}"), t)));
+        let mut out = assembly::model_tensors(&self.enc_vs, self.views.as_ref());
         out.extend(self.sgd.state("sgd"));
         if let Some(adam) = &self.adam {
             out.extend(adam.state("adam"));

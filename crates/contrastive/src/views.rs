@@ -1,9 +1,11 @@
-//! View families for each view mode (§3.3), including the learned viewmaker family.
+//! The learned viewmaker as a view family (docs/PROTOCOL.md §3.2), the expert operations it can
+//! run first (`expert+viewmaker`, §3.3), and the clean transforms probes and monitors use. Which
+//! family a view mode gets is decided in [`crate::assembly`].
 
 use anyhow::Result;
-use featdrop_augment::{ExpertImage, ExpertSpectral, Identity, ImageRecipe, Normalize, SpectralRecipe, with_seed};
-use featdrop_core::{Modality, RunConfig, ViewFamily, ViewMode};
-use featdrop_viewmaker::{Viewmaker, ViewmakerSpec, default_epsilon};
+use featdrop_augment::{ExpertSpectral, Identity, ImageRecipe, Normalize, SpectralRecipe, with_seed};
+use featdrop_core::{Modality, ViewFamily};
+use featdrop_viewmaker::{Viewmaker, ViewmakerSpec};
 use tch::{Device, Tensor, nn::VarStore};
 
 /// Expert operations applied before the viewmaker in `expert+viewmaker` (unseeded: they run
@@ -16,6 +18,14 @@ pub enum ExpertFirst {
 }
 
 impl ExpertFirst {
+    /// The expert operations of a modality, as the viewmaker's first stage.
+    pub fn for_modality(modality: Modality) -> Result<Self> {
+        Ok(match modality {
+            Modality::Image => Self::Image(ImageRecipe::default()),
+            Modality::Audio => Self::Spectral(ExpertSpectral::new(SpectralRecipe::default())?),
+        })
+    }
+
     fn apply(&self, x: &Tensor) -> Tensor {
         match self {
             Self::Image(r) => r.augment(x),
@@ -78,37 +88,6 @@ impl ViewFamily for ViewmakerViews {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         vars
     }
-}
-
-/// The view family a run's config asks for: images use the SimCLR recipe and normalisation, audio
-/// the spectral recipe on the already-normalised log-mel (DESIGN §3.1–§3.3).
-pub fn view_family(cfg: &RunConfig, modality: Modality, device: Device) -> Result<Box<dyn ViewFamily>> {
-    let channels = if modality == Modality::Image { 3 } else { 1 };
-    let vm_spec = || ViewmakerSpec {
-        in_channels: channels,
-        num_res_blocks: cfg.viewmaker.num_res_blocks,
-        width_mult: cfg.viewmaker.width_mult,
-        epsilon: cfg.viewmaker.epsilon.unwrap_or_else(|| default_epsilon(&cfg.dataset)),
-        clamp: cfg.viewmaker.clamp,
-    };
-    let expert = || -> Result<ExpertFirst> {
-        Ok(match modality {
-            Modality::Image => ExpertFirst::Image(ImageRecipe::default()),
-            Modality::Audio => ExpertFirst::Spectral(ExpertSpectral::new(SpectralRecipe::default())?),
-        })
-    };
-    let normalize = (modality == Modality::Image).then(Normalize::default);
-    Ok(match (cfg.view_mode, modality) {
-        (ViewMode::Expert | ViewMode::Dropout(_), Modality::Image) => {
-            Box::new(ExpertImage::new(ImageRecipe::default())?)
-        }
-        (ViewMode::Expert | ViewMode::Dropout(_), Modality::Audio) => {
-            Box::new(ExpertSpectral::new(SpectralRecipe::default())?)
-        }
-        (ViewMode::None, _) => clean(modality),
-        (ViewMode::Viewmaker, _) => Box::new(ViewmakerViews::new(vm_spec(), device, None, normalize)?),
-        (ViewMode::ExpertViewmaker, _) => Box::new(ViewmakerViews::new(vm_spec(), device, Some(expert()?), normalize)?),
-    })
 }
 
 /// The clean transform for a modality: what probes and monitors feed the encoder (normalised

@@ -62,3 +62,65 @@ fn bad_flags_name_what_is_accepted() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown dataset `photos+emoji`"));
 }
+
+#[test]
+fn flags_and_set_overrides_reach_the_run_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = train()
+        .args(SMALL)
+        .args([
+            "--dataset",
+            "photos+letters",
+            "--view-mode",
+            "viewmaker+dropout:0.5",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+        ])
+        .args(["--set", "train.lr=0.05", "--set", "probe.lr_milestones=[5, 7]", "--set", "data.pair_noise=independent"])
+        .args(["--stop-after-epoch", "0", "-q", "--run-dir"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["train"]["lr"], 0.05);
+    assert_eq!(cfg["probe"]["lr_milestones"], serde_json::json!([5, 7]));
+    assert_eq!(
+        (cfg["data"]["pair_noise"].as_str(), cfg["encoder"]["arch"].as_str()),
+        (Some("independent"), Some("small"))
+    );
+    assert_eq!(cfg["view_mode"], "viewmaker+dropout:0.5");
+    assert_eq!(cfg["viewmaker"]["epsilon"], 0.1, "the letters' published budget, resolved and recorded");
+
+    // A misspelt field is named, and nothing is made.
+    let typo = dir.path().join("typo");
+    let out = train().args(["--set", "train.lernrate=0.1", "--run-dir"]).arg(&typo).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("field `train.lernrate`") && err.contains("unknown field"), "{err}");
+    assert!(!typo.exists());
+    // --font and --data-dir reach the dataset: each missing one is named.
+    let out = train()
+        .args(SMALL)
+        .args(["--dataset", "photos+letters", "--font", "/no/such/font.ttf", "--stop-after-epoch", "0", "--run-dir"])
+        .arg(dir.path().join("font"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("/no/such/font.ttf"), "{err}");
+    let empty = dir.path().join("no-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = train()
+        .args(SMALL)
+        .args(["--source", "real", "--data-dir"])
+        .arg(&empty)
+        .args(["--stop-after-epoch", "0", "--run-dir"])
+        .arg(dir.path().join("real"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&empty.display().to_string()), "{err}");
+}

@@ -4,8 +4,8 @@
 use featdrop_contrastive::optim::{Adam, Sgd};
 use featdrop_contrastive::trainer::named_trainable;
 use featdrop_contrastive::views::ViewmakerViews;
-use featdrop_contrastive::{Encoder, EncoderSpec, ResNet, Stem, StopAfter, Trainer, simclr_loss};
-use featdrop_core::{RunConfig, RunDir, Split, ViewFamily, ViewMode};
+use featdrop_contrastive::{Encoder, EncoderSpec, ResNet, Stem, StopAfter, Trainer, simclr_published};
+use featdrop_core::{BaseViews, RunConfig, RunDir, Split, ViewFamily};
 use featdrop_data::DatasetSpec;
 use featdrop_viewmaker::ViewmakerSpec;
 use tch::{Device, Kind, Tensor, nn::VarStore};
@@ -18,13 +18,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn smoke_config(mode: ViewMode, train: usize, epochs: usize) -> RunConfig {
+fn smoke_config(mode: BaseViews, train: usize, epochs: usize) -> RunConfig {
     let mut cfg = RunConfig::new("test", "photos+digits", mode, 0);
     cfg.device = featdrop_core::DeviceChoice::Cpu;
     cfg.data.train_size = train;
     cfg.data.test_size = 256;
     cfg.data.monitor_size = 256;
-    cfg.encoder.arch = "small".into();
+    cfg.encoder.arch = featdrop_core::config::Arch::Small;
     cfg.encoder.width = 8;
     cfg.train.epochs = epochs;
     cfg.train.batch_size = 32;
@@ -37,7 +37,7 @@ fn smoke_config(mode: ViewMode, train: usize, epochs: usize) -> RunConfig {
 
 fn loss_of(enc: &ResNet, views: &dyn ViewFamily, x: &Tensor) -> f64 {
     let (v1, v2) = (views.view(x, 1), views.view(x, 2));
-    f64::try_from(simclr_loss(&enc.embed(&v1, true), &enc.embed(&v2, true), 0.07)).unwrap()
+    f64::try_from(simclr_published(&enc.embed(&v1, true), &enc.embed(&v2, true), 0.07)).unwrap()
 }
 
 /// On one fixed batch and fixed view seeds: an encoder step lowers the loss, a viewmaker step
@@ -58,14 +58,14 @@ fn encoder_step_lowers_and_viewmaker_step_raises_the_loss() {
     let before = loss_of(&enc, &views, &x);
     sgd.zero_grad();
     let (v1, v2) = tch::no_grad(|| (views.view(&x, 1), views.view(&x, 2)));
-    simclr_loss(&enc.embed(&v1, true), &enc.embed(&v2, true), 0.07).backward();
+    simclr_published(&enc.embed(&v1, true), &enc.embed(&v2, true), 0.07).backward();
     sgd.step();
     let after_encoder = loss_of(&enc, &views, &x);
     assert!(after_encoder < before, "encoder step: {before} -> {after_encoder}");
 
     adam.zero_grad();
     let (v1, v2) = (views.view(&x, 1), views.view(&x, 2));
-    (simclr_loss(&enc.embed(&v1, true), &enc.embed(&v2, true), 0.07) * -1.0).backward();
+    (simclr_published(&enc.embed(&v1, true), &enc.embed(&v2, true), 0.07) * -1.0).backward();
     adam.step();
     let after_viewmaker = loss_of(&enc, &views, &x);
     assert!(after_viewmaker > after_encoder, "viewmaker step: {after_encoder} -> {after_viewmaker}");
@@ -78,7 +78,7 @@ fn encoder_step_lowers_and_viewmaker_step_raises_the_loss() {
 fn smoke_run_learns_the_overlay_task() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = smoke_config(ViewMode::None, 768, 4);
+    let mut cfg = smoke_config(BaseViews::None, 768, 4);
     (cfg.encoder.width, cfg.train.batch_size) = (16, 64);
     let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
     let before = trainer.monitor();
@@ -97,7 +97,7 @@ fn smoke_run_learns_the_overlay_task() {
 #[test]
 fn resumed_run_is_bit_identical() {
     let _serial = serial();
-    let cfg = smoke_config(ViewMode::Viewmaker, 128, 2);
+    let cfg = smoke_config(BaseViews::Viewmaker, 128, 2);
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut straight = Trainer::from_config(cfg.clone(), RunDir::at(a.path())).unwrap();
     straight.run(StopAfter::default()).unwrap();
@@ -122,7 +122,7 @@ fn resumed_run_is_bit_identical() {
 #[test]
 fn a_run_directory_with_another_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = smoke_config(ViewMode::None, 64, 1);
+    let cfg = smoke_config(BaseViews::None, 64, 1);
     featdrop_core::io::write_json_atomic(&dir.path().join("config.json"), &RunConfig { seed: 9, ..cfg.clone() })
         .unwrap();
     let err = Trainer::from_config(cfg, RunDir::at(dir.path())).err().expect("must refuse").to_string();
@@ -135,7 +135,7 @@ fn a_run_directory_with_another_config_is_refused() {
 fn bf16_and_channels_last_options_train() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = smoke_config(ViewMode::Expert, 64, 1);
+    let mut cfg = smoke_config(BaseViews::Expert, 64, 1);
     (cfg.train.bf16, cfg.train.channels_last) = (true, true);
     let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
     let s = trainer.run(StopAfter::default()).unwrap();
@@ -150,7 +150,7 @@ fn bf16_and_channels_last_options_train() {
 fn audio_runs_train_with_learned_views() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = smoke_config(ViewMode::ExpertViewmaker, 64, 1);
+    let mut cfg = smoke_config(BaseViews::ExpertViewmaker, 64, 1);
     cfg.dataset = "speech+noise".into();
     (cfg.data.test_size, cfg.data.monitor_size) = (32, 32);
     let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();

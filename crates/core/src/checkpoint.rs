@@ -1,4 +1,4 @@
-//! Checkpoints: named tensors as safetensors plus trainer state as JSON (DESIGN.md §4).
+//! Checkpoints: named tensors as safetensors plus trainer state as JSON (docs/PROTOCOL.md §4).
 //!
 //! A checkpoint `<tag>` is `<tag>.safetensors` and `<tag>.json`, each written atomically, the
 //! JSON last: a checkpoint whose JSON exists is complete. `latest.json` names the newest tag.

@@ -1,10 +1,13 @@
-//! The run config: every hyperparameter of a pretraining run and its evaluation (DESIGN.md §4–§5),
+//! The run config: every hyperparameter of a pretraining run and its evaluation (docs/PROTOCOL.md §4–§5),
 //! with the published values as defaults. Unknown fields and out-of-range values are errors that
 //! name the file, the field, the value and what is accepted.
 
+use crate::catalogue;
 use crate::device::DeviceChoice;
-use crate::view_mode::ViewMode;
+use crate::view_mode::{BaseViews, ViewMode};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
 use std::path::Path;
 
 /// A config that could not be used.
@@ -42,45 +45,129 @@ pub enum ConfigError {
     },
 }
 
-/// Which contrastive objective (§4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Objective {
-    /// The published variant: self-similarity in the denominator, one direction.
-    Simclr,
-    /// Symmetric NT-Xent: self excluded, both directions.
-    NtXent,
+/// Defines a closed set of config values once: its serde and `--flag` spellings (kebab-case),
+/// `Display`, and the list of accepted values shown in errors and `--help`.
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident $(alias $alias:literal)?),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum $name {
+            $($(#[$vmeta])* $(#[serde(alias = $alias)] #[value(alias = $alias)])? $variant),+
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let v = clap::ValueEnum::to_possible_value(self).expect("no variant is skipped");
+                f.write_str(v.get_name())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+                    let all: Vec<String> =
+                        <Self as clap::ValueEnum>::value_variants().iter().map(ToString::to_string).collect();
+                    format!("unknown {} `{s}`; accepted: {}", stringify!($name), all.join(", "))
+                })
+            }
+        }
+    };
 }
 
-/// How encoder and viewmaker updates are ordered per batch (§4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum UpdateOrder {
-    /// Encoder step, then a fresh forward pass for the viewmaker step (published).
-    Alternating,
-    /// One pass with a gradient reversal on the view (a speed option).
-    Simultaneous,
+closed_set! {
+    /// Which contrastive objective (§4).
+    Objective {
+        /// The published SimCLR variant: the anchor's self-similarity stays in the denominator,
+        /// one direction (`featdrop_contrastive::loss::simclr_published`).
+        SimclrPublished alias "simclr",
+        /// The common symmetric NT-Xent: self excluded, both directions.
+        NtXent,
+    }
 }
 
-/// Data sizes of a run.
+closed_set! {
+    /// How encoder and viewmaker updates are ordered per batch (§4).
+    UpdateOrder {
+        /// Encoder step, then a fresh forward pass for the viewmaker step (published).
+        Alternating,
+        /// One pass with a gradient reversal on the view (a speed option).
+        Simultaneous,
+    }
+}
+
+closed_set! {
+    /// Where a dataset's photos, glyphs, speech and noise come from (§2).
+    Source {
+        /// Built in: procedural photos, stroke-font glyphs, synthetic speech and noise.
+        Synthetic,
+        /// Files in a data folder: CIFAR-10, MNIST, a TTF font, AudioMNIST and noise recordings.
+        Real,
+    }
+}
+
+closed_set! {
+    /// The encoder architecture (§4).
+    Arch {
+        /// ResNet-18 (the published encoder).
+        Resnet18,
+        /// One BasicBlock per stage: the same shape, far cheaper (CPU scales).
+        Small,
+    }
+}
+
+closed_set! {
+    /// Where the linear probes' training features come from (§5.1).
+    ProbeFeatures {
+        /// Every batch through the run's view family and the frozen encoder (published).
+        Views,
+        /// Clean training features computed once (fast; not the published protocol).
+        Cached,
+    }
+}
+
+closed_set! {
+    /// How the second view of an audio pair gets its background noise (§2.2).
+    PairNoise {
+        /// Both views from the same mixed example; the noise is re-drawn only by `+dropout:<p>`.
+        Shared,
+        /// Noise class and segment drawn anew for the second view of every pair (published).
+        Independent,
+    }
+}
+
+/// Data of a run: where it comes from and how much of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// `synthetic` (built in) or `real` (loaded from `data_dir`).
-    pub source: String,
-    /// Folder of real data (`data/raw` by default).
+    /// Built-in synthetic data, or real files from `data_dir`.
+    pub source: Source,
+    /// Folder of real data (`data/raw` of the checkout by default).
     pub data_dir: Option<String>,
+    /// TTF font for the letters of a real source (else a system sans is looked for).
+    pub font: Option<String>,
     /// Training examples used (0 = the whole split).
     pub train_size: usize,
     /// Test examples used (0 = the whole split).
     pub test_size: usize,
     /// Held-out examples for the per-epoch kNN monitor.
     pub monitor_size: usize,
+    /// Audio: how the second view of a pair gets its background noise.
+    pub pair_noise: PairNoise,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { source: "synthetic".into(), data_dir: None, train_size: 0, test_size: 0, monitor_size: 1000 }
+        Self {
+            source: Source::Synthetic,
+            data_dir: None,
+            font: None,
+            train_size: 0,
+            test_size: 0,
+            monitor_size: 1000,
+            pair_noise: PairNoise::Shared,
+        }
     }
 }
 
@@ -88,8 +175,8 @@ impl Default for DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EncoderConfig {
-    /// `resnet18` (the paper) or `small` (CPU scales).
-    pub arch: String,
+    /// ResNet-18 (the paper) or the small family (CPU scales).
+    pub arch: Arch,
     /// Channels of the first stage (64 for ResNet-18).
     pub width: usize,
     /// Embedding size.
@@ -100,7 +187,7 @@ pub struct EncoderConfig {
 
 impl Default for EncoderConfig {
     fn default() -> Self {
-        Self { arch: "resnet18".into(), width: 64, embed_dim: 128, projection_head: false }
+        Self { arch: Arch::Resnet18, width: 64, embed_dim: 128, projection_head: false }
     }
 }
 
@@ -145,7 +232,7 @@ impl Default for TrainConfig {
             momentum: 0.9,
             weight_decay: 1e-4,
             temperature: 0.07,
-            objective: Objective::Simclr,
+            objective: Objective::SimclrPublished,
             update: UpdateOrder::Alternating,
             checkpoint_every: 10,
             knn_k: 200,
@@ -162,7 +249,8 @@ impl Default for TrainConfig {
 pub struct ViewmakerConfig {
     /// Adam learning rate.
     pub lr: f64,
-    /// Distortion budget: mean |δ| per example (`null` = the dataset's published value).
+    /// Distortion budget: mean |δ| per example (`null` = the dataset's published value, from the
+    /// catalogue; the resolved value is what `config.json` records).
     pub epsilon: Option<f64>,
     /// Residual blocks (1–5).
     pub num_res_blocks: usize,
@@ -196,8 +284,8 @@ pub struct ProbeConfig {
     pub lr_milestones: Vec<usize>,
     /// Learning-rate factor at each milestone.
     pub lr_gamma: f64,
-    /// `views` (published: inputs through the run's views) or `cached` (clean features once).
-    pub features: String,
+    /// Training features through the run's views (published) or cached clean ones.
+    pub features: ProbeFeatures,
 }
 
 impl Default for ProbeConfig {
@@ -209,7 +297,7 @@ impl Default for ProbeConfig {
             momentum: 0.9,
             lr_milestones: vec![60, 80],
             lr_gamma: 0.1,
-            features: "views".into(),
+            features: ProbeFeatures::Views,
         }
     }
 }
@@ -275,19 +363,20 @@ impl Check<'_> {
     fn at_least(&self, field: &str, v: usize, min: usize) -> Result<(), ConfigError> {
         self.that(field, v, v >= min, &format!("an integer ≥ {min}"))
     }
-
-    fn one_of(&self, field: &str, v: &str, accepted: &[&str]) -> Result<(), ConfigError> {
-        self.that(field, format!("\"{v}\""), accepted.contains(&v), &format!("one of {}", accepted.join(", ")))
-    }
 }
 
+/// The sections whose defaults [`RunConfig::from_value`] fills in (the cell's identity —
+/// experiment, dataset, view mode, seed — must be given).
+const SECTIONS: [&str; 6] = ["device", "data", "encoder", "train", "viewmaker", "probe"];
+
 impl RunConfig {
-    /// A config with every default for one grid cell.
-    pub fn new(experiment: &str, dataset: &str, view_mode: ViewMode, seed: u64) -> Self {
-        Self {
+    /// A config with every default for one grid cell; the defaults that depend on the dataset
+    /// (ε, batch sizes, the probe schedule) come from its [`catalogue`] entry when it has one.
+    pub fn new(experiment: &str, dataset: &str, view_mode: impl Into<ViewMode>, seed: u64) -> Self {
+        let mut cfg = Self {
             experiment: experiment.into(),
             dataset: dataset.into(),
-            view_mode,
+            view_mode: view_mode.into(),
             seed,
             device: DeviceChoice::Auto,
             data: DataConfig::default(),
@@ -295,19 +384,59 @@ impl RunConfig {
             train: TrainConfig::default(),
             viewmaker: ViewmakerConfig::default(),
             probe: ProbeConfig::default(),
+        };
+        if let Some(info) = catalogue::find(dataset) {
+            cfg.train.batch_size = info.train_batch_size;
+            cfg.probe.batch_size = info.probe_batch_size;
+            cfg.probe.lr_milestones = info.probe_lr_milestones.to_vec();
+        }
+        cfg.resolve();
+        cfg
+    }
+
+    /// Fills what is left to the dataset: `viewmaker.epsilon` from the catalogue (a dataset
+    /// outside it keeps `None`, and a viewmaker built for it asks for an explicit value).
+    pub fn resolve(&mut self) {
+        if self.viewmaker.epsilon.is_none() {
+            self.viewmaker.epsilon = catalogue::find(&self.dataset).map(|d| d.epsilon);
         }
     }
 
-    /// Parses and validates JSON; `file` names the source in errors.
-    pub fn from_json(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Parse {
-            file: file.into(),
+    /// The one way a config is read: `value` (JSON: a config file, an experiment cell, flags) is
+    /// laid over the defaults of its dataset, parsed, resolved and validated. `origin` names the
+    /// source in errors, which give the field's dotted path.
+    pub fn from_value(value: Value, origin: &str) -> Result<Self, ConfigError> {
+        let dataset = value.get("dataset").and_then(Value::as_str).unwrap_or_default();
+        let defaults = serde_json::to_value(Self::new("", dataset, ViewMode::from(BaseViews::Expert), 0))
+            .expect("a config always serialises");
+        let mut merged = value;
+        if let Value::Object(m) = &mut merged {
+            for key in SECTIONS {
+                let mut section = defaults[key].clone();
+                if let Some(given) = m.get(key) {
+                    merge_json(&mut section, given);
+                }
+                m.insert(key.into(), section);
+            }
+        }
+        let mut cfg: Self = serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Parse {
+            file: origin.into(),
             field: e.path().to_string(),
             message: e.into_inner().to_string(),
         })?;
-        cfg.validate(file)?;
+        cfg.resolve();
+        cfg.validate(origin)?;
         Ok(cfg)
+    }
+
+    /// Parses and validates JSON text; `file` names the source in errors.
+    pub fn from_json(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            field: ".".into(),
+            message: e.to_string(),
+        })?;
+        Self::from_value(value, file)
     }
 
     /// Reads, parses and validates a config file.
@@ -322,8 +451,6 @@ impl RunConfig {
         let c = Check { file };
         c.that("experiment", &self.experiment, !self.experiment.is_empty(), "a non-empty name")?;
         c.that("dataset", &self.dataset, !self.dataset.is_empty(), "a dataset name")?;
-        c.one_of("data.source", &self.data.source, &["synthetic", "real"])?;
-        c.one_of("encoder.arch", &self.encoder.arch, &["resnet18", "small"])?;
         c.at_least("encoder.width", self.encoder.width, 1)?;
         c.at_least("encoder.embed_dim", self.encoder.embed_dim, 1)?;
         let t = &self.train;
@@ -354,9 +481,57 @@ impl RunConfig {
         c.positive("probe.lr", p.lr)?;
         c.that("probe.momentum", p.momentum, (0.0..1.0).contains(&p.momentum), "a number in [0, 1)")?;
         c.unit("probe.lr_gamma", p.lr_gamma)?;
-        c.one_of("probe.features", &p.features, &["views", "cached"])?;
+        let audio = catalogue::find(&self.dataset).is_some_and(|d| d.modality == crate::Modality::Audio);
+        if let (true, PairNoise::Independent, Some(_)) = (audio, self.data.pair_noise, self.view_mode.dropout) {
+            // The second view's noise is re-drawn for every pair already: a dropout probability
+            // would claim a control it does not give.
+            c.that(
+                "view_mode",
+                format!("{} with data.pair_noise = independent", self.view_mode),
+                false,
+                "no +dropout:<p> on audio unless data.pair_noise = shared (independent re-draws every pair's noise)",
+            )?;
+        }
         Ok(())
     }
+}
+
+/// Deep-merges `over` into `base`: objects merge key by key, anything else replaces.
+pub fn merge_json(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge_json(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// Sets the field at a dotted `path` (`train.lr`) of a JSON object to `value`, making the
+/// intermediate objects; the typed parse that follows rejects fields that do not exist.
+pub fn set_path(target: &mut Value, path: &str, value: Value) {
+    let mut at = target;
+    for key in path.split('.') {
+        if !at.is_object() {
+            *at = Value::Object(Default::default());
+        }
+        at = at.as_object_mut().expect("made an object above").entry(key.to_string()).or_insert(Value::Null);
+    }
+    *at = value;
+}
+
+/// Parses a `--set` override `key.path=value`: the value is JSON when it parses as JSON (`0.1`,
+/// `true`, `[60, 80]`, `null`), a string otherwise (`real`, `cuda:1`).
+pub fn parse_override(text: &str) -> Result<(String, Value), String> {
+    let (path, raw) =
+        text.split_once('=').ok_or_else(|| format!("--set `{text}`: expected key.path=value, e.g. train.lr=0.1"))?;
+    let path = path.trim();
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(format!("--set `{text}`: `{path}` is not a field path like train.lr"));
+    }
+    let value = serde_json::from_str(raw.trim()).unwrap_or_else(|_| Value::String(raw.trim().to_string()));
+    Ok((path.to_string(), value))
 }
 
 #[cfg(test)]
@@ -416,5 +591,77 @@ mod tests {
     fn missing_file_is_named() {
         let e = RunConfig::from_file(Path::new("/no/such/cfg.json")).unwrap_err().to_string();
         assert!(e.starts_with("/no/such/cfg.json:"), "{e}");
+    }
+
+    #[test]
+    fn dataset_defaults_come_from_the_catalogue_and_are_recorded() {
+        let cfg = RunConfig::from_json(&base().to_string(), "exp.json").unwrap();
+        assert_eq!(cfg.viewmaker.epsilon, Some(0.05));
+        let mut v = base();
+        v["dataset"] = "speech+noise".into();
+        v["probe"] = serde_json::json!({"epochs": 3});
+        let audio = RunConfig::from_json(&v.to_string(), "exp.json").unwrap();
+        assert_eq!(audio.viewmaker.epsilon, Some(0.125));
+        assert_eq!((audio.train.batch_size, audio.probe.batch_size, audio.probe.epochs), (128, 256, 3));
+        assert!(audio.probe.lr_milestones.is_empty());
+        let written = serde_json::to_value(&audio).unwrap();
+        assert_eq!(written["viewmaker"]["epsilon"], 0.125, "config.json records the resolved value");
+        v["viewmaker"] = serde_json::json!({"epsilon": 0.3});
+        v["train"] = serde_json::json!({"batch_size": 32});
+        let given = RunConfig::from_json(&v.to_string(), "exp.json").unwrap();
+        assert_eq!((given.viewmaker.epsilon, given.train.batch_size), (Some(0.3), 32), "given values win");
+        let custom = RunConfig::new("x", "my-own-data", ViewMode::from(BaseViews::Viewmaker), 0);
+        assert_eq!(custom.viewmaker.epsilon, None, "no silent default outside the catalogue");
+    }
+
+    #[test]
+    fn closed_sets_name_their_accepted_values() {
+        let mut v = base();
+        v["data"] = serde_json::json!({"source": "reel"});
+        let e = err(v);
+        assert!(e.contains("field `data.source`") && e.contains("`synthetic`") && e.contains("`real`"), "{e}");
+        assert_eq!("small".parse::<Arch>().unwrap(), Arch::Small);
+        let e = "vgg".parse::<Arch>().unwrap_err();
+        assert_eq!(e, "unknown Arch `vgg`; accepted: resnet18, small");
+        assert_eq!(Objective::SimclrPublished.to_string(), "simclr-published");
+        let mut v = base();
+        v["train"] = serde_json::json!({"objective": "simclr"});
+        let cfg = RunConfig::from_json(&v.to_string(), "old.json").unwrap();
+        assert_eq!(cfg.train.objective, Objective::SimclrPublished, "the old spelling is still read");
+    }
+
+    #[test]
+    fn audio_dropout_needs_shared_pair_noise() {
+        let mut v = base();
+        v["dataset"] = "speech+noise".into();
+        v["view_mode"] = "dropout:0.5".into();
+        v["data"] = serde_json::json!({"pair_noise": "independent"});
+        let e = err(v.clone());
+        assert!(e.contains("field `view_mode`") && e.contains("data.pair_noise = shared"), "{e}");
+        v["data"]["pair_noise"] = "shared".into();
+        assert!(RunConfig::from_json(&v.to_string(), "exp.json").is_ok());
+        v["dataset"] = "photos+digits".into();
+        v["data"]["pair_noise"] = "independent".into();
+        assert!(RunConfig::from_json(&v.to_string(), "exp.json").is_ok(), "images have no pair noise");
+    }
+
+    #[test]
+    fn overrides_set_any_field_and_are_checked() {
+        let (path, value) = parse_override("train.lr=0.1").unwrap();
+        let mut v = base();
+        set_path(&mut v, &path, value);
+        for o in ["data.source=real", "probe.lr_milestones=[5, 7]", "viewmaker.clamp=true"] {
+            let (path, value) = parse_override(o).unwrap();
+            set_path(&mut v, &path, value);
+        }
+        let cfg = RunConfig::from_value(v.clone(), "--set").unwrap();
+        assert_eq!((cfg.train.lr, cfg.data.source, cfg.viewmaker.clamp), (0.1, Source::Real, true));
+        assert_eq!(cfg.probe.lr_milestones, [5, 7]);
+        let (path, value) = parse_override("train.learnrate=1").unwrap();
+        set_path(&mut v, &path, value);
+        let e = RunConfig::from_value(v, "--set").unwrap_err().to_string();
+        assert!(e.contains("field `train.learnrate`") && e.contains("unknown field"), "{e}");
+        assert!(parse_override("train.lr").unwrap_err().contains("expected key.path=value"));
+        assert!(parse_override("train..lr=1").unwrap_err().contains("not a field path"));
     }
 }

@@ -1,6 +1,6 @@
 //! Device choice (`auto`, `cpu`, `cuda`, `cuda:N`), resolved once and loudly.
 //!
-//! Asking for CUDA when it cannot be used is an error, never a quiet CPU run (DESIGN.md §1).
+//! Asking for CUDA when it cannot be used is an error, never a quiet CPU run (docs/PROTOCOL.md §1).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The run-directory layout of DESIGN.md §8:
+//! The run-directory layout of docs/PROTOCOL.md §8:
 //! `runs/<experiment>/<dataset>/<view-mode>/seed-<n>/`.
 
 use crate::view_mode::ViewMode;
@@ -12,8 +12,8 @@ pub struct RunDir {
 
 impl RunDir {
     /// The run directory for a grid cell under `runs_root`.
-    pub fn for_cell(runs_root: &Path, experiment: &str, dataset: &str, mode: ViewMode, seed: u64) -> Self {
-        let root = runs_root.join(experiment).join(dataset).join(mode.dir_name()).join(format!("seed-{seed}"));
+    pub fn for_cell(runs_root: &Path, experiment: &str, dataset: &str, mode: impl Into<ViewMode>, seed: u64) -> Self {
+        let root = runs_root.join(experiment).join(dataset).join(mode.into().dir_name()).join(format!("seed-{seed}"));
         Self { root }
     }
 
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn layout_matches_the_design() {
-        let d = RunDir::for_cell(Path::new("runs"), "small", "photos+digits", ViewMode::Dropout(0.5), 2);
+        let d = RunDir::for_cell(Path::new("runs"), "small", "photos+digits", ViewMode::dropout(0.5), 2);
         assert_eq!(d.root(), Path::new("runs/small/photos+digits/dropout-0.5/seed-2"));
         assert_eq!(d.probe(), Path::new("runs/small/photos+digits/dropout-0.5/seed-2/probe.json"));
     }

@@ -1,4 +1,4 @@
-//! Shared types of featdrop (DESIGN.md §1): tasks and task sets, batches with one label tensor per
+//! Shared types of featdrop (docs/PROTOCOL.md §1): tasks and task sets, batches with one label tensor per
 //! task, view modes, device choice, seeding, the run config, the run-directory layout, atomic
 //! files, metrics logs, checkpoints and logging set-up.
 //!
@@ -9,6 +9,7 @@
 
 #[cfg(feature = "torch")]
 pub mod batch;
+pub mod catalogue;
 #[cfg(feature = "torch")]
 pub mod checkpoint;
 pub mod config;
@@ -29,6 +30,6 @@ pub use device::DeviceChoice;
 pub use layout::RunDir;
 pub use seed::{Seeds, Stream};
 pub use task::{Modality, Split, Task, TaskSet};
-pub use view_mode::ViewMode;
+pub use view_mode::{BaseViews, ViewMode};
 #[cfg(feature = "torch")]
 pub use views::ViewFamily;

@@ -1,4 +1,4 @@
-//! Downstream tasks: every example carries one label per task (DESIGN.md §2).
+//! Downstream tasks: every example carries one label per task (docs/PROTOCOL.md §2).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! The one interface every view family implements (expert augmentations, identity, the learned
-//! viewmaker, a user's own), so the trainer never special-cases a family (DESIGN.md §3).
+//! viewmaker, a user's own), so the trainer never special-cases a family (docs/PROTOCOL.md §3).
 
 use tch::Tensor;
 

@@ -1,5 +1,5 @@
 //! Batches/s of composing 256 `photos+letters` examples on the CPU: the batched tensor path
-//! against a per-image loop (the same code called with one index at a time). DESIGN.md §2.1 says
+//! against a per-image loop (the same code called with one index at a time). docs/PROTOCOL.md §2.1 says
 //! composition must be batched so re-drawing overlays every epoch is free.
 //!
 //! `cargo bench -p featdrop-data --bench compose`

@@ -1,4 +1,4 @@
-//! Spectrogram throughput (DESIGN.md §2.2): normalised 64×64 log-mel features of a batch of 128
+//! Spectrogram throughput (docs/PROTOCOL.md §2.2): normalised 64×64 log-mel features of a batch of 128
 //! mixed 50 000-sample clips, computed as one batched tensor pass against a per-example loop of
 //! the same code, on one device.
 //!

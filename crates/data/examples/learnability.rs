@@ -1,6 +1,6 @@
 //! How learnable is each task of a synthetic dataset? Trains a small supervised CNN per task for
 //! a fixed budget and prints test accuracy. The photo task must be well above chance
-//! (10 %) yet clearly harder than the overlay task (DESIGN.md §2.1, §7).
+//! (10 %) yet clearly harder than the overlay task (docs/PROTOCOL.md §2.1, §7).
 //!
 //! `cargo run --release -p featdrop-data --example learnability -- [--seconds S | --steps N] [DATASET ...]`
 //! (default: 1 200 steps of 64 per task on `photos+digits` and `photos+letters`, 8 000 train /

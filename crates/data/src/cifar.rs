@@ -1,4 +1,4 @@
-//! CIFAR-10 binary version (DESIGN.md §2.1): `data_batch_1.bin` … `data_batch_5.bin` (train) and
+//! CIFAR-10 binary version (docs/PROTOCOL.md §2.1): `data_batch_1.bin` … `data_batch_5.bin` (train) and
 //! `test_batch.bin`, each 10 000 records of 1 label byte (0–9) followed by 3072 pixel bytes
 //! (1024 red, 1024 green, 1024 blue, each 32×32 row-major).
 

@@ -1,17 +1,14 @@
-//! The image datasets of DESIGN.md §2.1 (`photos`, `photos+shapes`, `photos+digits`,
+//! The image datasets of docs/PROTOCOL.md §2.1 (`photos`, `photos+shapes`, `photos+digits`,
 //! `photos+letters`), built from synthetic or real sources, and [`open`], the constructor by name.
 
 use crate::glyphs::{self, GlyphBank};
 use crate::overlay::{Overlay, OverlayDraw, OverlayKind, SYNTHETIC_LETTER_CONTRAST};
 use crate::{MultiTaskDataset, Pair, cifar, photos, ttf, with_seed};
 use anyhow::{Result, bail, ensure};
-use featdrop_core::{Batch, Modality, Seeds, Split, Stream, Task, TaskSet};
+use featdrop_core::{Batch, Modality, Seeds, Split, Stream, TaskSet, catalogue};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
 
-/// Every dataset name [`open`] knows.
-pub const DATASETS: [&str; 5] = ["photos", "photos+shapes", "photos+digits", "photos+letters", "speech+noise"];
 /// Default split sizes (CIFAR-10's), used when a size is 0.
 pub const DEFAULT_SIZES: (usize, usize) = (50_000, 10_000);
 /// CIFAR-10 class names.
@@ -24,31 +21,12 @@ const TTF_VARIANTS: usize = 60;
 /// Counters of the data stream reserved for building a dataset (far from per-step counters).
 const BUILD_COUNTER: u64 = 1 << 48;
 
-/// Where the photos and glyphs come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Source {
-    /// Built in: procedural photos, stroke-font glyphs (the default; every test uses it).
-    #[default]
-    Synthetic,
-    /// CIFAR-10 and MNIST files from a data folder, letters from a TTF font.
-    Real,
-}
-
-impl FromStr for Source {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "synthetic" => Ok(Self::Synthetic),
-            "real" => Ok(Self::Real),
-            _ => Err(format!("unknown source `{s}`; accepted: synthetic, real")),
-        }
-    }
-}
+pub use featdrop_core::config::{PairNoise, Source};
 
 /// Everything [`open`] needs.
 #[derive(Clone, Debug)]
 pub struct DatasetSpec {
-    /// One of [`DATASETS`].
+    /// A dataset of the catalogue ([`featdrop_core::catalogue`]).
     pub name: String,
     /// Synthetic or real.
     pub source: Source,
@@ -66,6 +44,8 @@ pub struct DatasetSpec {
     pub seed: u64,
     /// Where tensors live and batches are composed.
     pub device: Device,
+    /// Audio: how the second view of a pair gets its background noise.
+    pub pair_noise: PairNoise,
 }
 
 impl DatasetSpec {
@@ -80,6 +60,7 @@ impl DatasetSpec {
             test_size,
             seed,
             device: Device::Cpu,
+            pair_noise: PairNoise::Shared,
         }
     }
 }
@@ -91,7 +72,7 @@ struct Photos {
     labels: Tensor,
 }
 
-/// A photo dataset with an optional overlay (DESIGN.md §2.1).
+/// A photo dataset with an optional overlay (docs/PROTOCOL.md §2.1).
 #[derive(Debug)]
 pub struct ImageDataset {
     name: String,
@@ -109,22 +90,19 @@ pub struct ImageDataset {
 
 /// Builds the dataset `spec.name`; an unknown name is an error listing the known ones.
 pub fn open(spec: &DatasetSpec) -> Result<Box<dyn MultiTaskDataset>> {
-    if spec.name == crate::audio::SPEECH_NOISE {
-        return Ok(Box::new(crate::audio::SpeechNoiseDataset::build(spec)?));
-    }
-    Ok(Box::new(ImageDataset::build(spec)?))
+    let info = catalogue::lookup(&spec.name).map_err(anyhow::Error::msg)?;
+    Ok(match info.modality {
+        Modality::Audio => Box::new(crate::audio::SpeechNoiseDataset::build(spec)?),
+        Modality::Image => Box::new(ImageDataset::build(spec)?),
+    })
 }
 
 impl ImageDataset {
     /// Builds the dataset described by `spec` (see [`open`]).
     pub fn build(spec: &DatasetSpec) -> Result<Self> {
-        let kind = match spec.name.as_str() {
-            "photos" => None,
-            "photos+shapes" => Some(OverlayKind::Shapes),
-            "photos+digits" => Some(OverlayKind::Digits),
-            "photos+letters" => Some(OverlayKind::Letters),
-            other => bail!("unknown dataset `{other}`; known: {}", DATASETS.join(", ")),
-        };
+        let info = catalogue::lookup(&spec.name).map_err(anyhow::Error::msg)?;
+        ensure!(info.modality == Modality::Image, "dataset `{}` is not an image dataset", spec.name);
+        let kind = info.overlay_task().map(|t| OverlayKind::for_task(t.name)).transpose()?;
         let seeds = Seeds::new(spec.seed);
         let mut sources = Vec::new();
         let (train, test, photo_names) = load_photos(spec, &seeds, &mut sources)?;
@@ -143,14 +121,12 @@ impl ImageDataset {
         let test_draw = overlay
             .as_ref()
             .map(|o| with_seed(seeds.derive(Stream::Data, BUILD_COUNTER + 10), || o.draw(test.labels.size()[0])));
-        let mut tasks = vec![Task::new("photo", 10)];
-        tasks.extend(kind.map(OverlayKind::task));
         for s in &sources {
             tracing::info!(dataset = %spec.name, "source: {s}");
         }
         Ok(Self {
             name: spec.name.clone(),
-            tasks: TaskSet(tasks),
+            tasks: info.task_set(),
             device: spec.device,
             photo_names,
             train: train.to(spec.device),

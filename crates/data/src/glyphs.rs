@@ -1,5 +1,5 @@
 //! Glyph banks: many looks of every overlay class as tensors on the device, from which a batch's
-//! overlays are picked with one gather (DESIGN.md §2.1).
+//! overlays are picked with one gather (docs/PROTOCOL.md §2.1).
 
 use crate::stroke_font::{self, Charset, Style};
 use crate::{idx, ttf};
@@ -93,7 +93,7 @@ pub fn ttf_letters(font: &Path, per_class: usize, seed: u64) -> Result<GlyphBank
     GlyphBank::new(g, y, 26, format!("TTF font {}", font.display()))
 }
 
-/// MNIST training digits from `dir`, area-resized from 28×28 to 10×10 (DESIGN.md §2.1).
+/// MNIST training digits from `dir`, area-resized from 28×28 to 10×10 (docs/PROTOCOL.md §2.1).
 /// Grey levels are kept at 8-bit resolution, so a pixel that rounds to 0 is background.
 pub fn mnist_digits(dir: &Path) -> Result<GlyphBank> {
     let (x, y) = idx::load_mnist(dir, "train")?;
@@ -102,7 +102,7 @@ pub fn mnist_digits(dir: &Path) -> Result<GlyphBank> {
     GlyphBank::new(x, y, 10, format!("MNIST {}", dir.display()))
 }
 
-/// Shape masks on the full 32×32 canvas (DESIGN.md §2.1): class 0 a filled square, 1 a triangle
+/// Shape masks on the full 32×32 canvas (docs/PROTOCOL.md §2.1): class 0 a filled square, 1 a triangle
 /// with its apex at the top centre, 2 a circle, each filling the central-third box
 /// `32/3 … 64/3`; coverage from 4×4 supersampling.
 pub fn shape_masks() -> Result<GlyphBank> {

@@ -1,4 +1,4 @@
-//! Labelled PNG grids of images (previews of datasets, view grids of runs; DESIGN.md §8):
+//! Labelled PNG grids of images (previews of datasets, view grids of runs; docs/PROTOCOL.md §8):
 //! images `[N, 3, H, W]` in [0, 1] become an upscaled grid with a text label under each cell,
 //! written atomically.
 

@@ -1,4 +1,4 @@
-//! MNIST IDX files (DESIGN.md §2.1): a big-endian header (magic `0x0000_08NN`, where `08` means
+//! MNIST IDX files (docs/PROTOCOL.md §2.1): a big-endian header (magic `0x0000_08NN`, where `08` means
 //! unsigned bytes and `NN` the number of dimensions), one big-endian `u32` per dimension, then the
 //! bytes. Files may be gzip-compressed (the official `*.gz`) or raw.
 

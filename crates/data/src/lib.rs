@@ -1,4 +1,6 @@
-//! Multi-task datasets of featdrop (DESIGN.md §2): every example carries one label per task.
+//! Multi-task datasets of featdrop (docs/PROTOCOL.md §2): every example carries one label per task.
+//! Implements the datasets of Tamkin et al., "Feature Dropout" (NeurIPS 2023), over CIFAR-10
+//! (Krizhevsky, 2009), MNIST (LeCun et al.) and AudioMNIST (Becker et al.), or built-in sources.
 //!
 //! The image datasets (§2.1) put an independent synthetic overlay — shape, digit or letter —
 //! onto a photograph. Base photos and glyph banks live as tensors on the device and a batch's
@@ -20,15 +22,15 @@ pub mod photos;
 pub mod stroke_font;
 pub mod ttf;
 
-pub use audio::{AudioConfig, PairNoise, SpeechNoiseDataset};
-pub use dataset::{DATASETS, DatasetSpec, ImageDataset, Source, open};
+pub use audio::{AudioConfig, SpeechNoiseDataset};
+pub use dataset::{DatasetSpec, ImageDataset, PairNoise, Source, open};
 pub use overlay::{Overlay, OverlayDraw, OverlayKind};
 
 use featdrop_core::{Batch, Modality, Seeds, Split, Stream, TaskSet};
 use rand::seq::SliceRandom;
 use tch::{Device, Tensor};
 
-/// A positive pair (DESIGN.md §2.1, §3.3): two views made from the same photo. Their overlay is
+/// A positive pair (docs/PROTOCOL.md §2.1, §3.3): two views made from the same photo. Their overlay is
 /// shared, except where the feature-dropout control re-drew the second view's overlay.
 #[derive(Debug)]
 pub struct Pair {
@@ -110,12 +112,12 @@ pub trait MultiTaskDataset: Send {
     /// One batch: inputs (images `[B, 3, 32, 32]` in [0, 1]) and labels per task.
     fn batch(&self, split: Split, indices: &Tensor, seed: u64) -> Batch;
     /// Two views of each example; with probability `redraw_p` the second view's overlay is
-    /// re-drawn independently (the `dropout:<p>` control, DESIGN.md §3.3), otherwise shared.
+    /// re-drawn independently (the `dropout:<p>` control, docs/PROTOCOL.md §3.3), otherwise shared.
     fn pair(&self, split: Split, indices: &Tensor, redraw_p: f64, seed: u64) -> Pair;
 }
 
 /// One epoch's shuffled mini-batches of indices `[batch_size]` int64 (CPU), dropping the last
-/// partial batch; the order depends only on `(seed, epoch)` (DESIGN.md §4).
+/// partial batch; the order depends only on `(seed, epoch)` (docs/PROTOCOL.md §4).
 pub fn epoch_indices(len: usize, batch_size: usize, epoch: u64, seed: u64) -> Vec<Tensor> {
     assert!(batch_size > 0, "batch_size must be positive");
     let mut order: Vec<i64> = (0..len as i64).collect();

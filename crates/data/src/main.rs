@@ -1,21 +1,21 @@
-//! `featdrop-data`: look at and count the multi-task datasets (DESIGN.md §2).
+//! `featdrop-data`: look at and count the multi-task datasets (docs/PROTOCOL.md §2).
 
 use anyhow::{Result, ensure};
 use clap::{Args, Parser, Subcommand};
 use featdrop_core::logging::{self, Verbosity};
 use featdrop_core::{DeviceChoice, Modality, Seeds, Split, Stream};
 use featdrop_data::audio::{SPEECH_NOISE, dataset::Mix, spectrogram_images, wav};
-use featdrop_data::{DATASETS, DatasetSpec, MultiTaskDataset, PairNoise, Source, SpeechNoiseDataset, grid, open};
+use featdrop_data::{DatasetSpec, MultiTaskDataset, PairNoise, Source, SpeechNoiseDataset, grid, open};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 /// Build the featdrop multi-task datasets and inspect them.
 ///
-/// Datasets (DESIGN.md §2.1): `photos`, `photos+shapes`, `photos+digits`, `photos+letters` — a
+/// Datasets (docs/PROTOCOL.md §2.1): `photos`, `photos+shapes`, `photos+digits`, `photos+letters` — a
 /// photograph (synthetic, or CIFAR-10 with --source real) with an independent overlay whose class
 /// is a second task. Overlays are re-drawn on every read; the test split's are fixed by the seed.
 ///
-/// Audio (DESIGN.md §2.2): `speech+noise` — a spoken digit (synthetic, or AudioMNIST with --source
+/// Audio (docs/PROTOCOL.md §2.2): `speech+noise` — a spoken digit (synthetic, or AudioMNIST with --source
 /// real --audio-dir DIR) plus one of three background noises, as a 1×64×64 log-mel spectrogram;
 /// tasks `digit` and `noise`. DIR holds AudioMNIST's speaker folders `01/ … 60/` (files
 /// `<digit>_<speaker>_<rep>.wav`, directly or under DIR/data/) and `noise/babble.wav`,
@@ -112,7 +112,7 @@ fn main() -> Result<()> {
 }
 
 fn spec(d: &DataArgs) -> Result<DatasetSpec> {
-    ensure!(DATASETS.contains(&d.dataset.as_str()), "unknown dataset `{}`; known: {}", d.dataset, DATASETS.join(", "));
+    featdrop_core::catalogue::lookup(&d.dataset).map_err(anyhow::Error::msg)?;
     Ok(DatasetSpec {
         name: d.dataset.clone(),
         source: d.source,
@@ -122,6 +122,7 @@ fn spec(d: &DataArgs) -> Result<DatasetSpec> {
         test_size: d.test_size,
         seed: d.seed,
         device: d.device.resolve()?,
+        pair_noise: d.pair_noise,
     })
 }
 
@@ -147,8 +148,7 @@ fn preview(p: &Preview) -> Result<()> {
         ensure!(p.wav.is_none(), "--wav needs --dataset {SPEECH_NOISE}");
         return preview_grid(p, open(&spec)?.as_ref());
     }
-    let mut ds = SpeechNoiseDataset::build(&spec)?;
-    ds.set_pair_noise(p.data.pair_noise);
+    let ds = SpeechNoiseDataset::build(&spec)?;
     preview_grid(p, &ds)?;
     match &p.wav {
         Some(dir) => write_wavs(p, &ds, dir),

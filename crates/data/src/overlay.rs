@@ -1,12 +1,12 @@
 //! Overlays drawn onto a batch of photos with a handful of tensor ops on the device
-//! (DESIGN.md §2.1): pick a class and glyph per example, its colour and positions, paste the glyph
+//! (docs/PROTOCOL.md §2.1): pick a class and glyph per example, its colour and positions, paste the glyph
 //! into 32×32 canvases with one batched gather, and alpha-blend once.
 
 use crate::glyphs::GlyphBank;
 use featdrop_core::Task;
 use tch::{Device, Kind, Tensor};
 
-/// Opacity of the shape overlay (DESIGN.md §2.1).
+/// Opacity of the shape overlay (docs/PROTOCOL.md §2.1).
 pub const SHAPE_ALPHA: f64 = 180.0 / 255.0;
 /// Top-left corners `(x, y)` of the four digit copies.
 pub const DIGIT_CORNERS: [(i64, i64); 4] = [(4, 4), (16, 4), (4, 16), (16, 16)];
@@ -26,6 +26,14 @@ pub enum OverlayKind {
 }
 
 impl OverlayKind {
+    /// The overlay that carries the catalogue's overlay task `name` (`shape`, `digit`, `letter`).
+    pub fn for_task(name: &str) -> anyhow::Result<Self> {
+        [Self::Shapes, Self::Digits, Self::Letters]
+            .into_iter()
+            .find(|k| k.task().name == name)
+            .ok_or_else(|| anyhow::anyhow!("no image overlay draws the task `{name}`; known: shape, digit, letter"))
+    }
+
     /// The overlay's downstream task (`shape` 3, `digit` 10, `letter` 26 classes).
     pub fn task(self) -> Task {
         match self {
@@ -102,7 +110,7 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// An overlay of `kind` drawing from `bank`, colours exactly as drawn (DESIGN.md §2.1).
+    /// An overlay of `kind` drawing from `bank`, colours exactly as drawn (docs/PROTOCOL.md §2.1).
     pub fn new(kind: OverlayKind, bank: GlyphBank) -> Self {
         Self { kind, bank, letter_contrast: 0.0 }
     }
@@ -111,7 +119,7 @@ impl Overlay {
     /// photo's mean luminance, moving the drawn colour towards black or white when it is closer.
     ///
     /// Why: with uniformly random colours a letter often nearly vanishes into a busy synthetic
-    /// photo, and the letter task then becomes harder than the photo task; DESIGN.md §7 asks the
+    /// photo, and the letter task then becomes harder than the photo task; docs/PROTOCOL.md §7 asks the
     /// built-in sources to make the overlay an easy, reliable shortcut (strong contrast). Real
     /// sources keep the published rule (gap 0).
     pub fn with_letter_contrast(mut self, gap: f64) -> Self {

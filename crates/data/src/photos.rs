@@ -1,4 +1,4 @@
-//! Synthetic photographs (DESIGN.md §2.1): 10 classes of 32×32 colour scenes. A class is carried
+//! Synthetic photographs (docs/PROTOCOL.md §2.1): 10 classes of 32×32 colour scenes. A class is carried
 //! by object form, surface texture and colour statistics *together*; each image varies in
 //! position, scale, rotation, aspect, background, distractor blob, lighting and noise, so no single
 //! pixel statistic gives the class away and the task is harder than reading an overlay.

@@ -1,4 +1,4 @@
-//! A small stroke font written for featdrop (DESIGN.md §2.1): every digit 0–9 and letter A–Z is a
+//! A small stroke font written for featdrop (docs/PROTOCOL.md §2.1): every digit 0–9 and letter A–Z is a
 //! few polylines and elliptic arcs in a unit box (x right, y down), rendered with random stroke
 //! width, slant, scale, aspect and point jitter into banks of many distinct glyphs per class.
 
@@ -140,7 +140,7 @@ impl Charset {
     }
 }
 
-/// How glyphs vary (DESIGN.md §2.1: many distinct looks per class), in pixels of the `size`-pixel
+/// How glyphs vary (docs/PROTOCOL.md §2.1: many distinct looks per class), in pixels of the `size`-pixel
 /// cell unless noted.
 #[derive(Clone, Copy, Debug)]
 pub struct Style {

@@ -1,4 +1,4 @@
-//! Letters A–Z from a TrueType/OpenType font through `ab_glyph` (DESIGN.md §2.1: a sans-serif face
+//! Letters A–Z from a TrueType/OpenType font through `ab_glyph` (docs/PROTOCOL.md §2.1: a sans-serif face
 //! about 12 px tall). Variants differ in height and sub-pixel placement.
 
 use ab_glyph::{Font, FontVec, PxScale, point};

@@ -1,4 +1,4 @@
-//! `speech+noise` on synthetic sources (DESIGN.md §2.2): split, mixing, reads, pairs, learnability.
+//! `speech+noise` on synthetic sources (docs/PROTOCOL.md §2.2): split, mixing, reads, pairs, learnability.
 
 use featdrop_core::{Modality, Split};
 use featdrop_data::audio::{TEST_SPEAKERS, split_speakers};

@@ -1,4 +1,4 @@
-//! The log-mel front end of `speech+noise` (DESIGN.md §2.2), checked against values computed
+//! The log-mel front end of `speech+noise` (docs/PROTOCOL.md §2.2), checked against values computed
 //! independently here.
 
 use featdrop_data::audio::mel::{hz_to_mel, mel_edges, mel_filterbank, mel_to_hz};

@@ -1,4 +1,4 @@
-//! Real audio sources (DESIGN.md §2.2): WAV decoding, mono mix-down, band-limited resampling, the
+//! Real audio sources (docs/PROTOCOL.md §2.2): WAV decoding, mono mix-down, band-limited resampling, the
 //! AudioMNIST + noise folder layout, and errors that name the file. Every file is written here.
 
 use featdrop_core::Split;

@@ -1,4 +1,4 @@
-//! Real-data parsers on files this test writes in the official formats (DESIGN.md §2.1).
+//! Real-data parsers on files this test writes in the official formats (docs/PROTOCOL.md §2.1).
 
 use featdrop_data::{DatasetSpec, Source, cifar, glyphs, idx, open};
 use flate2::{Compression, write::GzEncoder};

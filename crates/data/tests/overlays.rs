@@ -1,4 +1,4 @@
-//! Overlay geometry, independence, re-drawing, pairs and determinism (DESIGN.md §2.1, §3.3),
+//! Overlay geometry, independence, re-drawing, pairs and determinism (docs/PROTOCOL.md §2.1, §3.3),
 //! on small synthetic datasets.
 
 use featdrop_core::Split;

@@ -5,14 +5,15 @@
 //! stripe texture (horizontal, vertical, diagonal, checkerboard, at a random phase). The two labels
 //! are independent. [`ColourPatterns`] implements [`MultiTaskDataset`]; a small ResNet is pretrained
 //! on it with the expert (SimCLR) views through [`Trainer::with_parts`], then the linear probes of
-//! DESIGN.md §5.1 are fitted on both tasks in memory with [`probe_encoder`].
+//! docs/PROTOCOL.md §5.1 are fitted on both tasks in memory with [`probe_encoder`].
 //!
 //! `cargo run -p featdrop-eval --example custom_dataset` (a few seconds on a CPU).
 
 use featdrop_augment::{ExpertImage, ImageRecipe};
 use featdrop_contrastive::{EncoderSpec, ResNet, Stem, StopAfter, Trainer};
+use featdrop_core::config::ProbeFeatures;
 use featdrop_core::seed::with_torch_seed;
-use featdrop_core::{Batch, Modality, RunConfig, RunDir, Split, TaskSet, ViewMode};
+use featdrop_core::{BaseViews, Batch, Modality, RunConfig, RunDir, Split, TaskSet};
 use featdrop_data::{MultiTaskDataset, Pair};
 use featdrop_eval::{FrozenEncoder, probe_encoder};
 use tch::{Device, Kind, Tensor, nn::VarStore};
@@ -107,9 +108,9 @@ fn main() -> anyhow::Result<()> {
     let dataset = ColourPatterns::new(512, 256, 0);
 
     // The run's hyperparameters: the published defaults, scaled down to seconds on a CPU.
-    let mut cfg = RunConfig::new("custom", dataset.name(), ViewMode::Expert, 0);
+    let mut cfg = RunConfig::new("custom", dataset.name(), BaseViews::Expert, 0);
     (cfg.train.epochs, cfg.train.batch_size, cfg.train.knn_k, cfg.train.view_grid_every) = (3, 64, 10, 0);
-    (cfg.probe.epochs, cfg.probe.lr_milestones, cfg.probe.features) = (20, vec![15], "cached".into());
+    (cfg.probe.epochs, cfg.probe.lr_milestones, cfg.probe.features) = (20, vec![15], ProbeFeatures::Cached);
 
     let vs = VarStore::new(Device::Cpu);
     let encoder = with_torch_seed(1, || ResNet::new(&vs.root(), EncoderSpec::small(3, Stem::SmallImage, 8)));

@@ -8,7 +8,6 @@ use crate::frozen::FrozenRun;
 use crate::pending::pending_tasks;
 use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, FamilyDestruction, read_report};
 use anyhow::{Context, Result, bail, ensure};
-use featdrop_augment::{ExpertImage, ExpertSpectral, ImageRecipe, SpectralRecipe};
 use featdrop_contrastive::grid::{heat, show};
 use featdrop_core::io::write_json_atomic;
 use featdrop_core::{Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
@@ -232,8 +231,10 @@ fn run_sources<'a>(
     s
 }
 
+/// The re-draw probability the `dropout:<p>` source uses: the run's own, or 1 (a run without
+/// the modifier is scored against complete feature dropout).
 fn dropout_p(mode: ViewMode) -> f64 {
-    if let ViewMode::Dropout(p) = mode { p } else { 1.0 }
+    mode.dropout.unwrap_or(1.0)
 }
 
 /// Measures label destruction for the tasks of `opts` on `run`, merges them into
@@ -241,13 +242,7 @@ fn dropout_p(mode: ViewMode) -> f64 {
 pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionReport> {
     opts.classifier.validate()?;
     let ds = run.dataset.as_ref();
-    // The expert family of the dataset's modality: the SimCLR recipe for images, the spectral
-    // recipe for audio (DESIGN §3.1).
-    let image_expert = ExpertImage::new(ImageRecipe::default())?;
-    let expert: Box<dyn ViewFamily> = match ds.modality() {
-        Modality::Image => Box::new(image_expert.clone()),
-        Modality::Audio => Box::new(ExpertSpectral::new(SpectralRecipe::default())?),
-    };
+    let expert = featdrop_contrastive::assembly::expert_family(ds.modality())?;
     let identity = clean_family(ds.modality());
     let sources = run_sources(run, identity.as_ref(), expert.as_ref());
     let mut report = existing(run, opts)?;
@@ -265,9 +260,15 @@ pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<Des
     }
     // The grid shows pictures; spectrogram runs skip it.
     if opts.grid_rows > 0 && ds.modality() == Modality::Image {
-        let expert = &image_expert;
         let learned = run.has_viewmaker().then_some(run.views.as_ref());
-        write_destruction_grid(ds, expert, learned, &seeds, opts.grid_rows, &run.run.root().join("destruction.png"))?;
+        write_destruction_grid(
+            ds,
+            expert.as_ref(),
+            learned,
+            &seeds,
+            opts.grid_rows,
+            &run.run.root().join("destruction.png"),
+        )?;
     }
     Ok(report)
 }

@@ -3,15 +3,14 @@
 //! config, dataset, encoder and view family with the weights of its final checkpoint.
 
 use anyhow::{Context, Result};
-use featdrop_contrastive::trainer::{encoder_spec, open_dataset};
-use featdrop_contrastive::views::view_family;
-use featdrop_contrastive::{Encoder, ResNet, Trainer};
+use featdrop_contrastive::assembly::{self, Parts};
+use featdrop_contrastive::{Encoder, Trainer};
 use featdrop_core::{DeviceChoice, RunConfig, RunDir, ViewFamily, checkpoint};
 use featdrop_data::MultiTaskDataset;
 use tch::{Device, Tensor, nn::VarStore};
 
 /// An encoder frozen for evaluation, with the dataset it is evaluated on and the view family the
-/// probes' training inputs go through (in the published `views` feature mode, DESIGN.md §5.1).
+/// probes' training inputs go through (in the published `views` feature mode, docs/PROTOCOL.md §5.1).
 ///
 /// Nothing here is owned: build one over your own [`Encoder`] and [`MultiTaskDataset`] (see
 /// [`crate::probe_encoder`]), take one from a [`Trainer`] with [`FrozenEncoder::from_trainer`], or
@@ -88,17 +87,12 @@ impl FrozenRun {
             cfg.device = d;
         }
         let device = cfg.device.resolve()?;
-        let dataset = open_dataset(&cfg, device)?;
-        let enc_vs = VarStore::new(device);
-        let encoder = ResNet::new(&enc_vs.root(), encoder_spec(&cfg, dataset.modality()));
-        let views = view_family(&cfg, dataset.modality(), device)?;
+        let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
         let dir = run.checkpoints();
         let tag = checkpoint::latest(&dir)?.with_context(|| format!("{} names no checkpoint", dir.display()))?;
         let (tensors, _state): (_, serde_json::Value) = checkpoint::load(&dir, &tag)?;
         let loaded: Vec<(String, Tensor)> = tensors.into_iter().map(|(n, t)| (n, t.to_device(device))).collect();
-        let mut targets: Vec<(String, Tensor)> =
-            enc_vs.variables().into_iter().map(|(n, t)| (format!("enc.{n}"), t)).collect();
-        targets.extend(views.trainable().into_iter().map(|(n, t)| (format!("views.{n}"), t)));
+        let targets = assembly::model_tensors(&enc_vs, views.as_ref());
         checkpoint::restore_into(&loaded, &targets)
             .with_context(|| format!("restoring {} from {}", tag, dir.display()))?;
         for (_, t) in targets {
@@ -106,7 +100,6 @@ impl FrozenRun {
             let _ = t.set_requires_grad(false);
         }
         tracing::info!(run = %run.root().display(), checkpoint = %tag, "loaded frozen run");
-        let encoder: Box<dyn Encoder> = Box::new(encoder);
         Ok(Self { cfg, run: run.clone(), device, dataset, encoder, views, checkpoint: tag, _enc_vs: enc_vs })
     }
 

@@ -1,5 +1,6 @@
-//! Evaluation of pretrained runs (DESIGN.md §5): linear probes on every task and the
-//! label-destruction analysis.
+//! Evaluation of pretrained runs (docs/PROTOCOL.md §5): linear probes on every task and the
+//! label-destruction analysis. Implements the evaluation of Tamkin et al., "Feature Dropout:
+//! Revisiting the Role of Augmentations in Contrastive Learning" (NeurIPS 2023).
 //!
 //! * [`probe`]: the published linear-probe protocol (§5.1) — one linear layer per task on the
 //!   flattened pre-pool features, SGD with the step schedule of [`schedule`], training inputs

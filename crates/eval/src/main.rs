@@ -1,4 +1,4 @@
-//! `featdrop-eval`: linear probes (`probe`, DESIGN.md §5.1) and the label-destruction analysis
+//! `featdrop-eval`: linear probes (`probe`, docs/PROTOCOL.md §5.1) and the label-destruction analysis
 //! (`destruction`, §5.2) of a pretrained run directory.
 
 use anyhow::Result;

@@ -12,34 +12,11 @@ use featdrop_core::config::ProbeConfig;
 use featdrop_core::io::write_json_atomic;
 use featdrop_core::{Seeds, Split, Stream};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use tch::{Kind, Tensor};
 
-/// Where the probes' training features come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FeatureMode {
-    /// Every batch through the run's view family and the frozen encoder (published).
-    Views,
-    /// Clean training features computed once (fast; not the published protocol).
-    Cached,
-}
-
-impl FromStr for FeatureMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "views" => Ok(Self::Views),
-            "cached" => Ok(Self::Cached),
-            _ => Err(format!("unknown feature mode `{s}`; accepted: views, cached")),
-        }
-    }
-}
-
-impl std::fmt::Display for FeatureMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if *self == Self::Views { "views" } else { "cached" })
-    }
-}
+/// Where the probes' training features come from (the run config's closed set, under the name
+/// this crate has always used).
+pub use featdrop_core::config::ProbeFeatures as FeatureMode;
 
 /// What to probe and how; unset fields come from the run's `probe` config section.
 #[derive(Clone, Debug, Default)]
@@ -72,9 +49,9 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
     let mut cfg = run.cfg.probe.clone();
     let mode = match opts.features {
         Some(m) => m,
-        None => cfg.features.parse().map_err(anyhow::Error::msg)?,
+        None => cfg.features,
     };
-    cfg.features = mode.to_string();
+    cfg.features = mode;
     if let Some(e) = opts.epochs {
         cfg.epochs = e;
     }
@@ -118,7 +95,7 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
 /// ```
 /// use featdrop_augment::Identity;
 /// use featdrop_contrastive::{EncoderSpec, ResNet, Stem};
-/// use featdrop_core::config::ProbeConfig;
+/// use featdrop_core::config::{ProbeConfig, ProbeFeatures};
 /// use featdrop_data::DatasetSpec;
 /// use featdrop_eval::{FrozenEncoder, probe_encoder};
 /// use tch::{Device, nn::VarStore};
@@ -127,7 +104,7 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
 /// let vs = VarStore::new(Device::Cpu);
 /// let encoder = ResNet::new(&vs.root(), EncoderSpec::small(3, Stem::SmallImage, 4));
 /// let views = Identity::default();
-/// let cfg = ProbeConfig { epochs: 2, batch_size: 32, features: "cached".into(), ..Default::default() };
+/// let cfg = ProbeConfig { epochs: 2, batch_size: 32, features: ProbeFeatures::Cached, ..Default::default() };
 ///
 /// let report = probe_encoder(&FrozenEncoder::new(&encoder, dataset.as_ref(), &views, 0), &cfg)?;
 /// assert_eq!(report.protocol.feature_dim, 32 * 4 * 4); // 8·width channels on a 4×4 map
@@ -138,7 +115,7 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub fn probe_encoder(frozen: &FrozenEncoder, cfg: &ProbeConfig) -> Result<ProbeReport> {
-    let mode: FeatureMode = cfg.features.parse().map_err(anyhow::Error::msg)?;
+    let mode = cfg.features;
     let protocol = protocol(frozen, cfg, mode);
     let all: Vec<(usize, String)> =
         frozen.dataset.tasks().names().into_iter().enumerate().map(|(i, n)| (i, n.to_string())).collect();

@@ -3,7 +3,7 @@
 
 use featdrop_augment::Identity;
 use featdrop_contrastive::{StopAfter, Trainer};
-use featdrop_core::{DeviceChoice, RunConfig, RunDir, Seeds, ViewMode, checkpoint};
+use featdrop_core::{BaseViews, DeviceChoice, RunConfig, RunDir, Seeds, checkpoint};
 use featdrop_data::DatasetSpec;
 use featdrop_eval::classifier::SmallCnn;
 use featdrop_eval::destruction::measure_task;
@@ -46,13 +46,13 @@ fn identity_destroys_nothing_and_dropout_destroys_the_overlay_label() {
     );
 }
 
-fn tiny_config(mode: ViewMode, train: usize) -> RunConfig {
+fn tiny_config(mode: BaseViews, train: usize) -> RunConfig {
     let mut cfg = RunConfig::new("test", "photos+digits", mode, 0);
     cfg.device = DeviceChoice::Cpu;
     cfg.data.train_size = train;
     cfg.data.test_size = 256;
     cfg.data.monitor_size = 128;
-    cfg.encoder.arch = "small".into();
+    cfg.encoder.arch = featdrop_core::config::Arch::Small;
     cfg.encoder.width = 8;
     cfg.train.epochs = 1;
     cfg.train.batch_size = 32;
@@ -73,7 +73,7 @@ fn pretrain(cfg: RunConfig, dir: &std::path::Path) -> RunDir {
 fn probe_and_destruction_on_a_pretrained_run() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let run = pretrain(tiny_config(ViewMode::Expert, 256), tmp.path());
+    let run = pretrain(tiny_config(BaseViews::Expert, 256), tmp.path());
     let frozen = FrozenRun::load(&run, None).unwrap();
 
     // Resumable per task: a second call computes only what is missing.
@@ -149,7 +149,7 @@ fn probe_and_destruction_on_a_pretrained_run() {
 fn viewmaker_runs_restore_their_trained_viewmaker() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = tiny_config(ViewMode::Viewmaker, 64);
+    let mut cfg = tiny_config(BaseViews::Viewmaker, 64);
     cfg.data.test_size = 64;
     cfg.data.monitor_size = 64;
     let run = pretrain(cfg, tmp.path());
@@ -175,7 +175,7 @@ fn viewmaker_runs_restore_their_trained_viewmaker() {
 #[test]
 fn incomplete_run_names_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(ViewMode::Expert, 64);
+    let cfg = tiny_config(BaseViews::Expert, 64);
     featdrop_core::io::write_json_atomic(&tmp.path().join("config.json"), &cfg).unwrap();
     let e = FrozenRun::load(&RunDir::at(tmp.path()), None).err().unwrap().to_string();
     assert!(e.contains("incomplete") && e.contains("pretrain.done.json (made by featdrop-train"), "{e}");

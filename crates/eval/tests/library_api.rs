@@ -5,7 +5,7 @@
 use featdrop_augment::{ExpertImage, ImageRecipe, Normalize};
 use featdrop_contrastive::{Encoder, EncoderSpec, ResNet, Stem, StopAfter, TrainSummary, Trainer};
 use featdrop_core::seed::with_torch_seed;
-use featdrop_core::{RunConfig, RunDir, ViewFamily, ViewMode};
+use featdrop_core::{BaseViews, RunConfig, RunDir, ViewFamily};
 use featdrop_eval::report::{PROBE_SCHEMA, parse_report};
 use featdrop_eval::{FrozenEncoder, ProbeReport, probe_encoder};
 use std::sync::Arc;
@@ -29,10 +29,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A CPU-sized run config over the custom dataset (probe: cached clean features, 15 epochs).
 fn config(epochs: usize) -> RunConfig {
-    let mut cfg = RunConfig::new("library", "colour+pattern", ViewMode::Expert, 0);
+    let mut cfg = RunConfig::new("library", "colour+pattern", BaseViews::Expert, 0);
     (cfg.train.epochs, cfg.train.batch_size, cfg.train.knn_k, cfg.train.view_grid_every) = (epochs, 64, 10, 0);
     (cfg.probe.epochs, cfg.probe.batch_size, cfg.probe.lr_milestones) = (15, 64, vec![10]);
-    cfg.probe.features = "cached".into();
+    cfg.probe.features = featdrop_core::config::ProbeFeatures::Cached;
     cfg
 }
 

@@ -1,4 +1,4 @@
-//! One call of the linear-model simulator (DESIGN.md §6), printed: the closed-form minimiser of the
+//! One call of the linear-model simulator (docs/PROTOCOL.md §6), printed: the closed-form minimiser of the
 //! spectral contrastive loss with feature dropout on the stronger group `a`, and what it keeps of
 //! each task, next to the eigenvalue-ranking prediction of where dropout starts to help.
 //!

@@ -2,7 +2,9 @@
 //!
 //! A small, exact model of *feature suppression* in contrastive learning and of how *feature
 //! dropout* (augmentations that sometimes destroy a feature's information between the two
-//! views) undoes it (DESIGN.md §6). No libtorch: ndarray, nalgebra and rayon only.
+//! views) undoes it (docs/PROTOCOL.md §6). No libtorch: ndarray, nalgebra and rayon only.
+//! Implements the linear-model analysis of Tamkin et al., "Feature Dropout" (NeurIPS 2023), with
+//! the spectral contrastive loss of HaoChen et al. (NeurIPS 2021) and InfoNCE.
 //!
 //! ## The model
 //!

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The linear-model contrastive simulator of featdrop (DESIGN.md §6).
+/// The linear-model contrastive simulator of featdrop (docs/PROTOCOL.md §6).
 ///
 /// Inputs x = [a; b] carry task A in group a and task B in group b. A linear encoder W (k × d)
 /// is learned from positive pairs made by additive Gaussian noise and by feature dropout on one

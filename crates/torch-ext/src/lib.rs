@@ -1,4 +1,4 @@
-//! What tch 0.24 does not bind but featdrop's trainer needs (DESIGN.md §4: "bf16 autocast and
+//! What tch 0.24 does not bind but featdrop's trainer needs (docs/PROTOCOL.md §4: "bf16 autocast and
 //! channels-last as options on CUDA"): the channels-last memory format and autocast with an
 //! explicit dtype.
 //!

@@ -1,4 +1,6 @@
-//! The Viewmaker network (DESIGN.md §3.2): a small image-to-image network that turns an input
+//! The Viewmaker network (docs/PROTOCOL.md §3.2), after Tamkin, Wu and Goodman, "Viewmaker
+//! Networks: Learning Views for Unsupervised Representation Learning" (ICLR 2021): a small
+//! image-to-image network that turns an input
 //! into a bounded perturbation δ, so that a view is `x + δ` with mean |δ| = ε per example.
 //!
 //! Structure, for any channel count and any square input whose side is divisible by 4:
@@ -11,7 +13,8 @@
 //! (CPU scales use a thin viewmaker; the structure is unchanged).
 //!
 //! The fresh noise channels make two passes over the same input differ: that is how the two views
-//! of a pair come from one network.
+//! of a pair come from one network. The budget ε per dataset lives in the dataset catalogue
+//! (`featdrop_core::catalogue`), not here.
 #![warn(missing_docs)]
 
 mod layers;
@@ -43,18 +46,6 @@ impl ViewmakerSpec {
 
     fn widths(&self) -> [i64; 3] {
         [32.0, 64.0, 128.0].map(|w: f64| ((w * self.width_mult).round() as i64).max(1))
-    }
-}
-
-/// The published budget ε for a dataset (§3.2): 0.05 for photos, shapes and digits, 0.1 for
-/// letters, 0.125 for audio.
-pub fn default_epsilon(dataset: &str) -> f64 {
-    if dataset.contains("letters") {
-        0.1
-    } else if dataset.starts_with("speech") {
-        0.125
-    } else {
-        0.05
     }
 }
 

@@ -91,11 +91,3 @@ fn gradients_reach_every_parameter() {
         assert!(g.defined() && f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0, "no gradient for {name}");
     }
 }
-
-#[test]
-fn published_epsilons() {
-    let _serial = serial();
-    assert_eq!(default_epsilon("photos+digits"), 0.05);
-    assert_eq!(default_epsilon("photos+letters"), 0.1);
-    assert_eq!(default_epsilon("speech+noise"), 0.125);
-}

@@ -1,5 +1,5 @@
 //! `cargo xtask report`: gathers every finished run of an experiment (or of all experiments under
-//! `runs/`) into `REPORT.md`, PNG figures and `results.json` (DESIGN.md §8).
+//! `runs/`) into `REPORT.md`, PNG figures and `results.json` (docs/PROTOCOL.md §8).
 //!
 //! Layout read: `runs/<experiment>/<dataset>/<view-mode-dir>/seed-<n>/` with `config.json`,
 //! `metrics.jsonl`, `pretrain.done.json`, `probe.json`, `destruction.json`, `views/epoch-*.png`,

@@ -1,26 +1,29 @@
 //! Experiment files (`experiments/*.json`): a grid of dataset × view mode × seed plus the
-//! hyperparameters every run of the grid shares, resolved into one run config per cell.
+//! hyperparameters every run of the grid shares, resolved into one typed run config per cell.
 //!
 //! Schema (unknown keys are errors that name the file and the field):
 //! ```json
 //! {
 //!   "name": "small",                       // experiment name: runs/<name>/…
 //!   "description": "…",
-//!   "datasets": ["photos+digits", …],
+//!   "datasets": ["photos+digits", …],      // names of the dataset catalogue
 //!   "view_modes": ["expert", "viewmaker", "expert+viewmaker", "dropout:0.5"],
 //!   "seeds": [0, 1, 2],
 //!   "run": { … },                          // fields of featdrop_core::RunConfig shared by all cells
 //!   "per_dataset": { "speech+noise": { … } },  // further RunConfig fields for one dataset
-//!   "probe_features": "cached",            // featdrop-eval probe --features (views | cached)
 //!   "destruction": true,                   // run featdrop-eval destruction per cell
 //!   "destruction_args": ["--epochs", "3"], // extra featdrop-eval destruction arguments
 //!   "theory": ["--seeds", "0,1"]           // extra featdrop-theory sweep arguments (null: no sweep)
 //! }
 //! ```
-//! The run config of a cell is the published defaults, then `run`, then `per_dataset[dataset]`,
-//! then the cell's dataset, view mode and seed; featdrop-train validates it before anything runs.
+//! The run config of a cell is its dataset's defaults (the catalogue's published values), then
+//! `run`, then `per_dataset[dataset]`, then the cell's dataset, view mode and seed — parsed and
+//! validated once, by `RunConfig::from_value`, before anything runs. Each binary then gets the
+//! cell's one config file.
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
+use featdrop_core::config::{merge_json, set_path};
+use featdrop_core::{RunConfig, ViewMode, catalogue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -34,24 +37,21 @@ pub struct Experiment {
     #[serde(default)]
     pub description: String,
     pub datasets: Vec<String>,
-    pub view_modes: Vec<String>,
+    pub view_modes: Vec<ViewMode>,
     pub seeds: Vec<u64>,
     #[serde(default)]
     pub run: Map<String, Value>,
     #[serde(default)]
     pub per_dataset: BTreeMap<String, Map<String, Value>>,
-    #[serde(default = "default_features")]
-    pub probe_features: String,
     #[serde(default = "yes")]
     pub destruction: bool,
     #[serde(default)]
     pub destruction_args: Vec<String>,
     #[serde(default)]
     pub theory: Option<Vec<String>>,
-}
-
-fn default_features() -> String {
-    "views".into()
+    /// Where the file was read from (for errors).
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 fn yes() -> bool {
@@ -64,27 +64,35 @@ pub struct Cell {
     /// `<dataset>/<view-mode dir>/seed-<n>`, unique in the grid.
     pub id: String,
     pub dataset: String,
-    pub view_mode: String,
+    pub view_mode: ViewMode,
     pub seed: u64,
     /// The run directory (`runs/<experiment>/<id>`).
     pub run_dir: PathBuf,
-    /// The resolved run config (validated later by featdrop-train).
-    pub config: Value,
+    /// The resolved, validated run config.
+    pub config: RunConfig,
 }
 
 impl Experiment {
     /// Reads and checks an experiment file; errors name the file and the field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let de = &mut serde_json::Deserializer::from_str(&text);
-        let exp: Self = serde_path_to_error::deserialize(de)
+        let raw: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+        if raw.get("probe_features").is_some() {
+            bail!(
+                "{}: field `probe_features` is no longer read (it overrode every cell's probe.features); \
+                 set `run.probe.features` (or `per_dataset.<name>.probe.features`) instead",
+                path.display()
+            );
+        }
+        let mut exp: Self = serde_path_to_error::deserialize(raw)
             .map_err(|e| anyhow::anyhow!("{}: field `{}`: {}", path.display(), e.path(), e.inner()))?;
-        exp.check(path)?;
+        exp.file = path.to_path_buf();
+        exp.check()?;
         Ok(exp)
     }
 
-    fn check(&self, path: &Path) -> Result<()> {
-        let f = path.display();
+    fn check(&self) -> Result<()> {
+        let f = self.file.display();
         ensure!(
             !self.name.is_empty() && !self.name.contains('/'),
             "{f}: field `name` must be a non-empty name without '/'"
@@ -96,11 +104,13 @@ impl Experiment {
         ] {
             ensure!(!empty, "{f}: field `{field}` must list at least one value");
         }
-        ensure!(
-            ["views", "cached"].contains(&self.probe_features.as_str()),
-            "{f}: field `probe_features` = \"{}\"; expected views or cached",
-            self.probe_features
-        );
+        for (i, d) in self.datasets.iter().enumerate() {
+            catalogue::lookup(d).map_err(|e| anyhow::anyhow!("{f}: field `datasets[{i}]`: {e}"))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in self.seeds.iter().enumerate() {
+            ensure!(seen.insert(s), "{f}: field `seeds[{i}]`: seed {s} is listed twice; each seed is one run");
+        }
         for key in self.per_dataset.keys() {
             ensure!(
                 self.datasets.contains(key),
@@ -113,37 +123,34 @@ impl Experiment {
         Ok(())
     }
 
-    /// Every cell of the grid, in a stable order (dataset, view mode, seed).
-    pub fn cells(&self, runs_root: &Path) -> Vec<Cell> {
+    /// Every cell of the grid, in a stable order (dataset, view mode, seed), each config resolved
+    /// and validated; an invalid one is an error naming the file, the cell and the field.
+    /// `device` (from `--device`) replaces every cell's device.
+    pub fn cells(&self, runs_root: &Path, device: Option<&str>) -> Result<Vec<Cell>> {
         let mut out = Vec::new();
         for dataset in &self.datasets {
-            for mode in &self.view_modes {
+            for &mode in &self.view_modes {
                 for &seed in &self.seeds {
-                    let id = format!("{dataset}/{}/seed-{seed}", mode.replace(':', "-"));
-                    let mut config = Value::Object(self.run.clone());
+                    let id = format!("{dataset}/{}/seed-{seed}", mode.dir_name());
+                    let mut value = Value::Object(self.run.clone());
                     if let Some(extra) = self.per_dataset.get(dataset) {
-                        merge(&mut config, &Value::Object(extra.clone()));
+                        merge_json(&mut value, &Value::Object(extra.clone()));
                     }
-                    let cell = serde_json::json!({"experiment": self.name, "dataset": dataset, "view_mode": mode, "seed": seed});
-                    merge(&mut config, &cell);
+                    let cell = serde_json::json!({"experiment": self.name, "dataset": dataset,
+                        "view_mode": mode.to_string(), "seed": seed});
+                    merge_json(&mut value, &cell);
+                    if let Some(d) = device {
+                        set_path(&mut value, "device", d.into());
+                    }
+                    let origin = format!("{} (cell {id})", self.file.display());
+                    let config = RunConfig::from_value(value, &origin)
+                        .with_context(|| format!("{} resolves to an invalid run config", self.file.display()))?;
                     let run_dir = runs_root.join(&self.name).join(&id);
-                    out.push(Cell { id, dataset: dataset.clone(), view_mode: mode.clone(), seed, run_dir, config });
+                    out.push(Cell { id, dataset: dataset.clone(), view_mode: mode, seed, run_dir, config });
                 }
             }
         }
-        out
-    }
-}
-
-/// Deep-merges `over` into `base`: objects merge key by key, anything else replaces.
-pub fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, o) => *b = o.clone(),
+        Ok(out)
     }
 }
 
@@ -167,13 +174,63 @@ mod tests {
     fn grid_resolves_every_cell_with_layered_overrides() {
         let dir = tempfile::tempdir().unwrap();
         let exp = Experiment::load(&write(dir.path(), base())).unwrap();
-        let cells = exp.cells(Path::new("runs"));
+        let cells = exp.cells(Path::new("runs"), None).unwrap();
         assert_eq!(cells.len(), 8);
         let c = cells.iter().find(|c| c.id == "photos/dropout-0.5/seed-1").unwrap();
-        assert_eq!(c.config["train"]["epochs"], 5, "per-dataset value wins");
-        assert_eq!(c.config["train"]["lr"], 0.1, "shared value kept beside it");
-        assert_eq!(c.config["view_mode"], "dropout:0.5");
+        assert_eq!(c.config.train.epochs, 5, "per-dataset value wins");
+        assert_eq!(c.config.train.lr, 0.1, "shared value kept beside it");
+        assert_eq!(c.config.view_mode, ViewMode::dropout(0.5));
+        assert_eq!(c.config.viewmaker.epsilon, Some(0.05), "the catalogue's budget, resolved");
         assert_eq!(c.run_dir, Path::new("runs/t/photos/dropout-0.5/seed-1"));
+        let on_gpu = exp.cells(Path::new("runs"), Some("cuda:1")).unwrap();
+        assert!(on_gpu.iter().all(|c| c.config.device.to_string() == "cuda:1"));
+    }
+
+    #[test]
+    fn each_cell_keeps_its_own_probe_features() {
+        // The old top-level `probe_features` overrode every cell's probe.features on the command
+        // line; now the run config is the only place, per dataset if need be.
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = base();
+        v["run"]["probe"] = serde_json::json!({"features": "cached"});
+        v["per_dataset"]["photos"]["probe"] = serde_json::json!({"features": "views"});
+        let exp = Experiment::load(&write(dir.path(), v.clone())).unwrap();
+        let cells = exp.cells(Path::new("runs"), None).unwrap();
+        let features = |id: &str| cells.iter().find(|c| c.id == id).unwrap().config.probe.features.to_string();
+        assert_eq!(features("photos/expert/seed-0"), "views");
+        assert_eq!(features("photos+digits/expert/seed-0"), "cached");
+        for c in &cells {
+            let steps = super::super::steps(&exp, c, Path::new("runs/t"));
+            let probe = steps.iter().find(|s| s.get(1).is_some_and(|a| a == "probe")).unwrap();
+            assert!(!probe.iter().any(|a| a == "--features"), "no override of the config: {probe:?}");
+        }
+        v["probe_features"] = "views".into();
+        let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
+        assert!(e.contains("`probe_features` is no longer read") && e.contains("run.probe.features"), "{e}");
+    }
+
+    #[test]
+    fn every_cell_is_validated_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = base();
+        v["per_dataset"]["photos"]["viewmaker"] = serde_json::json!({"epsilon": -1});
+        let exp = Experiment::load(&write(dir.path(), v)).unwrap();
+        let e = format!("{:#}", exp.cells(Path::new("runs"), None).unwrap_err());
+        assert!(e.contains("exp.json resolves to an invalid run config"), "{e}");
+        assert!(e.contains("(cell photos/expert/seed-0)") && e.contains("`viewmaker.epsilon` = -1"), "{e}");
+        let mut v = base();
+        v["datasets"][1] = "photos+emoji".into();
+        v["per_dataset"] = serde_json::json!({});
+        let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
+        assert!(e.contains("field `datasets[1]`: unknown dataset `photos+emoji`"), "{e}");
+        let mut v = base();
+        v["seeds"] = serde_json::json!([0, 0]);
+        let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
+        assert!(e.contains("field `seeds[1]`: seed 0 is listed twice"), "{e}");
+        let mut v = base();
+        v["view_modes"] = serde_json::json!(["expert", "viewmaker+dropout:2"]);
+        let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
+        assert!(e.contains("field `view_modes[1]`") && e.contains("outside [0, 1]"), "{e}");
     }
 
     #[test]

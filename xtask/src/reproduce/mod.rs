@@ -1,4 +1,4 @@
-//! `cargo xtask reproduce`: the whole study in one command (DESIGN.md §7–§8). For each grid cell of
+//! `cargo xtask reproduce`: the whole study in one command (docs/PROTOCOL.md §7–§8). For each grid cell of
 //! an experiment it runs pretraining, linear probes and the label-destruction analysis through the
 //! per-crate binaries, then the theory sweep, then the report. Finished cells are skipped, an
 //! interrupted cell resumes (the binaries resume themselves), a failed cell is recorded with its
@@ -9,6 +9,7 @@ pub mod experiment;
 use crate::{libtorch, paths};
 use anyhow::{Context, Result, bail, ensure};
 use experiment::{Cell, Experiment};
+use featdrop_core::io::write_json_atomic;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,7 +29,7 @@ pub struct ReproduceArgs {
     #[arg(long)]
     pub only: Option<String>,
     /// Device for every run: auto, cpu, cuda, cuda:N.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_device)]
     pub device: Option<String>,
     /// Root of the run directories.
     #[arg(long, default_value = "runs")]
@@ -52,7 +53,6 @@ pub struct ReproduceArgs {
 /// The release binaries a study runs.
 pub struct Bins {
     dir: PathBuf,
-    torch_lib: PathBuf,
 }
 
 impl Bins {
@@ -65,11 +65,11 @@ impl Bins {
             cmd.args(["-p", p]);
         }
         ensure!(cmd.status()?.success(), "building the study's binaries failed");
-        Ok(Self { dir: paths::repo_root().join("target/release"), torch_lib: lt.root.join("lib") })
+        Ok(Self { dir: paths::repo_root().join("target/release") })
     }
 
     /// Binaries built before (e.g. by `cargo test --workspace`), checked to be there.
-    pub fn existing(dir: &Path, lt: &libtorch::Libtorch) -> Result<Self> {
+    pub fn existing(dir: &Path) -> Result<Self> {
         // featdrop-doctor is needed only to pick the scale, and is checked where it is used.
         for name in ["featdrop-train", "featdrop-eval", "featdrop-theory"] {
             ensure!(
@@ -78,15 +78,19 @@ impl Bins {
                 dir.display()
             );
         }
-        Ok(Self { dir: dir.to_path_buf(), torch_lib: lt.root.join("lib") })
+        Ok(Self { dir: dir.to_path_buf() })
     }
 
-    /// A command for one binary, with libtorch's folder on its library path.
+    /// A command for one binary. No library path is set: every binary finds libtorch through
+    /// the rpath its build script bakes in, as it does when a user runs it by hand.
     pub fn cmd(&self, name: &str) -> Command {
-        let mut c = Command::new(self.dir.join(name));
-        c.env("LD_LIBRARY_PATH", &self.torch_lib);
-        c
+        Command::new(self.dir.join(name))
     }
+}
+
+/// Checks a `--device` value with the run config's own parser.
+fn parse_device(s: &str) -> Result<String, String> {
+    s.parse::<featdrop_core::DeviceChoice>().map(|d| d.to_string())
 }
 
 /// Resolves absolute paths against the checkout (cargo runs xtask from anywhere in it).
@@ -98,23 +102,20 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let started = Instant::now();
     let lt = libtorch::setup()?;
     let bins = match &args.bin_dir {
-        Some(dir) => Bins::existing(&absolute(dir), &lt)?,
+        Some(dir) => Bins::existing(&absolute(dir))?,
         None => Bins::build(&lt)?,
     };
     let (exp_path, why) = choose_experiment(args, &bins)?;
     let exp = Experiment::load(&exp_path)?;
     eprintln!("experiment `{}` ({}): {why}", exp.name, exp_path.display());
     let out = absolute(&args.out);
-    let mut cells = exp.cells(&out);
-    if let Some(device) = &args.device {
-        cells.iter_mut().for_each(|c| c.config["device"] = device.clone().into());
-    }
+    let mut cells = exp.cells(&out, args.device.as_deref())?;
     if let Some(pat) = &args.only {
         cells.retain(|c| c.id.contains(pat.as_str()));
         ensure!(!cells.is_empty(), "--only {pat}: no cell of `{}` matches", exp.name);
     }
     let exp_dir = out.join(&exp.name);
-    write_configs(&exp_dir, &cells, &exp_path, &bins)?;
+    write_configs(&exp_dir, &cells)?;
     write_job_list(&exp_dir, &exp, &cells)?;
     if args.dry_run {
         print_plan(&exp, &exp_dir, &cells, args.no_theory);
@@ -163,25 +164,19 @@ fn choose_experiment(args: &ReproduceArgs, bins: &Bins) -> Result<(PathBuf, Stri
     })
 }
 
-/// Writes each cell's resolved config and has featdrop-train validate them all before anything runs.
-fn write_configs(exp_dir: &Path, cells: &[Cell], exp_path: &Path, bins: &Bins) -> Result<()> {
+/// Writes each cell's resolved, validated config: the one file its binaries are given.
+fn write_configs(exp_dir: &Path, cells: &[Cell]) -> Result<()> {
     let dir = exp_dir.join("configs");
-    std::fs::create_dir_all(&dir)?;
-    let mut files = Vec::new();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for c in cells {
-        let f = dir.join(format!("{}.json", c.id.replace('/', "__")));
-        std::fs::write(&f, serde_json::to_string_pretty(&c.config)?)?;
-        files.push(f);
-    }
-    let out = bins.cmd("featdrop-train").arg("--check-config").args(&files).output()?;
-    if !out.status.success() {
-        bail!(
-            "{} resolves to an invalid run config:\n{}",
-            exp_path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        write_json_atomic(&config_file(exp_dir, c), &c.config)?;
     }
     Ok(())
+}
+
+/// Where a cell's config file is written.
+fn config_file(exp_dir: &Path, c: &Cell) -> PathBuf {
+    exp_dir.join("configs").join(format!("{}.json", c.id.replace('/', "__")))
 }
 
 /// The job list: every cell's resolved config and commands, as JSON, so cells can be run elsewhere.
@@ -217,7 +212,7 @@ fn print_plan(exp: &Experiment, exp_dir: &Path, cells: &[Cell], no_theory: bool)
 
 /// The commands of one cell: pretraining, probes, destruction.
 fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
-    let cfg = exp_dir.join("configs").join(format!("{}.json", c.id.replace('/', "__")));
+    let cfg = config_file(exp_dir, c);
     let run = c.run_dir.display().to_string();
     let mut s = vec![
         vec![
@@ -228,15 +223,9 @@ fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
             "--run-dir".into(),
             run.clone(),
         ],
-        vec![
-            "featdrop-eval".into(),
-            "probe".into(),
-            "-q".into(),
-            "--run".into(),
-            run.clone(),
-            "--features".into(),
-            exp.probe_features.clone(),
-        ],
+        // The probe protocol (features, epochs, schedule) is the run's config.json; nothing here
+        // overrides it.
+        vec!["featdrop-eval".into(), "probe".into(), "-q".into(), "--run".into(), run.clone()],
     ];
     if exp.destruction {
         let mut d: Vec<String> = vec!["featdrop-eval".into(), "destruction".into(), "-q".into(), "--run".into(), run];

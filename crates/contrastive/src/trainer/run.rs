@@ -2,7 +2,7 @@
 
 use super::{TrainSummary, Trainer, TrainerState, scalar};
 use crate::knn::knn_accuracy;
-use crate::loss::{nt_xent, simclr_loss};
+use crate::loss::{nt_xent, simclr_published};
 use anyhow::Result;
 use featdrop_core::config::{Objective, UpdateOrder};
 use featdrop_core::io::{JsonLines, write_json_atomic};
@@ -34,7 +34,7 @@ impl Trainer {
         let forward = || {
             let (z1, z2) = (self.encoder.embed(&layout(v1), true), self.encoder.embed(&layout(v2), true));
             match t.objective {
-                Objective::Simclr => simclr_loss(&z1, &z2, t.temperature),
+                Objective::SimclrPublished => simclr_published(&z1, &z2, t.temperature),
                 Objective::NtXent => nt_xent(&z1, &z2, t.temperature),
             }
         };

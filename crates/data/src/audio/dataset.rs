@@ -1,4 +1,4 @@
-//! `speech+noise` (DESIGN.md §2.2): speech crops and noise segments gathered, mixed and turned
+//! `speech+noise` (docs/PROTOCOL.md §2.2): speech crops and noise segments gathered, mixed and turned
 //! into log-mel spectrograms on the device, a whole batch at a time.
 //!
 //! Real layout (`--source real`, the folder given as `data_dir` / `--audio-dir`, default
@@ -12,13 +12,12 @@
 
 use super::mel::{LogMel, MelConfig};
 use super::{SPEECH_NOISE, TEST_SPEAKERS, split_speakers, synth, wav};
-use crate::dataset::{DatasetSpec, Source};
+use crate::dataset::{DatasetSpec, PairNoise, Source};
 use crate::{MultiTaskDataset, Pair, with_seed};
 use anyhow::{Context, Result, bail, ensure};
-use featdrop_core::{Batch, Modality, Seeds, Split, Stream, TaskSet};
+use featdrop_core::{Batch, Modality, Seeds, Split, Stream, TaskSet, catalogue};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
 
 /// Counters of the data stream reserved for building the dataset (far from per-step counters).
@@ -29,28 +28,6 @@ pub const SYNTH_REPS: usize = 3;
 const SYNTH_NOISE_SECONDS: f64 = 3.0;
 /// Digit class names.
 pub const DIGIT_NAMES: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
-
-/// How the second view of a pair gets its background noise.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PairNoise {
-    /// Same noise as the first view, re-drawn only with the pair's `redraw_p` (the default).
-    #[default]
-    Shared,
-    /// Always re-drawn, as in the published code (for fidelity checks).
-    Independent,
-}
-
-impl FromStr for PairNoise {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "shared" => Ok(Self::Shared),
-            "independent" => Ok(Self::Independent),
-            _ => Err(format!("unknown pair_noise `{s}`; accepted: shared, independent")),
-        }
-    }
-}
 
 /// Settings of `speech+noise`; the defaults are the published ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,7 +132,7 @@ pub struct SpeechNoiseDataset {
 impl SpeechNoiseDataset {
     /// Builds `speech+noise` from `spec` with the published settings.
     pub fn build(spec: &DatasetSpec) -> Result<Self> {
-        Self::build_with(spec, AudioConfig::default())
+        Self::build_with(spec, AudioConfig { pair_noise: spec.pair_noise, ..AudioConfig::default() })
     }
 
     /// Builds `speech+noise` from `spec` with `config`.
@@ -185,7 +162,7 @@ impl SpeechNoiseDataset {
         Ok(Self {
             mel: LogMel::new(config.mel.clone(), spec.device),
             config,
-            tasks: TaskSet::from_pairs(&[("digit", 10), ("noise", 3)]),
+            tasks: catalogue::lookup(SPEECH_NOISE).map_err(anyhow::Error::msg)?.task_set(),
             device: spec.device,
             train,
             test,

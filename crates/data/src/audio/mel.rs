@@ -1,4 +1,4 @@
-//! Log-mel spectrograms on the device (DESIGN.md §2.2): the published librosa defaults, spelled
+//! Log-mel spectrograms on the device (docs/PROTOCOL.md §2.2): the published librosa defaults, spelled
 //! out as tensor ops — STFT (n_fft 2048, Hann, hop 788, centred with reflect padding), power
 //! |X|², a Slaney-scale, Slaney-normalised mel filterbank, then `10·log10(max(S², 1e-10))` of the
 //! squared mel power clipped 80 dB under each example's maximum, and a fixed normalisation.
@@ -69,7 +69,7 @@ pub fn centred_stft(x: &Tensor, n_fft: i64, hop: i64, window: &Tensor) -> Tensor
 /// Examples per STFT call in [`LogMel::features`].
 pub const FEATURE_CHUNK: i64 = 256;
 
-/// Settings of the log-mel front end; the defaults are the published ones (DESIGN.md §2.2).
+/// Settings of the log-mel front end; the defaults are the published ones (docs/PROTOCOL.md §2.2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MelConfig {

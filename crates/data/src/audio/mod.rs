@@ -1,4 +1,4 @@
-//! The audio dataset of DESIGN.md §2.2, `speech+noise`: a spoken digit mixed with one of three
+//! The audio dataset of docs/PROTOCOL.md §2.2, `speech+noise`: a spoken digit mixed with one of three
 //! background noises, as a normalised 1×64×64 log-mel spectrogram, with tasks `digit` (10) and
 //! `noise` (3).
 //!
@@ -13,14 +13,15 @@ pub mod resample;
 pub mod synth;
 pub mod wav;
 
-pub use dataset::{AudioConfig, PairNoise, SpeechNoiseDataset};
+pub use dataset::{AudioConfig, SpeechNoiseDataset};
+pub use featdrop_core::config::PairNoise;
 pub use mel::{LogMel, MelConfig};
 
 use tch::{Kind, Tensor};
 
 /// Name of the audio dataset.
 pub const SPEECH_NOISE: &str = "speech+noise";
-/// AudioMNIST speakers held out for the test split (DESIGN.md §2.2); the other 48 of 1–60 train.
+/// AudioMNIST speakers held out for the test split (docs/PROTOCOL.md §2.2); the other 48 of 1–60 train.
 pub const TEST_SPEAKERS: [i64; 12] = [5, 13, 18, 22, 26, 32, 33, 42, 45, 51, 52, 60];
 /// Number of AudioMNIST speakers (ids 1–60).
 pub const SPEAKERS: i64 = 60;

@@ -1,4 +1,4 @@
-//! Band-limited resampling (DESIGN.md §2.2: the 44.1 kHz noise recordings go to 48 kHz): a
+//! Band-limited resampling (docs/PROTOCOL.md §2.2: the 44.1 kHz noise recordings go to 48 kHz): a
 //! polyphase windowed-sinc interpolator (Kaiser window) for rational rate ratios.
 
 /// Zero crossings of the sinc kept on each side, in input samples at the cutoff. 32 with a

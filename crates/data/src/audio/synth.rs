@@ -1,4 +1,4 @@
-//! Synthetic sources of the audio dataset (DESIGN.md §2.2): spoken-digit-like clips and three
+//! Synthetic sources of the audio dataset (docs/PROTOCOL.md §2.2): spoken-digit-like clips and three
 //! background-noise textures, deterministic from a seed, made with batched tensor ops.
 //!
 //! A digit is a source-filter "word": a glottal sawtooth at a pitch contour and breath/fricative

@@ -1,0 +1,4 @@
+fn main() {
+    // xtask needs no libtorch, but a workspace build links it in through featdrop-core.
+    featdrop_build::torch_rpath();
+}
