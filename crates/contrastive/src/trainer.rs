@@ -210,8 +210,7 @@ impl Trainer {
             write_json_atomic(&cfg_path, &self.cfg)?;
         }
         let ckpt_dir = self.run.checkpoints();
-        if let Some(tag) = checkpoint::latest(&ckpt_dir)? {
-            let (tensors, state): (_, TrainerState) = checkpoint::load(&ckpt_dir, &tag)?;
+        if let Some((tag, tensors, state)) = checkpoint::load_newest_intact::<TrainerState>(&ckpt_dir)? {
             let loaded: Vec<(String, Tensor)> =
                 tensors.into_iter().map(|(n, t)| (n, t.to_device(self.device))).collect();
             checkpoint::restore_into(&loaded, &self.state_tensors())
@@ -219,16 +218,27 @@ impl Trainer {
             self.epochs_done = state.epochs_done;
             self.last_epoch_loss = state.last_epoch_loss;
             tracing::info!(checkpoint = %tag, epochs_done = state.epochs_done, "resumed");
-            // Records after the checkpoint belong to work that is about to be redone.
-            let metrics = self.run.metrics();
-            if metrics.exists() {
-                let keep: Vec<serde_json::Value> = JsonLines::read_all(&metrics)?
-                    .into_iter()
-                    .filter(|r: &serde_json::Value| r["epoch"].as_u64().is_some_and(|e| e <= state.epochs_done as u64))
-                    .collect();
-                let text: String = keep.iter().map(|r| format!("{r}\n")).collect();
-                featdrop_core::io::write_atomic(&metrics, text.as_bytes())?;
-            }
+        }
+        self.trim_metrics()
+    }
+
+    /// Drops the metrics records past the restart point — they belong to work about to be redone
+    /// (also when the run restarts from scratch) — and a torn last line a kill left behind.
+    fn trim_metrics(&self) -> Result<()> {
+        let metrics = self.run.metrics();
+        if !metrics.exists() {
+            return Ok(());
+        }
+        let (records, torn) = JsonLines::read_complete::<serde_json::Value>(&metrics)?;
+        if let Some(line) = torn {
+            tracing::warn!(file = %metrics.display(), line, "dropped a torn last record; its step is redone");
+        }
+        let done = self.epochs_done as u64;
+        let keep: Vec<&serde_json::Value> =
+            records.iter().filter(|r| r["epoch"].as_u64().is_some_and(|e| e <= done)).collect();
+        if keep.len() < records.len() || torn.is_some() {
+            let text: String = keep.iter().map(|r| format!("{r}\n")).collect();
+            featdrop_core::io::write_atomic(&metrics, text.as_bytes())?;
         }
         Ok(())
     }

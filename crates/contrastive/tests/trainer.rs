@@ -118,6 +118,44 @@ fn resumed_run_is_bit_identical() {
     }
 }
 
+/// What a kill leaves behind does not stop a resume: a torn last metrics line is dropped, an
+/// unreadable checkpoint is skipped (here the only one, so the run starts over), the log is
+/// trimmed to the restart point (no epoch twice), and a finished run keeps its recorded costs.
+#[test]
+fn kills_leave_nothing_that_stops_or_skews_a_resume() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = smoke_config(BaseViews::None, 64, 2);
+    let epochs = |dir: &std::path::Path| -> Vec<u64> {
+        let recs: Vec<serde_json::Value> = featdrop_core::io::JsonLines::read_all(&dir.join("metrics.jsonl")).unwrap();
+        recs.iter().filter(|r| r["kind"] == "epoch").map(|r| r["epoch"].as_u64().unwrap()).collect()
+    };
+    Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap().run(StopAfter(Some(1))).unwrap();
+    // A kill mid-append, then a checkpoint cut short.
+    let metrics = dir.path().join("metrics.jsonl");
+    let mut text = std::fs::read_to_string(&metrics).unwrap();
+    text.push_str(r#"{"kind":"step","epoch":2,"st"#);
+    std::fs::write(&metrics, text).unwrap();
+    let weights = dir.path().join("checkpoints/epoch-0001.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+
+    let mut again = Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap();
+    assert_eq!(again.epochs_done(), 0, "the only checkpoint is unreadable: start over");
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), "", "records past the restart point are dropped");
+    let first = again.run(StopAfter::default()).unwrap();
+    assert_eq!(epochs(dir.path()), [1, 2], "every epoch logged exactly once");
+
+    // Restarting a finished run trains nothing and keeps the recorded costs.
+    let done = dir.path().join("pretrain.done.json");
+    let before = std::fs::read_to_string(&done).unwrap();
+    let again = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap().run(StopAfter::default()).unwrap();
+    assert_eq!(std::fs::read_to_string(&done).unwrap(), before);
+    assert_eq!((again.seconds, again.images_per_s), (first.seconds, first.images_per_s));
+    assert!(again.images_per_s > 0.0 && again.first_epoch_loss.is_some());
+    assert_eq!(epochs(dir.path()), [1, 2]);
+}
+
 /// A run directory holding another config is refused rather than mixed.
 #[test]
 fn a_run_directory_with_another_config_is_refused() {

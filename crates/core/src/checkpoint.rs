@@ -62,6 +62,39 @@ pub fn latest(dir: &Path) -> Result<Option<String>> {
     Ok(Some(l.tag))
 }
 
+/// The newest checkpoint in `dir` that loads: the latest first, then older ones, newest first. A
+/// checkpoint that cannot be read (a truncated file after a crash or a full disk) is skipped with
+/// a warning naming it; `None` when none loads (the run starts over, and says so).
+pub fn load_newest_intact<S: DeserializeOwned>(dir: &Path) -> Result<Option<(String, Vec<(String, Tensor)>, S)>> {
+    let mut tags: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+            .filter(|t| t != "latest" && !t.starts_with('.'))
+            .collect(),
+        Err(_) => return Ok(None),
+    };
+    tags.sort_unstable_by(|a, b| b.cmp(a));
+    let latest = latest(dir).ok().flatten();
+    if let Some(l) = &latest {
+        tags.retain(|t| t != l);
+        tags.insert(0, l.clone());
+    }
+    let had_any = !tags.is_empty();
+    for tag in tags {
+        match load(dir, &tag) {
+            Ok((tensors, state)) => return Ok(Some((tag, tensors, state))),
+            Err(e) => {
+                tracing::warn!(checkpoint = %tag, dir = %dir.display(), error = %format!("{e:#}"), "checkpoint unreadable; trying an older one")
+            }
+        }
+    }
+    if had_any {
+        tracing::warn!(dir = %dir.display(), "no intact checkpoint: the run starts over");
+    }
+    Ok(None)
+}
+
 /// Copies loaded tensors into `targets` by name (e.g. a VarStore's variables), failing on a missing
 /// name or a shape mismatch.
 pub fn restore_into(loaded: &[(String, Tensor)], targets: &[(String, Tensor)]) -> Result<()> {

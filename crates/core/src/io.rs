@@ -87,11 +87,28 @@ impl JsonLines {
 
     /// Reads every record of a JSON-lines file, naming the file and line of a bad record.
     pub fn read_all<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+        let (records, torn) = Self::read_complete(path)?;
+        match torn {
+            Some(line) => Err(anyhow::anyhow!("{} line {line}: a torn record (no line end)", path.display())),
+            None => Ok(records),
+        }
+    }
+
+    /// Like [`JsonLines::read_all`], but a last line without its line end that does not parse —
+    /// what a kill during an append leaves — is set aside and its number returned, instead of
+    /// failing: the records before it are intact. A bad line anywhere else is still an error.
+    pub fn read_complete<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Option<usize>)> {
         let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let parse = |(i, line): (usize, &str)| {
-            serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))
-        };
-        text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(parse).collect()
+        let lines: Vec<&str> = text.lines().collect();
+        let mut out = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            match serde_json::from_str(line) {
+                Ok(r) => out.push(r),
+                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => return Ok((out, Some(i + 1))),
+                Err(e) => return Err(e).with_context(|| format!("{} line {}", path.display(), i + 1)),
+            }
+        }
+        Ok((out, None))
     }
 }
 
@@ -138,5 +155,24 @@ mod tests {
         fs::write(&p, "{\"step\":0}\nnot json\n").unwrap();
         let e = format!("{:#}", JsonLines::read_all::<serde_json::Value>(&p).unwrap_err());
         assert!(e.contains("metrics.jsonl line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_torn_last_record_is_set_aside_a_corrupt_middle_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.jsonl");
+        fs::write(&p, "{\"step\":0}\n{\"step\":1}\n{\"step\":2,\"lo").unwrap();
+        let (recs, torn) = JsonLines::read_complete::<serde_json::Value>(&p).unwrap();
+        assert_eq!((recs.len(), torn), (2, Some(3)));
+        let e = format!("{:#}", JsonLines::read_all::<serde_json::Value>(&p).unwrap_err());
+        assert!(e.contains("metrics.jsonl line 3: a torn record"), "{e}");
+        fs::write(&p, "{\"step\":0}\n{\"st\n{\"step\":2}\n").unwrap();
+        let e = format!("{:#}", JsonLines::read_complete::<serde_json::Value>(&p).unwrap_err());
+        assert!(e.contains("metrics.jsonl line 2"), "a corrupt line in the middle stays an error: {e}");
+        fs::write(&p, "{\"step\":0}\nnot json\n").unwrap();
+        assert!(
+            JsonLines::read_complete::<serde_json::Value>(&p).is_err(),
+            "a complete bad last line is corrupt, not torn"
+        );
     }
 }

@@ -39,8 +39,8 @@ impl LinearProbes {
     }
 
     /// One SGD step on `feats` `[B, D]` with `labels` (all tasks' `[B]` labels, by task index);
-    /// returns the mean over heads of the cross-entropy before the step.
-    pub fn step(&mut self, feats: &Tensor, labels: &[Tensor]) -> f64 {
+    /// returns each head's cross-entropy before the step, in head order.
+    pub fn step(&mut self, feats: &Tensor, labels: &[Tensor]) -> Vec<f64> {
         self.sgd.zero_grad();
         let feats = feats.detach();
         let losses: Vec<Tensor> = self
@@ -49,10 +49,10 @@ impl LinearProbes {
             .zip(&self.tasks)
             .map(|(h, &t)| feats.apply(h).cross_entropy_for_logits(&labels[t]))
             .collect();
-        let total = Tensor::stack(&losses, 0).sum(Kind::Float);
-        total.backward();
+        let each = Tensor::stack(&losses, 0);
+        each.sum(Kind::Float).backward();
         self.sgd.step();
-        f64::try_from(total).unwrap_or(f64::NAN) / self.heads.len() as f64
+        Vec::<f64>::try_from(each.detach().to_kind(Kind::Double)).unwrap_or_else(|_| vec![f64::NAN; self.heads.len()])
     }
 
     /// Correct top-1 predictions per head on `feats` with `labels` (by task index).
@@ -74,7 +74,7 @@ impl LinearProbes {
 /// returns the features `[B, D]` and all tasks' labels of those examples (from cached features,
 /// or from a pass of fresh views through the frozen encoder); `seed` fixes the shuffling. The
 /// last partial batch is dropped, as in pretraining, unless `n` is smaller than one batch. Returns
-/// the mean loss of each epoch.
+/// each epoch's mean loss of every head (`[epoch][head]`).
 pub fn fit(
     probes: &mut LinearProbes,
     n: usize,
@@ -82,7 +82,7 @@ pub fn fit(
     seed: u64,
     bar: &ProgressBar,
     mut batch: impl FnMut(usize, u64, &Tensor) -> Result<(Tensor, Vec<Tensor>)>,
-) -> Result<Vec<f64>> {
+) -> Result<Vec<Vec<f64>>> {
     ensure!(n > 0, "no training examples to fit the probes on");
     let bs = cfg.batch_size.min(n);
     let mut losses = Vec::with_capacity(cfg.epochs);
@@ -90,17 +90,18 @@ pub fn fit(
     for epoch in 0..cfg.epochs {
         probes.set_lr(lr_at(cfg.lr, &cfg.lr_milestones, cfg.lr_gamma, epoch));
         let batches = epoch_indices(n, bs, epoch as u64, seed);
-        let mut sum = 0.0;
+        let mut sums = vec![0.0; probes.heads.len()];
         for idx in &batches {
             let (feats, labels) = batch(epoch, step, idx)?;
-            let l = probes.step(&feats, &labels);
-            ensure!(l.is_finite(), "probe loss became {l} at epoch {}", epoch + 1);
-            sum += l;
+            let each = probes.step(&feats, &labels);
+            ensure!(each.iter().all(|l| l.is_finite()), "probe loss became {each:?} at epoch {}", epoch + 1);
+            sums.iter_mut().zip(&each).for_each(|(s, l)| *s += l);
             step += 1;
-            bar.set_message(format!("epoch {}/{} loss {l:.3}", epoch + 1, cfg.epochs));
+            let mean = each.iter().sum::<f64>() / each.len() as f64;
+            bar.set_message(format!("epoch {}/{} loss {mean:.3}", epoch + 1, cfg.epochs));
             bar.inc(1);
         }
-        losses.push(sum / batches.len() as f64);
+        losses.push(sums.iter().map(|s| s / batches.len() as f64).collect());
     }
     Ok(losses)
 }
@@ -162,7 +163,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(losses.len(), 10);
-        assert!(losses[9] < losses[0], "loss did not fall: {losses:?}");
+        assert!(losses[9][0] < losses[0][0], "loss did not fall: {losses:?}");
+        // Each head keeps its own loss (probe.json reports them per task): the carried task is
+        // fitted, the absent one stays near ln 5.
+        assert!(losses[9][0] < 0.2 && losses[9][1] > 1.4, "per-head losses {:?}", losses[9]);
         let acc = evaluate(&probes, [Ok((test_x, test_y))]).unwrap();
         assert!(acc[0] >= 0.99, "carried task: {}", acc[0]);
         assert!((acc[1] - 0.2).abs() < 0.05, "absent task should be at chance 0.2: {}", acc[1]);

@@ -226,14 +226,16 @@ fn train_and_test(
     bar.finish_and_clear();
     let (test_x, test_y) = clean_features(frozen, Split::Test, TEST_BATCH)?;
     let acc = evaluate(&probes, [Ok((test_x, test_y))])?;
-    let last = losses.last().copied().unwrap_or(f64::NAN);
+    let last = losses.last().cloned().unwrap_or_default();
     Ok(pending
         .iter()
         .zip(acc)
-        .map(|((i, name), top1)| {
+        .enumerate()
+        .map(|(head, ((i, name), top1))| {
             let t = &tasks.0[*i];
+            let final_train_loss = last.get(head).copied().unwrap_or(f64::NAN);
             tracing::info!(task = %name, top1 = format!("{top1:.4}"), "probe");
-            (name.clone(), ProbeTask { num_classes: t.num_classes, chance: t.chance(), top1, final_train_loss: last })
+            (name.clone(), ProbeTask { num_classes: t.num_classes, chance: t.chance(), top1, final_train_loss })
         })
         .collect())
 }

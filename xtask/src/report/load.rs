@@ -239,21 +239,20 @@ fn load_cell(exp_dir: &Path, id: &str, status: Option<Status>) -> Result<Cell> {
     })
 }
 
-/// The epoch records of `metrics.jsonl`; step records are skipped.
+/// The epoch records of `metrics.jsonl`; step records are skipped. A torn last line (a run killed
+/// mid-append) is left out with a warning: the trainer drops and redoes it on resume.
 fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
-        if v["kind"] == "epoch" {
-            let rec = serde_json::from_value(v).map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
-            out.push(rec);
-        }
+    let (records, torn) = featdrop_core::io::JsonLines::read_complete::<Value>(path)?;
+    if let Some(line) = torn {
+        eprintln!("warning: {} line {line} is torn (an interrupted write); left out", path.display());
     }
-    Ok(out)
+    let epoch = |(i, v): (usize, Value)| {
+        serde_json::from_value(v).map_err(|e| anyhow!("{}: epoch record {}: {e}", path.display(), i + 1))
+    };
+    records.into_iter().filter(|v| v["kind"] == "epoch").enumerate().map(epoch).collect()
 }
 
 /// The latest `epoch-*.png` in `dir` (names sort by epoch: zero-padded).
@@ -288,4 +287,21 @@ fn load_theory(dir: &Path) -> Result<Option<Theory>> {
         .collect();
     figures.sort();
     Ok(Some(Theory { dir: dir.to_path_buf(), json, summary_md, figures }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_metrics_line_does_not_stop_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.jsonl");
+        let epoch = r#"{"kind":"epoch","epoch":1,"loss":0.5,"knn":{},"seconds":1.0}"#;
+        std::fs::write(&p, format!("{epoch}\n{{\"kind\":\"step\",\"epoch\":2,\"lo")).unwrap();
+        assert_eq!(read_epochs(&p).unwrap().len(), 1);
+        std::fs::write(&p, format!("{{\"kind\":\"ep\n{epoch}\n")).unwrap();
+        let e = format!("{:#}", read_epochs(&p).unwrap_err());
+        assert!(e.contains("metrics.jsonl line 1"), "a corrupt line in the middle is an error: {e}");
+    }
 }

@@ -157,6 +157,14 @@ impl Trainer {
         anyhow::ensure!(n >= bs, "dataset `{}` has {n} training examples, fewer than one batch of {bs}", cfg.dataset);
         let per_epoch = (n / bs) as u64;
         let end = stop.0.map_or(cfg.train.epochs, |s| s.min(cfg.train.epochs));
+        if self.epochs_done == cfg.train.epochs {
+            // Finished before: its summary holds the real training costs; rewriting it from this
+            // process, which trained nothing, would zero them.
+            if let Ok(summary) = featdrop_core::io::read_json::<TrainSummary>(&self.run.done_marker()) {
+                tracing::info!(run = %self.run.root().display(), "already trained; nothing to do");
+                return Ok(summary);
+            }
+        }
         let mut metrics = JsonLines::append(&self.run.metrics())?;
         let started = Instant::now();
         let (mut images, mut first_loss) = (0u64, None);
