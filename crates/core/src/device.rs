@@ -63,10 +63,19 @@ impl<'de> Deserialize<'de> for DeviceChoice {
 /// What CUDA looks like from here, as needed to resolve a choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CudaState {
-    /// Whether libtorch carries and loaded its CUDA backend.
+    /// Whether libtorch's CUDA backend (`libtorch_cuda.so`) is loaded in this process.
     pub compiled: bool,
+    /// Whether the NVIDIA driver library (`libcuda.so`) could be loaded.
+    pub driver: bool,
     /// Number of visible CUDA devices.
     pub devices: usize,
+}
+
+/// The path of a shared library loaded in this process whose file name ends with `name`, from
+/// `/proc/self/maps` (what is really loaded, not what a linker was asked for).
+pub fn loaded_library(name: &str) -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with(name)).map(Into::into)
 }
 
 impl DeviceChoice {
@@ -76,8 +85,11 @@ impl DeviceChoice {
         let usable = cuda.compiled && cuda.devices > 0;
         let why = if !cuda.compiled {
             "this libtorch has no CUDA backend loaded (a CPU-only build, or libtorch_cuda.so was not linked)"
+        } else if !cuda.driver {
+            "libtorch's CUDA backend is loaded, but no NVIDIA driver was found (libcuda.so.1 cannot be \
+             loaded: this machine has no GPU driver)"
         } else {
-            "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+            "the NVIDIA driver is loaded but no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
         };
         match self {
             Self::Cpu => Ok(None),
@@ -97,7 +109,13 @@ impl DeviceChoice {
 impl DeviceChoice {
     /// Resolves the choice against this process's libtorch and logs the outcome.
     pub fn resolve(self) -> anyhow::Result<tch::Device> {
-        let state = CudaState { compiled: tch::utils::has_cuda(), devices: tch::Cuda::device_count().max(0) as usize };
+        // Counting devices makes the CUDA runtime load the driver library if there is one.
+        let devices = tch::Cuda::device_count().max(0) as usize;
+        let state = CudaState {
+            compiled: loaded_library("libtorch_cuda.so").is_some(),
+            driver: loaded_library("libcuda.so.1").is_some() || loaded_library("libcuda.so").is_some(),
+            devices,
+        };
         let device = match self.resolve_with(state).map_err(anyhow::Error::msg)? {
             None => tch::Device::Cpu,
             Some(i) => tch::Device::Cuda(i),
@@ -120,9 +138,10 @@ impl DeviceChoice {
 mod tests {
     use super::*;
 
-    const NONE: CudaState = CudaState { compiled: true, devices: 0 };
-    const CPU_BUILD: CudaState = CudaState { compiled: false, devices: 0 };
-    const TWO: CudaState = CudaState { compiled: true, devices: 2 };
+    const NONE: CudaState = CudaState { compiled: true, driver: true, devices: 0 };
+    const NO_DRIVER: CudaState = CudaState { compiled: true, driver: false, devices: 0 };
+    const CPU_BUILD: CudaState = CudaState { compiled: false, driver: false, devices: 0 };
+    const TWO: CudaState = CudaState { compiled: true, driver: true, devices: 2 };
 
     #[test]
     fn parses_and_rejects() {
@@ -139,7 +158,9 @@ mod tests {
         let e = DeviceChoice::Cuda(0).resolve_with(CPU_BUILD).unwrap_err();
         assert!(e.contains("CUDA is not usable") && e.contains("no CUDA backend"), "{e}");
         let e = DeviceChoice::Cuda(0).resolve_with(NONE).unwrap_err();
-        assert!(e.contains("no CUDA device is visible"), "{e}");
+        assert!(e.contains("driver is loaded but no CUDA device is visible"), "{e}");
+        let e = DeviceChoice::Cuda(0).resolve_with(NO_DRIVER).unwrap_err();
+        assert!(e.contains("backend is loaded, but no NVIDIA driver was found"), "{e}");
         let e = DeviceChoice::Cuda(2).resolve_with(TWO).unwrap_err();
         assert!(e.contains("only 2 CUDA device(s)"), "{e}");
     }
@@ -159,6 +180,13 @@ mod tests {
         if !tch::Cuda::is_available() {
             let e = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
             assert!(e.contains("CUDA is not usable"), "{e}");
+            // The diagnosis names the missing piece: a backend that is loaded is never blamed.
+            if loaded_library("libtorch_cuda.so").is_some() {
+                assert!(!e.contains("no CUDA backend loaded"), "the CUDA backend is loaded, yet: {e}");
+                if loaded_library("libcuda.so").is_none() {
+                    assert!(e.contains("no NVIDIA driver"), "{e}");
+                }
+            }
         }
     }
 }

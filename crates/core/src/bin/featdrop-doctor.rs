@@ -29,8 +29,7 @@ struct Report {
 
 /// The folder this process loaded `libtorch_cpu.so` from, read from /proc/self/maps.
 fn loaded_lib(name: &str) -> Option<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with(name)).map(PathBuf::from)
+    featdrop_core::device::loaded_library(name)
 }
 
 fn version_of(lib_dir: &std::path::Path) -> Option<String> {
