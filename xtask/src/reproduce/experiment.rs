@@ -14,7 +14,8 @@
 //!   "probe_features": "cached",            // featdrop-eval probe --features (views | cached)
 //!   "destruction": true,                   // run featdrop-eval destruction per cell
 //!   "destruction_args": ["--epochs", "3"], // extra featdrop-eval destruction arguments
-//!   "theory": ["--seeds", "0,1"]           // extra featdrop-theory sweep arguments (null: no sweep)
+//!   "theory": ["--seeds", "0,1"],          // extra featdrop-theory sweep arguments (null: no sweep)
+//!   "slurm": {"partition": "gpu", "time": "12:00:00"}  // optional: `--executor slurm` resources
 //! }
 //! ```
 //! The run config of a cell is the published defaults, then `run`, then `per_dataset[dataset]`,
@@ -48,6 +49,9 @@ pub struct Experiment {
     pub destruction_args: Vec<String>,
     #[serde(default)]
     pub theory: Option<Vec<String>>,
+    /// Resources of the Slurm array's tasks (`--executor slurm`; flags override them).
+    #[serde(default)]
+    pub slurm: Option<super::slurm::SlurmSection>,
 }
 
 fn default_features() -> String {

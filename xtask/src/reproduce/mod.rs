@@ -5,6 +5,8 @@
 //! error and the rest go on; the exit status says whether any cell failed.
 
 pub mod experiment;
+pub mod record;
+pub mod slurm;
 
 use crate::{libtorch, paths};
 use anyhow::{Context, Result, bail, ensure};
@@ -47,6 +49,19 @@ pub struct ReproduceArgs {
     /// nothing is trained, probed or reported.
     #[arg(long)]
     pub dry_run: bool,
+    /// Where cells run: `local` (one after another, here) or `slurm` (one job array of the
+    /// unfinished cells, submitted with sbatch; see README "Running on a Slurm cluster").
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    #[command(flatten)]
+    pub slurm: slurm::SlurmArgs,
+}
+
+/// Where `reproduce` runs the cells.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    Local,
+    Slurm,
 }
 
 /// The release binaries a study runs.
@@ -81,6 +96,11 @@ impl Bins {
         Ok(Self { dir: dir.to_path_buf(), torch_lib: lt.root.join("lib") })
     }
 
+    /// The folder of the binaries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A command for one binary, with libtorch's folder on its library path.
     pub fn cmd(&self, name: &str) -> Command {
         let mut c = Command::new(self.dir.join(name));
@@ -90,7 +110,7 @@ impl Bins {
 }
 
 /// Resolves absolute paths against the checkout (cargo runs xtask from anywhere in it).
-fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { paths::repo_root().join(p) }
 }
 
@@ -120,7 +140,13 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         print_plan(&exp, &exp_dir, &cells, args.no_theory);
         return Ok(());
     }
-    let failed = run_cells(&exp, &exp_dir, &cells, &bins)?;
+    let failed = match args.executor {
+        Executor::Local => run_cells(&exp, &exp_dir, &cells, &bins)?,
+        Executor::Slurm => match slurm::submit(&exp, &exp_path, &out, &cells, &bins, args)? {
+            Some(failed) => failed,
+            None => return Ok(()),
+        },
+    };
     if let Some(theory_args) = exp.theory.as_ref().filter(|_| !args.no_theory) {
         run_theory(&exp_dir, theory_args, &bins)?;
     }
