@@ -42,7 +42,9 @@ fn ensure_slurm() -> Result<()> {
     update.arg("update");
     step("apt-get update (for slurm-wlm, munge)", update)?;
     let mut install = Command::new("apt-get");
-    install.args(["install", "-y", "--no-install-recommends", "slurm-wlm", "munge"]).env("DEBIAN_FRONTEND", "noninteractive");
+    install
+        .args(["install", "-y", "--no-install-recommends", "slurm-wlm", "munge"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
     step("apt-get install slurm-wlm munge", install)
 }
 

@@ -91,7 +91,9 @@ impl Slurm {
             if start.elapsed() > Duration::from_secs(60) {
                 let logs: String = ["slurmctld.out", "slurmd.out", "slurmctld.log", "slurmd.log", "munged.log"]
                     .iter()
-                    .map(|f| format!("--- {f}\n{}\n", std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default()))
+                    .map(|f| {
+                        format!("--- {f}\n{}\n", std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+                    })
                     .collect();
                 panic!("waited 60 s for {what}\n{logs}");
             }
@@ -139,7 +141,14 @@ fn slurm_conf(d: &Path) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
     let cpus = std::thread::available_parallelism().unwrap().get();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: u64 = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap();
     let mem_mb = kib / 1024 * 9 / 10;
     let p = |f: &str| d.join(f).display().to_string();
     format!(
@@ -182,7 +191,8 @@ fn ok(out: Output) -> (String, String) {
 
 /// The job id in "submitted Slurm job array <id>: …".
 fn submitted_job(stdout: &str) -> u64 {
-    let rest = stdout.split("submitted Slurm job array ").nth(1).unwrap_or_else(|| panic!("no submission in:\n{stdout}"));
+    let rest =
+        stdout.split("submitted Slurm job array ").nth(1).unwrap_or_else(|| panic!("no submission in:\n{stdout}"));
     rest.split(':').next().unwrap().parse().unwrap()
 }
 
@@ -252,7 +262,11 @@ fn smoke_grid_on_slurm_matches_local() {
         assert_eq!((rec["job_id"].as_u64(), rec["task_id"].as_u64()), (Some(job), Some(index as u64)), "{rec}");
         assert_eq!(rec["exit_code"], 0);
         let err_log = on_slurm.join(format!("runs/smoke/slurm/{job}_{index}.err"));
-        assert!(std::fs::read_to_string(&err_log).unwrap().contains(&format!("cell {id} done")), "{}", err_log.display());
+        assert!(
+            std::fs::read_to_string(&err_log).unwrap().contains(&format!("cell {id} done")),
+            "{}",
+            err_log.display()
+        );
         assert_eq!(trainings(&s), 1, "{id} ran more than once");
     }
     let status = read_json(&on_slurm.join("runs/smoke/status.json"));
@@ -293,6 +307,18 @@ fn a_failed_cell_is_recorded_and_a_rerun_resubmits_only_it() {
     let exp_dir = tmp.path().join("runs/flaky");
     let slurm = Slurm::start();
 
+    // A submission Slurm refuses is an error quoting Slurm, and leaves nothing that looks submitted.
+    let out = slurm.reproduce(&exp, tmp.path(), &["--partition", "no-such-partition"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("Slurm refused the job array") && stderr.contains("Invalid partition name specified"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(exp_dir.join("slurm")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "a refused submission left {left:?}");
+    assert!(!exp_dir.join("status").exists() && slurm.queue().is_empty());
+
     let out = slurm.reproduce(&exp, tmp.path(), &["--wait"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(!out.status.success(), "a failed cell makes reproduce fail:\n{stdout}\n{stderr}");
@@ -300,7 +326,10 @@ fn a_failed_cell_is_recorded_and_a_rerun_resubmits_only_it() {
     let first = submitted_job(&stdout);
     let bad = record(&exp_dir, "photos+shapes/expert/seed-0");
     assert_eq!((bad["state"].as_str(), bad["slurm_state"].as_str()), (Some("failed"), Some("FAILED")), "{bad}");
-    assert_eq!((bad["job_id"].as_u64(), bad["task_id"].as_u64(), bad["exit_code"].as_i64()), (Some(first), Some(1), Some(1)));
+    assert_eq!(
+        (bad["job_id"].as_u64(), bad["task_id"].as_u64(), bad["exit_code"].as_i64()),
+        (Some(first), Some(1), Some(1))
+    );
     assert!(bad["error"].as_str().unwrap().contains("featdrop-train failed"), "{bad}");
     let err_log = PathBuf::from(bad["logs"][2].as_str().unwrap());
     assert_eq!(err_log, exp_dir.join(format!("slurm/{first}_1.err")));
@@ -373,4 +402,22 @@ fn a_cancelled_task_resumes_from_its_checkpoint() {
     }
     let rec = record(&tmp.path().join("runs/killed"), "photos+digits/expert/seed-0");
     assert_eq!((rec["state"].as_str(), rec["job_id"].as_u64()), (Some("done"), Some(second)), "{rec}");
+}
+
+/// Without Slurm's commands on PATH the error says what is missing, and nothing is submitted.
+#[test]
+fn without_sbatch_the_error_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_exp(tmp.path(), &two_cells("nowhere", None));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.args(["reproduce", "--executor", "slurm"]).env("PATH", tmp.path().join("empty"));
+    reproduce_args(&mut c, &exp, tmp.path(), &[]);
+    let out = c.output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`sbatch` was not found on PATH: --executor slurm needs Slurm's client commands"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("runs/nowhere/slurm").exists() && !tmp.path().join("runs/nowhere/status").exists());
 }
