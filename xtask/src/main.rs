@@ -50,7 +50,7 @@ enum Cmd {
     /// The whole study: for every cell of an experiment grid (dataset × view mode × seed)
     /// pretraining, linear probes and label destruction, then the theory sweep and the report.
     /// Finished cells are skipped; an interrupted cell resumes.
-    Reproduce(reproduce::ReproduceArgs),
+    Reproduce(Box<reproduce::ReproduceArgs>),
     /// Run one cell of an experiment grid by its index (what each task of the Slurm job array of
     /// `reproduce --executor slurm` runs); writes the cell's status record.
     Cell(reproduce::slurm::CellArgs),

@@ -110,7 +110,7 @@ impl Slurm {
     /// `cargo xtask reproduce --executor slurm …` against this Slurm, with the built binaries.
     fn reproduce(&self, exp: &Path, root: &Path, extra: &[&str]) -> Output {
         let mut c = self.cmd(env!("CARGO_BIN_EXE_xtask"));
-        c.args(["reproduce", "--executor", "slurm", "--cpus", "1", "--mem", "1G", "--poll-seconds", "1"]);
+        c.args(["reproduce", "--executor", "slurm", "--poll-seconds", "1"]);
         reproduce_args(&mut c, exp, root, extra);
         c.output().unwrap()
     }
@@ -204,8 +204,11 @@ fn record(exp_dir: &Path, id: &str) -> Value {
     read_json(&exp_dir.join("status").join(format!("{}.json", id.replace('/', "__"))))
 }
 
+/// experiments/smoke.json, with the resources of its Slurm tasks in the file's `slurm` section.
 fn smoke() -> Value {
-    read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/smoke.json"))
+    let mut exp = read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/smoke.json"));
+    exp["slurm"] = serde_json::json!({"cpus": 1, "mem": "1G"});
+    exp
 }
 
 fn write_exp(dir: &Path, exp: &Value) -> PathBuf {
@@ -246,7 +249,10 @@ fn smoke_grid_on_slurm_matches_local() {
 
     let script = std::fs::read_to_string(on_slurm.join("runs/smoke/slurm/array.sbatch")).unwrap();
     eprintln!("generated batch script:\n{script}");
-    assert!(script.contains("#SBATCH --array=0,1%2\n") && script.contains("#SBATCH --mem=1G\n"), "{script}");
+    for line in ["--array=0,1%2", "--cpus-per-task=1", "--mem=1G"] {
+        assert!(script.contains(&format!("#SBATCH {line}\n")), "{line} missing:\n{script}");
+    }
+    assert!(!script.contains("--gres"), "no GPU for cpu cells:\n{script}");
     for (index, id) in ["photos+digits/expert/seed-0", "photos+digits/viewmaker/seed-0"].iter().enumerate() {
         let (l, s) = (local.join("runs/smoke").join(id), on_slurm.join("runs/smoke").join(id));
         let (lp, sp) = (read_json(&l.join("probe.json")), read_json(&s.join("probe.json")));

@@ -225,11 +225,10 @@ fn sacct_states(job: u64) -> Option<HashMap<u64, String>> {
     }
     let mut states = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((id, state)) = line.split_once('|') {
-            if let Some(task) = id.split_once('_').and_then(|(_, t)| t.parse().ok()) {
-                // "CANCELLED by 0" → CANCELLED
-                states.insert(task, state.split_whitespace().next().unwrap_or_default().to_string());
-            }
+        let Some((id, state)) = line.split_once('|') else { continue };
+        if let Some(task) = id.split_once('_').and_then(|(_, t)| t.parse().ok()) {
+            // "CANCELLED by 0" → CANCELLED
+            states.insert(task, state.split_whitespace().next().unwrap_or_default().to_string());
         }
     }
     Some(states)
@@ -292,10 +291,11 @@ fn live_cells(latest: &BTreeMap<String, (u64, u64)>) -> Result<BTreeMap<String, 
     let mut queues: HashMap<u64, HashMap<u64, String>> = HashMap::new();
     let mut live = BTreeMap::new();
     for (id, &(job, task)) in latest {
-        if !queues.contains_key(&job) {
-            queues.insert(job, queued_tasks(job)?);
-        }
-        if queues[&job].contains_key(&task) {
+        let queued = match queues.entry(job) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(queued_tasks(job)?),
+        };
+        if queued.contains_key(&task) {
             live.insert(id.clone(), (job, task));
         }
     }
