@@ -497,13 +497,22 @@ fn follow(exp_dir: &Path, tracked: &[(String, u64, u64)], poll: Duration) -> Res
     let start = Instant::now();
     let jobs: std::collections::BTreeSet<u64> = tracked.iter().map(|t| t.1).collect();
     let mut last = String::new();
+    let mut misses = 0;
     loop {
         let mut queued = HashMap::new();
-        for &job in &jobs {
-            for (task, state) in queued_tasks(job)? {
-                queued.insert((job, task), state);
-            }
+        let asked: Result<()> = jobs.iter().try_for_each(|&job| {
+            queued.extend(queued_tasks(job)?.into_iter().map(|(task, state)| ((job, task), state)));
+            Ok(())
+        });
+        // A busy controller sometimes fails to answer; only a lasting silence ends the wait.
+        if let Err(e) = asked {
+            misses += 1;
+            ensure!(misses < 5, "gave up following the array: {e:#}");
+            eprintln!("slurm: {e:#}; asking again");
+            std::thread::sleep(poll);
+            continue;
         }
+        misses = 0;
         let recs = record::read_all(exp_dir)?;
         let [mut done, mut running, mut pending, mut failed] = [0usize; 4];
         for (id, job, task) in tracked {
