@@ -53,7 +53,7 @@ enum Cmd {
     Reproduce(Box<reproduce::ReproduceArgs>),
     /// Run one cell of an experiment grid by its index (what each task of the Slurm job array of
     /// `reproduce --executor slurm` runs); writes the cell's status record.
-    Cell(reproduce::slurm::CellArgs),
+    Cell(reproduce::cell::CellArgs),
     /// Gather finished runs into report/REPORT.md, figures and report/results.json.
     Report {
         /// Root of the run directories.
@@ -87,7 +87,7 @@ fn main() {
         Cmd::Fetch(args) => fetch::run(&args),
         Cmd::Bench { which, device } => bench::run(&which, &device),
         Cmd::Reproduce(args) => reproduce::run(&args),
-        Cmd::Cell(args) => reproduce::slurm::run_cell(&args),
+        Cmd::Cell(args) => reproduce::cell::run_cell(&args),
         Cmd::Report { runs, out, experiment } => report::write(&runs, &out, experiment.as_deref()),
     };
     if let Err(e) = result {

@@ -4,6 +4,7 @@
 //! interrupted cell resumes (the binaries resume themselves), a failed cell is recorded with its
 //! error and the rest go on; the exit status says whether any cell failed.
 
+pub mod cell;
 pub mod experiment;
 pub mod record;
 pub mod slurm;
