@@ -50,7 +50,10 @@ enum Cmd {
     /// The whole study: for every cell of an experiment grid (dataset × view mode × seed)
     /// pretraining, linear probes and label destruction, then the theory sweep and the report.
     /// Finished cells are skipped; an interrupted cell resumes.
-    Reproduce(reproduce::ReproduceArgs),
+    Reproduce(Box<reproduce::ReproduceArgs>),
+    /// Run one cell of an experiment grid by its index (what each task of the Slurm job array of
+    /// `reproduce --executor slurm` runs); writes the cell's status record.
+    Cell(reproduce::cell::CellArgs),
     /// Gather finished runs into report/REPORT.md, figures and report/results.json.
     Report {
         /// Root of the run directories.
@@ -84,6 +87,7 @@ fn main() {
         Cmd::Fetch(args) => fetch::run(&args),
         Cmd::Bench { which, device } => bench::run(&which, &device),
         Cmd::Reproduce(args) => reproduce::run(&args),
+        Cmd::Cell(args) => reproduce::cell::run_cell(&args),
         Cmd::Report { runs, out, experiment } => report::write(&runs, &out, experiment.as_deref()),
     };
     if let Err(e) = result {

@@ -15,8 +15,42 @@ fn step(what: &str, mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
+/// The programs the Slurm executor's tests run a real single-node Slurm with.
+const SLURM_PROGRAMS: [&str; 6] = ["sbatch", "squeue", "scancel", "slurmctld", "slurmd", "munged"];
+
+fn have(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    // Daemons live in /usr/sbin, which a user's PATH may lack.
+    std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/bin".into()]).any(|d| d.join(program).is_file())
+}
+
+/// Installs Debian's `slurm-wlm` and `munge` when missing (CI machines start without them): the
+/// Slurm tests (xtask/tests/slurm.rs) bring up a real single-node Slurm, no stand-in.
+fn ensure_slurm() -> Result<()> {
+    let missing: Vec<&str> = SLURM_PROGRAMS.into_iter().filter(|p| !have(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    ensure!(
+        root && have("apt-get"),
+        "the Slurm tests need {} (Debian packages slurm-wlm and munge); install them as root with \
+         `apt-get install -y slurm-wlm munge`, or run `cargo xtask test` as root on Debian to have it done",
+        missing.join(", ")
+    );
+    let mut update = Command::new("apt-get");
+    update.arg("update");
+    step("apt-get update (for slurm-wlm, munge)", update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "--no-install-recommends", "slurm-wlm", "munge"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    step("apt-get install slurm-wlm munge", install)
+}
+
 pub fn run(lint: bool, cargo_args: &[String]) -> Result<()> {
     let lt = libtorch::setup()?;
+    ensure_slurm()?;
     let cargo = || paths::cargo(&lt.root);
     if lint {
         let mut fmt = cargo();

@@ -365,6 +365,17 @@ impl Check<'_> {
     }
 }
 
+/// What a name that becomes a folder may be.
+const NAME: &str = "a name of 1–100 bytes that is one path component (no '/', not '.' or '..')";
+/// The widest encoder accepted: 16× the published ResNet-18 width.
+const MAX_WIDTH: usize = 1024;
+const WIDTH: &str = "an integer in 1..=1024 (64 is ResNet-18)";
+
+/// Whether `name` can be one folder of the run layout.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 100 && !name.contains(['/', '\\', '\0']) && name != "." && name != ".."
+}
+
 /// The sections whose defaults [`RunConfig::from_value`] fills in (the cell's identity —
 /// experiment, dataset, view mode, seed — must be given).
 const SECTIONS: [&str; 6] = ["device", "data", "encoder", "train", "viewmaker", "probe"];
@@ -449,9 +460,11 @@ impl RunConfig {
     /// Checks every range; `file` names the source in errors.
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
         let c = Check { file };
-        c.that("experiment", &self.experiment, !self.experiment.is_empty(), "a non-empty name")?;
-        c.that("dataset", &self.dataset, !self.dataset.is_empty(), "a dataset name")?;
-        c.at_least("encoder.width", self.encoder.width, 1)?;
+        // Both name folders of the run layout: one path component each, never a way out of it.
+        c.that("experiment", format!("\"{}\"", self.experiment), is_name(&self.experiment), NAME)?;
+        c.that("dataset", format!("\"{}\"", self.dataset), is_name(&self.dataset), NAME)?;
+        c.that("encoder.width", self.encoder.width, (1..=MAX_WIDTH).contains(&self.encoder.width), WIDTH)?;
+        c.at_least("data.monitor_size", self.data.monitor_size, 1)?;
         c.at_least("encoder.embed_dim", self.encoder.embed_dim, 1)?;
         let t = &self.train;
         c.at_least("train.epochs", t.epochs, 1)?;
@@ -628,6 +641,25 @@ mod tests {
         v["train"] = serde_json::json!({"objective": "simclr"});
         let cfg = RunConfig::from_json(&v.to_string(), "old.json").unwrap();
         assert_eq!(cfg.train.objective, Objective::SimclrPublished, "the old spelling is still read");
+    }
+
+    #[test]
+    fn names_stay_inside_the_run_layout_and_sizes_are_bounded() {
+        for (field, bad) in [("experiment", ".."), ("experiment", "a/b"), ("dataset", "../../x"), ("experiment", "")] {
+            let mut v = base();
+            v[field] = bad.into();
+            let e = err(v);
+            assert!(e.contains(&format!("field `{field}`")) && e.contains("one path component"), "{e}");
+        }
+        let mut v = base();
+        v["experiment"] = "x".repeat(300).into();
+        assert!(err(v).contains("1–100 bytes"), "a name too long for a file system is named");
+        let mut v = base();
+        v["encoder"] = serde_json::json!({"width": 100000});
+        assert!(err(v).contains("`encoder.width` = 100000 is out of range"));
+        let mut v = base();
+        v["data"] = serde_json::json!({"monitor_size": 0});
+        assert!(err(v).contains("`data.monitor_size` = 0 is out of range"));
     }
 
     #[test]

@@ -100,7 +100,9 @@ impl ClassifierCache {
     fn store(&self, net: &SmallCnn) -> Result<()> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         let (weights, key) = self.paths();
-        let tmp = weights.with_extension("tmp.safetensors");
+        // One temp file per process: with several cells at once (a Slurm array), the view modes of
+        // a dataset may store the same entry together. (tch picks the format by the extension.)
+        let tmp = weights.with_file_name(format!(".{}.{}.tmp.safetensors", self.name, std::process::id()));
         net.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &weights).with_context(|| format!("writing {}", weights.display()))?;
         write_json_atomic(&key, &self.key)

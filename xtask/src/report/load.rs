@@ -193,6 +193,11 @@ fn cell_ids_on_disk(exp_dir: &Path) -> Result<Vec<String>> {
 }
 
 pub fn load_experiment(exp_dir: &Path, name: &str) -> Result<Experiment> {
+    // Cells' own records (written by each Slurm task or the local executor) are the truth;
+    // status.json is assembled from them here, so a report gathered after an array ended is current.
+    if crate::reproduce::record::dir(exp_dir).is_dir() {
+        crate::reproduce::record::assemble(exp_dir)?;
+    }
     let status_path = exp_dir.join("status.json");
     let status: BTreeMap<String, Status> = read_optional(&status_path)?.unwrap_or_default();
     let mut ids = cell_ids_on_disk(exp_dir)?;

@@ -1,10 +1,10 @@
 //! Running the grid cells one after another, with one overall progress display and a status file.
 
 use super::experiment::{Cell, Experiment};
+use super::record::{self, Record};
 use super::{Bins, steps};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -18,19 +18,8 @@ pub fn finished(exp: &Experiment, c: &Cell) -> bool {
     needed.iter().all(|f| c.run_dir.join(f).exists())
 }
 
-fn read_status(path: &Path) -> Map<String, Value> {
-    std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
-}
-
-/// Atomic: a status file is never half-written.
-fn write_status(path: &Path, status: &Map<String, Value>) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(status)?)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
 /// Runs one step, appending its output to the cell's log; the error carries the log's tail.
-fn run_step(bins: &Bins, step: &[String], log: &Path) -> Result<()> {
+pub fn run_step(bins: &Bins, step: &[String], log: &Path) -> Result<()> {
     let out = bins.cmd(&step[0]).args(&step[1..]).output().with_context(|| format!("starting {}", step[0]))?;
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     writeln!(f, "$ {}", step.join(" "))?;
@@ -49,10 +38,35 @@ fn say(bar: &ProgressBar, line: String) {
     bar.suspend(|| eprintln!("{line}"));
 }
 
-/// Runs every unfinished cell; returns how many failed.
+/// Runs one cell's steps; returns its record (`base` filled in with the outcome) and the error.
+pub fn run_one(
+    exp: &Experiment,
+    exp_dir: &Path,
+    c: &Cell,
+    bins: &Bins,
+    base: Record,
+) -> Result<(Record, Option<String>)> {
+    std::fs::create_dir_all(&c.run_dir)?;
+    let log = c.run_dir.join("log.txt");
+    let t0 = Instant::now();
+    let result = steps(exp, c, exp_dir).iter().try_for_each(|s| run_step(bins, s, &log));
+    let error = result.err().map(|e| format!("{e:#}"));
+    let mut logs = vec![log];
+    logs.extend(base.logs.iter().cloned());
+    let rec = Record {
+        state: if error.is_none() { "done" } else { "failed" }.into(),
+        seconds: t0.elapsed().as_secs_f64(),
+        exit_code: Some(if error.is_none() { 0 } else { 1 }),
+        logs,
+        error: error.clone(),
+        ..base
+    };
+    Ok((rec, error))
+}
+
+/// Runs every unfinished cell; returns how many failed. Each outcome is the cell's own record
+/// (the same records Slurm tasks write), and `status.json` is assembled from them.
 pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins) -> Result<usize> {
-    let status_path = exp_dir.join("status.json");
-    let mut status = read_status(&status_path);
     let bar = ProgressBar::new(cells.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("cells {pos}/{len} {bar:30} elapsed {elapsed_precise} eta {eta_precise}  {msg}")
@@ -66,23 +80,18 @@ pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins) 
             continue;
         }
         bar.set_message(c.id.clone());
-        std::fs::create_dir_all(&c.run_dir)?;
-        let t0 = Instant::now();
-        let result = steps(exp, c, exp_dir).iter().try_for_each(|s| run_step(bins, s, &c.run_dir.join("log.txt")));
-        let secs = t0.elapsed().as_secs_f64();
-        let record = match &result {
-            Ok(()) => json!({"state": "done", "seconds": secs}),
-            Err(e) => json!({"state": "failed", "seconds": secs, "error": format!("{e:#}")}),
-        };
-        match &result {
-            Ok(()) => say(&bar, format!("done {} in {secs:.0} s", c.id)),
-            Err(e) => {
+        let base = Record { executor: "local".into(), node: record::node_name(), ..Default::default() };
+        let (rec, error) = run_one(exp, exp_dir, c, bins, base)?;
+        let secs = rec.seconds;
+        match error {
+            None => say(&bar, format!("done {} in {secs:.0} s", c.id)),
+            Some(e) => {
                 failed += 1;
-                say(&bar, format!("FAILED {} after {secs:.0} s: {e:#}", c.id));
+                say(&bar, format!("FAILED {} after {secs:.0} s: {e}", c.id));
             }
         }
-        status.insert(c.id.clone(), record);
-        write_status(&status_path, &status)?;
+        record::write(exp_dir, &c.id, &rec)?;
+        record::assemble(exp_dir)?;
         bar.inc(1);
     }
     bar.finish_and_clear();

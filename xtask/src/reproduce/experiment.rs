@@ -13,7 +13,8 @@
 //!   "per_dataset": { "speech+noise": { … } },  // further RunConfig fields for one dataset
 //!   "destruction": true,                   // run featdrop-eval destruction per cell
 //!   "destruction_args": ["--epochs", "3"], // extra featdrop-eval destruction arguments
-//!   "theory": ["--seeds", "0,1"]           // extra featdrop-theory sweep arguments (null: no sweep)
+//!   "theory": ["--seeds", "0,1"],          // extra featdrop-theory sweep arguments (null: no sweep)
+//!   "slurm": {"partition": "gpu", "time": "12:00:00"}  // optional: `--executor slurm` resources
 //! }
 //! ```
 //! The run config of a cell is its dataset's defaults (the catalogue's published values), then
@@ -49,6 +50,9 @@ pub struct Experiment {
     pub destruction_args: Vec<String>,
     #[serde(default)]
     pub theory: Option<Vec<String>>,
+    /// Resources of the Slurm array's tasks (`--executor slurm`; flags override them).
+    #[serde(default)]
+    pub slurm: Option<super::slurm::SlurmSection>,
     /// Where the file was read from (for errors).
     #[serde(skip)]
     pub file: PathBuf,
@@ -94,8 +98,9 @@ impl Experiment {
     fn check(&self) -> Result<()> {
         let f = self.file.display();
         ensure!(
-            !self.name.is_empty() && !self.name.contains('/'),
-            "{f}: field `name` must be a non-empty name without '/'"
+            featdrop_core::config::is_name(&self.name),
+            "{f}: field `name` = \"{}\" must be a name of 1–100 bytes that is one path component (no '/', not '.' or '..'): it names the folder runs/<name>",
+            self.name
         );
         for (field, empty) in [
             ("datasets", self.datasets.is_empty()),
@@ -223,6 +228,12 @@ mod tests {
         v["per_dataset"] = serde_json::json!({});
         let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
         assert!(e.contains("field `datasets[1]`: unknown dataset `photos+emoji`"), "{e}");
+        for bad in ["..", "a/b"] {
+            let mut v = base();
+            v["name"] = bad.into();
+            let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
+            assert!(e.contains("field `name`") && e.contains("one path component"), "{e}");
+        }
         let mut v = base();
         v["seeds"] = serde_json::json!([0, 0]);
         let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();

@@ -4,7 +4,10 @@
 //! interrupted cell resumes (the binaries resume themselves), a failed cell is recorded with its
 //! error and the rest go on; the exit status says whether any cell failed.
 
+pub mod cell;
 pub mod experiment;
+pub mod record;
+pub mod slurm;
 
 use crate::{libtorch, paths};
 use anyhow::{Context, Result, bail, ensure};
@@ -48,6 +51,19 @@ pub struct ReproduceArgs {
     /// nothing is trained, probed or reported.
     #[arg(long)]
     pub dry_run: bool,
+    /// Where cells run: `local` (one after another, here) or `slurm` (one job array of the
+    /// unfinished cells, submitted with sbatch; see README "Running on a Slurm cluster").
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    #[command(flatten)]
+    pub slurm: slurm::SlurmArgs,
+}
+
+/// Where `reproduce` runs the cells.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    Local,
+    Slurm,
 }
 
 /// The release binaries a study runs.
@@ -81,6 +97,11 @@ impl Bins {
         Ok(Self { dir: dir.to_path_buf() })
     }
 
+    /// The folder of the binaries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A command for one binary. No library path is set: every binary finds libtorch through
     /// the rpath its build script bakes in, as it does when a user runs it by hand.
     pub fn cmd(&self, name: &str) -> Command {
@@ -94,7 +115,7 @@ fn parse_device(s: &str) -> Result<String, String> {
 }
 
 /// Resolves absolute paths against the checkout (cargo runs xtask from anywhere in it).
-fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { paths::repo_root().join(p) }
 }
 
@@ -121,7 +142,13 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         print_plan(&exp, &exp_dir, &cells, args.no_theory);
         return Ok(());
     }
-    let failed = run_cells(&exp, &exp_dir, &cells, &bins)?;
+    let failed = match args.executor {
+        Executor::Local => run_cells(&exp, &exp_dir, &cells, &bins)?,
+        Executor::Slurm => match slurm::submit(&exp, &exp_path, &out, &cells, &bins, args)? {
+            Some(failed) => failed,
+            None => return Ok(()),
+        },
+    };
     if let Some(theory_args) = exp.theory.as_ref().filter(|_| !args.no_theory) {
         run_theory(&exp_dir, theory_args, &bins)?;
     }

@@ -1,0 +1,84 @@
+//! `cargo xtask cell`: one cell of a grid by its index — the entry point of each Slurm array task
+//! (`reproduce --executor slurm`), usable anywhere. It runs the cell's steps as the local executor
+//! does and writes the cell's status record.
+
+use super::cells::{finished, run_one};
+use super::experiment::Experiment;
+use super::record::{self, Record};
+use super::slurm::log_paths;
+use super::{Bins, absolute};
+use crate::libtorch;
+use anyhow::{Result, bail, ensure};
+use std::path::PathBuf;
+
+/// `cargo xtask cell` options.
+#[derive(clap::Args, Debug)]
+pub struct CellArgs {
+    /// The experiment file (a Slurm task gets the copy frozen in `<runs>/<experiment>/slurm/`).
+    #[arg(long)]
+    pub experiment: PathBuf,
+    /// The cell's index in the grid (datasets × view modes × seeds, in the file's order); under
+    /// Slurm, `$SLURM_ARRAY_TASK_ID`.
+    #[arg(long)]
+    pub index: usize,
+    /// Root of the run directories.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Use already-built featdrop binaries from this folder instead of building them (release).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Runs one cell; its configs must have been written by `reproduce` (which submits the array).
+pub fn run_cell(args: &CellArgs) -> Result<()> {
+    let exp = Experiment::load(&absolute(&args.experiment))?;
+    let out = absolute(&args.out);
+    // The device does not matter here: the cell runs from the config file reproduce wrote.
+    let grid = exp.cells(&out, None)?;
+    let Some(c) = grid.get(args.index) else {
+        bail!(
+            "--index {}: experiment `{}` has {} cell(s) (indices 0..{})",
+            args.index,
+            exp.name,
+            grid.len(),
+            grid.len()
+        );
+    };
+    let exp_dir = out.join(&exp.name);
+    let config = exp_dir.join("configs").join(format!("{}.json", c.id.replace('/', "__")));
+    ensure!(
+        config.is_file(),
+        "{} is missing: `cargo xtask reproduce` writes the cells' configs first",
+        config.display()
+    );
+    let lt = libtorch::setup()?;
+    let bins = match &args.bin_dir {
+        Some(dir) => Bins::existing(&absolute(dir))?,
+        None => Bins::build(&lt)?,
+    };
+    let env_u64 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let (job, task) = (env_u64("SLURM_ARRAY_JOB_ID"), env_u64("SLURM_ARRAY_TASK_ID"));
+    let mut base = Record { executor: "local".into(), node: record::node_name(), ..Default::default() };
+    if let (Some(job), Some(task)) = (job, task) {
+        base = Record { executor: "slurm".into(), job_id: Some(job), task_id: Some(task), ..base };
+        base.logs = log_paths(&exp_dir.join("slurm"), job, task).to_vec();
+    }
+    if finished(&exp, c) {
+        eprintln!("{}: finished already; nothing to do", c.id);
+        return Ok(());
+    }
+    eprintln!("cell {} (grid index {}) on {}", c.id, args.index, base.node);
+    record::write(&exp_dir, &c.id, &Record { state: "running".into(), ..base.clone() })?;
+    let (mut rec, error) = run_one(&exp, &exp_dir, c, &bins, base)?;
+    if error.is_some() && rec.executor == "slurm" {
+        rec.slurm_state = Some("FAILED".into());
+    }
+    record::write(&exp_dir, &c.id, &rec)?;
+    match error {
+        None => {
+            eprintln!("cell {} done in {:.0} s", c.id, rec.seconds);
+            Ok(())
+        }
+        Some(e) => bail!("cell {} failed after {:.0} s: {e}", c.id, rec.seconds),
+    }
+}

@@ -1,0 +1,201 @@
+//! Per-cell status records: `<experiment>/status/<cell>.json`, one file per cell, each written
+//! whole (temp file + rename) by whoever runs that cell at the time — the local executor, or the
+//! Slurm array task that runs it. Many array tasks finish at once, so no file is ever shared by
+//! several writers: `status.json` is assembled from the records by one reader (see
+//! `docs/PROTOCOL.md §8` for the run-directory layout).
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What is known about one cell's latest attempt.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Wall time of the attempt (0 while running).
+    #[serde(default)]
+    pub seconds: f64,
+    /// The attempt's exit code: 0 done, 1 a step failed; absent while running or when the task
+    /// was killed before it could write one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// `local` or `slurm`.
+    #[serde(default)]
+    pub executor: String,
+    /// The machine that ran it.
+    #[serde(default)]
+    pub node: String,
+    /// Slurm: the array's job id and this cell's task id (its index in the grid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<u64>,
+    /// Slurm's word for how the task ended (FAILED, CANCELLED, TIMEOUT, …) when it did not end
+    /// by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_state: Option<String>,
+    /// The cell's own step log, and Slurm's stdout/stderr files of the task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<PathBuf>,
+    /// Why it failed, with the tail of its log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The records' folder.
+pub fn dir(exp_dir: &Path) -> PathBuf {
+    exp_dir.join("status")
+}
+
+/// A cell's record file: its id with `/` as `__`, as for its config file.
+pub fn path(exp_dir: &Path, id: &str) -> PathBuf {
+    dir(exp_dir).join(format!("{}.json", id.replace('/', "__")))
+}
+
+/// Writes one cell's record whole: a temp file unique to this process and thread, then a rename,
+/// so a reader sees the old record or the new one, never a mix.
+pub fn write(exp_dir: &Path, id: &str, rec: &Record) -> Result<()> {
+    let dest = path(exp_dir, id);
+    std::fs::create_dir_all(dir(exp_dir)).with_context(|| format!("creating {}", dir(exp_dir).display()))?;
+    write_atomic(&dest, &serde_json::to_string_pretty(&RecordFile { id: id.to_string(), record: rec.clone() })?)
+}
+
+/// Temp file + rename; the temp name is unique to this process and thread, so writers never
+/// share one (its extension is not `.json`, so readers of the folder skip it).
+pub fn write_atomic(dest: &Path, text: &str) -> Result<()> {
+    let tmp = dest.with_extension(format!("tmp-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("writing {}", dest.display()))
+}
+
+/// A record with the cell id inside, so the folder can be read without decoding file names.
+#[derive(Serialize, Deserialize)]
+struct RecordFile {
+    id: String,
+    #[serde(flatten)]
+    record: Record,
+}
+
+/// One cell's record, if it has one.
+pub fn read(exp_dir: &Path, id: &str) -> Result<Option<Record>> {
+    let p = path(exp_dir, id);
+    match std::fs::read_to_string(&p) {
+        Ok(text) => {
+            let f: RecordFile =
+                serde_json::from_str(&text).with_context(|| format!("{}: not a cell record", p.display()))?;
+            Ok(Some(f.record))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
+/// Every record of the experiment, by cell id (temp files of writers at work are not records).
+pub fn read_all(exp_dir: &Path) -> Result<BTreeMap<String, Record>> {
+    let mut out = BTreeMap::new();
+    let d = dir(exp_dir);
+    let Ok(entries) = std::fs::read_dir(&d) else { return Ok(out) };
+    for entry in entries {
+        let p = entry?.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let f: RecordFile =
+                serde_json::from_str(&text).with_context(|| format!("{}: not a cell record", p.display()))?;
+            out.insert(f.id, f.record);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `status.json` (cell id → record) from the records, atomically; returns what it wrote.
+pub fn assemble(exp_dir: &Path) -> Result<BTreeMap<String, Record>> {
+    let all = read_all(exp_dir)?;
+    let status: Map<String, Value> =
+        all.iter().map(|(k, v)| Ok((k.clone(), serde_json::to_value(v)?))).collect::<Result<_>>()?;
+    write_atomic(&exp_dir.join("status.json"), &serde_json::to_string_pretty(&status)?)?;
+    Ok(all)
+}
+
+/// This machine's name, for records.
+pub fn node_name() -> String {
+    std::env::var("SLURMD_NODENAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// The last `n` lines of a log file (empty when it cannot be read).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many writers finishing at once (as array tasks do), each rewriting its own record several
+    /// times while readers assemble `status.json`: every reader sees whole records only, and the
+    /// final status holds every cell's last record.
+    #[test]
+    fn concurrent_writers_lose_no_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp_dir = tmp.path();
+        let cells = 48;
+        std::thread::scope(|s| {
+            for i in 0..cells {
+                s.spawn(move || {
+                    let id = format!("photos+digits/expert/seed-{i}");
+                    for (n, state) in ["running", "running", "done"].iter().enumerate() {
+                        let rec = Record {
+                            state: state.to_string(),
+                            seconds: n as f64,
+                            executor: "slurm".into(),
+                            task_id: Some(i),
+                            ..Default::default()
+                        };
+                        write(exp_dir, &id, &rec).unwrap();
+                    }
+                });
+            }
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        // A torn or half-written record would be an error here.
+                        assemble(exp_dir).unwrap();
+                    }
+                });
+            }
+        });
+        let status: Map<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(exp_dir.join("status.json")).unwrap()).unwrap();
+        // The assemblers may have finished before the last writers; a final assembly sees all.
+        let all = assemble(exp_dir).unwrap();
+        assert!(status.len() <= cells as usize);
+        assert_eq!(all.len(), cells as usize);
+        for i in 0..cells {
+            let r = &all[&format!("photos+digits/expert/seed-{i}")];
+            assert_eq!((r.state.as_str(), r.seconds, r.task_id), ("done", 2.0, Some(i)));
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir(exp_dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| !n.to_string_lossy().ends_with(".json"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
+    }
+
+    #[test]
+    fn a_missing_record_is_none_and_a_garbled_one_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(read(tmp.path(), "a/b/seed-0").unwrap(), None);
+        std::fs::create_dir_all(dir(tmp.path())).unwrap();
+        std::fs::write(path(tmp.path(), "a/b/seed-0"), "{").unwrap();
+        let e = format!("{:#}", read_all(tmp.path()).unwrap_err());
+        assert!(e.contains("a__b__seed-0.json: not a cell record"), "{e}");
+    }
+}
