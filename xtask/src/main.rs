@@ -6,6 +6,7 @@ mod doctor;
 mod fetch;
 mod libtorch;
 mod paths;
+mod pytorch;
 mod report;
 mod reproduce;
 mod test;
