@@ -6,6 +6,7 @@ mod doctor;
 mod fetch;
 mod libtorch;
 mod paths;
+mod pytorch;
 mod report;
 mod reproduce;
 mod test;
@@ -68,8 +69,10 @@ enum Cmd {
     },
     /// Benchmarks: `data` (overlay composition), `audio` (spectrograms), `views` (expert augmentations), `train`
     /// (training steps), or `all`. Each prints its ratio against a baseline measured in the same run.
+    /// `reference` (not in `all`) compares featdrop's training steps with the published pipeline
+    /// in PyTorch (benches/reference/), installing torchvision and pillow into torch's Python.
     Bench {
-        /// Which benchmark: data, audio, views, train or all.
+        /// Which benchmark: data, audio, views, train, all or reference.
         #[arg(default_value = "all")]
         which: String,
         /// Device: cpu, cuda, cuda:N (cuda without a usable GPU is an error).

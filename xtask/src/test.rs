@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the one test command (README, .ci/run).
 
-use crate::{libtorch, paths};
+use crate::{libtorch, paths, pytorch};
 use anyhow::{Result, ensure};
 use std::process::Command;
 use std::time::Instant;
@@ -51,6 +51,9 @@ fn ensure_slurm() -> Result<()> {
 pub fn run(lint: bool, cargo_args: &[String]) -> Result<()> {
     let lt = libtorch::setup()?;
     ensure_slurm()?;
+    // The PyTorch interop tests (crates/eval/tests/torch_interop.rs) run torchvision in torch's Python.
+    let python = pytorch::python(&lt)?;
+    pytorch::ensure(&python, &pytorch::TEST_PACKAGES)?;
     let cargo = || paths::cargo(&lt.root);
     if lint {
         let mut fmt = cargo();
@@ -63,7 +66,7 @@ pub fn run(lint: bool, cargo_args: &[String]) -> Result<()> {
     // A filter in `cargo_args` would reach every target; benches and the examples (harness-free
     // binaries with arguments of their own) would take it for theirs, so they sit those runs out.
     let targets: &[&str] = if cargo_args.is_empty() { &["--all-targets"] } else { &["--lib", "--bins", "--test", "*"] };
-    test.args(["test", "--workspace"]).args(targets).args(cargo_args);
+    test.args(["test", "--workspace"]).args(targets).args(cargo_args).env("FEATDROP_PYTHON", &python);
     step("unit and integration tests", test)?;
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]);

@@ -111,6 +111,30 @@ impl EncoderSpec {
     }
 }
 
+/// PyTorch's default initialisation of a layer with `fan_in` inputs (docs/PROTOCOL.md §3.1):
+/// U(−1/√fan_in, 1/√fan_in). tch's default (Kaiming-uniform with a ReLU gain) is √6 times wider.
+fn torch_default_init(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -bound, up: bound }
+}
+
+/// A linear layer initialised as PyTorch's `nn.Linear`.
+fn linear(vs: nn::Path, cin: i64, cout: i64) -> nn::Linear {
+    let init = torch_default_init(cin);
+    nn::linear(vs, cin, cout, nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true })
+}
+
+/// Batch norm as PyTorch's `nn.BatchNorm2d`: γ = 1, β = 0 (tch draws γ from U(0, 1)), momentum 0.1
+/// and ε = 1e-5 (tch's defaults, the same as PyTorch's). Its running statistics are the VarStore
+/// variables `running_mean` and `running_var`, torchvision's names; PyTorch's extra
+/// `num_batches_tracked` counter is only read when momentum is None, so featdrop keeps none.
+fn batch_norm(vs: nn::Path, channels: i64) -> nn::BatchNorm {
+    let cfg = nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), ..Default::default() };
+    nn::batch_norm2d(vs, channels, cfg)
+}
+
+/// A bias-free convolution followed by batch norm; `conv` and `bn` are the two layers' full
+/// variable paths (torchvision's `conv1`/`bn1`, or `downsample.0`/`downsample.1`).
 #[derive(Debug)]
 struct ConvBn {
     conv: nn::Conv2D,
@@ -118,12 +142,10 @@ struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(vs: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
-        let cfg = nn::ConvConfig { stride, padding: k / 2, bias: false, ..Default::default() };
-        Self {
-            conv: nn::conv2d(vs / "conv", cin, cout, k, cfg),
-            bn: nn::batch_norm2d(vs / "bn", cout, Default::default()),
-        }
+    fn new(conv: nn::Path, bn: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
+        let ws_init = torch_default_init(cin * k * k);
+        let cfg = nn::ConvConfig { stride, padding: k / 2, bias: false, ws_init, ..Default::default() };
+        Self { conv: nn::conv2d(conv, cin, cout, k, cfg), bn: batch_norm(bn, cout) }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
@@ -131,6 +153,8 @@ impl ConvBn {
     }
 }
 
+/// torchvision's `BasicBlock`: `conv1`/`bn1`, `conv2`/`bn2` and, where the shape changes,
+/// `downsample.0` (1×1 conv) / `downsample.1` (batch norm).
 #[derive(Debug)]
 struct BasicBlock {
     a: ConvBn,
@@ -140,10 +164,11 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn new(vs: &nn::Path, cin: i64, cout: i64, stride: i64) -> Self {
-        let shortcut = (stride != 1 || cin != cout).then(|| ConvBn::new(&(vs / "down"), cin, cout, 1, stride));
+        let shortcut = (stride != 1 || cin != cout)
+            .then(|| ConvBn::new(vs / "downsample" / 0, vs / "downsample" / 1, cin, cout, 1, stride));
         Self {
-            a: ConvBn::new(&(vs / "a"), cin, cout, 3, stride),
-            b: ConvBn::new(&(vs / "b"), cout, cout, 3, 1),
+            a: ConvBn::new(vs / "conv1", vs / "bn1", cin, cout, 3, stride),
+            b: ConvBn::new(vs / "conv2", vs / "bn2", cout, cout, 3, 1),
             shortcut,
         }
     }
@@ -156,6 +181,12 @@ impl BasicBlock {
 }
 
 /// A ResNet encoder built from an [`EncoderSpec`].
+///
+/// Its variables carry torchvision's `resnet18` names (`conv1.weight`, `bn1.running_mean`,
+/// `layer2.0.downsample.0.weight`, `fc.weight`, …) and PyTorch's default initialisation, so the
+/// published spec exports to a state dict that `torchvision.models.resnet18(num_classes=128)` with
+/// the small-image stem loads as it is (see `featdrop_eval::interop`). Checkpoints written before
+/// this naming (stem/a/b/down/head0) are not readable.
 #[derive(Debug)]
 pub struct ResNet {
     spec: EncoderSpec,
@@ -169,8 +200,8 @@ impl ResNet {
     pub fn new(vs: &nn::Path, spec: EncoderSpec) -> Self {
         let w = spec.width;
         let stem = match spec.stem {
-            Stem::SmallImage => ConvBn::new(&(vs / "stem"), spec.in_channels, w, 3, 1),
-            Stem::Standard => ConvBn::new(&(vs / "stem"), spec.in_channels, w, 7, 2),
+            Stem::SmallImage => ConvBn::new(vs / "conv1", vs / "bn1", spec.in_channels, w, 3, 1),
+            Stem::Standard => ConvBn::new(vs / "conv1", vs / "bn1", spec.in_channels, w, 7, 2),
         };
         let mut blocks = Vec::new();
         let mut cin = w;
@@ -184,12 +215,10 @@ impl ResNet {
         }
         let c = spec.feature_channels();
         let head = if spec.projection_head {
-            vec![
-                nn::linear(vs / "head0", c, c, Default::default()),
-                nn::linear(vs / "head1", c, spec.embed_dim, Default::default()),
-            ]
+            // As `fc = nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, embed_dim))`.
+            vec![linear(vs / "fc" / 0, c, c), linear(vs / "fc" / 2, c, spec.embed_dim)]
         } else {
-            vec![nn::linear(vs / "fc", c, spec.embed_dim, Default::default())]
+            vec![linear(vs / "fc", c, spec.embed_dim)]
         };
         Self { spec, stem, blocks, head }
     }
@@ -252,6 +281,37 @@ mod tests {
         let net = ResNet::new(&vs.root(), EncoderSpec::resnet18_audio());
         let x = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
         assert_eq!(net.features(&x).size(), [2, 512, 2, 2], "2048-d probe features");
+    }
+
+    /// torchvision's names (its resnet18 state dict loads them strictly: crates/eval/tests/
+    /// torch_interop.rs) and PyTorch's default initialisation.
+    #[test]
+    fn torchvision_names_and_pytorch_init() {
+        let vs = VarStore::new(Device::Cpu);
+        let _net = ResNet::new(&vs.root(), EncoderSpec::resnet18_small_images());
+        let vars = vs.variables();
+        for name in [
+            "conv1.weight",
+            "bn1.running_var",
+            "layer1.1.conv2.weight",
+            "layer2.0.downsample.0.weight",
+            "layer4.0.downsample.1.running_mean",
+            "fc.bias",
+        ] {
+            assert!(vars.contains_key(name), "{name} missing; have e.g. {:?}", vars.keys().take(5).collect::<Vec<_>>());
+        }
+        assert!(!vars.contains_key("layer1.0.downsample.0.weight"), "no shortcut conv where the shape is kept");
+        assert_eq!(vars.len(), 62 + 40, "62 parameters and 2 running statistics for each of 20 batch norms");
+        let max = |n: &str| vars[n].abs().max().double_value(&[]);
+        assert!(max("conv1.weight") <= 1.0 / 27f64.sqrt() && max("conv1.weight") > 0.8 / 27f64.sqrt());
+        assert!(max("fc.weight") <= 1.0 / 512f64.sqrt());
+        assert_eq!(vars["bn1.weight"].min().double_value(&[]), 1.0, "batch-norm γ starts at 1");
+
+        let vs = VarStore::new(Device::Cpu);
+        let spec = EncoderSpec { projection_head: true, ..EncoderSpec::small(3, Stem::SmallImage, 4) };
+        let _net = ResNet::new(&vs.root(), spec);
+        let vars = vs.variables();
+        assert!(vars.contains_key("fc.0.weight") && vars.contains_key("fc.2.bias"), "head as nn.Sequential");
     }
 
     #[test]

@@ -219,7 +219,8 @@ pub struct TrainConfig {
     pub view_grid_every: usize,
     /// bf16 autocast of the encoder's forward pass (a CUDA speed option; works on CPU too).
     pub bf16: bool,
-    /// Channels-last memory format for the encoder and its inputs (a CUDA speed option).
+    /// Channels-last memory format for the encoder and its inputs (a speed option; the results
+    /// differ only by float rounding).
     pub channels_last: bool,
 }
 

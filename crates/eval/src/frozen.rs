@@ -7,6 +7,7 @@ use featdrop_contrastive::assembly::{self, Parts};
 use featdrop_contrastive::{Encoder, Trainer};
 use featdrop_core::{DeviceChoice, RunConfig, RunDir, ViewFamily, checkpoint};
 use featdrop_data::MultiTaskDataset;
+use std::path::Path;
 use tch::{Device, Tensor, nn::VarStore};
 
 /// An encoder frozen for evaluation, with the dataset it is evaluated on and the view family the
@@ -81,7 +82,16 @@ impl FrozenRun {
     /// Loads the run in `run`, on `device` when given (otherwise the run's own device choice).
     /// A missing or incomplete run directory is an error naming what is missing and what makes it.
     pub fn load(run: &RunDir, device: Option<DeviceChoice>) -> Result<Self> {
-        run.require(&NEEDED)?;
+        Self::load_with(run, device, None)
+    }
+
+    /// As [`FrozenRun::load`], with the encoder's weights taken from `encoder_weights` when given: a
+    /// safetensors state dict with torchvision's `resnet18` names (see [`crate::interop`]), e.g.
+    /// an encoder trained in PyTorch. Then the run directory needs only its `config.json` (the
+    /// dataset, encoder shape, views and seed); a learned view family still comes from the run's
+    /// last checkpoint, which must exist.
+    pub fn load_with(run: &RunDir, device: Option<DeviceChoice>, encoder_weights: Option<&Path>) -> Result<Self> {
+        run.require(if encoder_weights.is_some() { &NEEDED[..1] } else { &NEEDED })?;
         let mut cfg = RunConfig::from_file(&run.config())?;
         if let Some(d) = device {
             cfg.device = d;
@@ -89,12 +99,36 @@ impl FrozenRun {
         let device = cfg.device.resolve()?;
         let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
         let dir = run.checkpoints();
-        let tag = checkpoint::latest(&dir)?.with_context(|| format!("{} names no checkpoint", dir.display()))?;
-        let (tensors, _state): (_, serde_json::Value) = checkpoint::load(&dir, &tag)?;
-        let loaded: Vec<(String, Tensor)> = tensors.into_iter().map(|(n, t)| (n, t.to_device(device))).collect();
-        let targets = assembly::model_tensors(&enc_vs, views.as_ref());
-        checkpoint::restore_into(&loaded, &targets)
-            .with_context(|| format!("restoring {} from {}", tag, dir.display()))?;
+        let latest = checkpoint::latest(&dir)?;
+        // The view family's learned parameters come from the run's checkpoint; the encoder's too,
+        // unless a torchvision-named weights file replaces them.
+        let (encoder_vars, mut targets): (Vec<_>, Vec<_>) = assembly::model_tensors(&enc_vs, views.as_ref())
+            .into_iter()
+            .partition(|(n, _)| n.starts_with(assembly::ENCODER_PREFIX));
+        let tag = match encoder_weights {
+            Some(file) => {
+                crate::interop::load_torchvision_weights(&enc_vs, file)?;
+                format!("encoder-weights:{}", file.display())
+            }
+            None => {
+                targets.extend(encoder_vars.iter().map(|(n, t)| (n.clone(), t.shallow_clone())));
+                latest.clone().with_context(|| format!("{} names no checkpoint", dir.display()))?
+            }
+        };
+        if !targets.is_empty() {
+            let ckpt = latest.with_context(|| {
+                format!(
+                    "view mode `{}` learns its views, whose weights come from a featdrop checkpoint; {} has none",
+                    cfg.view_mode,
+                    dir.display()
+                )
+            })?;
+            let (tensors, _state): (_, serde_json::Value) = checkpoint::load(&dir, &ckpt)?;
+            let loaded: Vec<(String, Tensor)> = tensors.into_iter().map(|(n, t)| (n, t.to_device(device))).collect();
+            checkpoint::restore_into(&loaded, &targets)
+                .with_context(|| format!("restoring {} from {}", ckpt, dir.display()))?;
+        }
+        targets.extend(encoder_vars);
         for (_, t) in targets {
             // Shallow clones share the variable, so this freezes the viewmaker's parameters too.
             let _ = t.set_requires_grad(false);

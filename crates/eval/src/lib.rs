@@ -11,6 +11,7 @@
 //!   scored on clean inputs and on identity, expert, viewmaker and `dropout:<p>` views; written to
 //!   `destruction.json` and `destruction.png`.
 //! * [`linear`]: the multi-task linear-probe trainer on any feature tensors.
+//! * [`interop`]: encoder weights as torchvision `resnet18` state dicts, both ways.
 //!
 //! Both analyses are resumable per task: a task already in the output file (made the same way)
 //! is kept unless forced.
@@ -62,6 +63,7 @@
 pub mod classifier;
 pub mod destruction;
 pub mod frozen;
+pub mod interop;
 pub mod linear;
 mod pending;
 pub mod probe;

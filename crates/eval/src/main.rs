@@ -1,5 +1,5 @@
 //! `featdrop-eval`: linear probes (`probe`, docs/PROTOCOL.md §5.1) and the label-destruction analysis
-//! (`destruction`, §5.2) of a pretrained run directory.
+//! (`destruction`, §5.2) of a pretrained run directory, and `export` of its encoder for PyTorch.
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -37,11 +37,20 @@ struct Common {
     /// Device: auto, cpu, cuda, cuda:N (default: the run's own choice).
     #[arg(long)]
     device: Option<DeviceChoice>,
+    /// The encoder's weights from this safetensors state dict with torchvision resnet18 names
+    /// (e.g. trained in PyTorch) instead of the run's checkpoint; the run then needs only its
+    /// config.json (dataset, encoder shape, views, seed).
+    #[arg(long, value_name = "FILE")]
+    encoder_weights: Option<PathBuf>,
 }
 
 impl Common {
     fn tasks(&self) -> Option<Vec<String>> {
         (!self.tasks.is_empty()).then(|| self.tasks.clone())
+    }
+
+    fn load(&self) -> Result<FrozenRun> {
+        FrozenRun::load_with(&RunDir::at(&self.run), self.device, self.encoder_weights.as_deref())
     }
 }
 
@@ -85,13 +94,27 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         classifier_cache: Option<std::path::PathBuf>,
     },
+    /// Write a run's encoder as a safetensors state dict with torchvision's resnet18 names, which
+    /// `torchvision.models.resnet18(num_classes=128)` with the small-image stem loads with
+    /// strict=True (README: "Using the weights in PyTorch").
+    Export {
+        /// The run directory (made by featdrop-train).
+        #[arg(long)]
+        run: PathBuf,
+        /// The checkpoint of this epoch (default: the latest).
+        #[arg(long)]
+        epoch: Option<usize>,
+        /// The file to write (e.g. encoder.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn run(cli: &Cli) -> Result<()> {
     let progress = !cli.verbosity.quiet;
     match &cli.command {
         Command::Probe { common, features, epochs } => {
-            let frozen = FrozenRun::load(&RunDir::at(&common.run), common.device)?;
+            let frozen = common.load()?;
             let opts = ProbeOptions {
                 tasks: common.tasks(),
                 features: *features,
@@ -103,7 +126,7 @@ fn run(cli: &Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Destruction { common, epochs, lr, batch_size, width, grid_rows, classifier_cache } => {
-            let frozen = FrozenRun::load(&RunDir::at(&common.run), common.device)?;
+            let frozen = common.load()?;
             let classifier = DestructionConfig { epochs: *epochs, batch_size: *batch_size, lr: *lr, width: *width };
             let opts = DestructionOptions {
                 tasks: common.tasks(),
@@ -115,6 +138,10 @@ fn run(cli: &Cli) -> Result<()> {
             };
             let report = featdrop_eval::run_destruction(&frozen, &opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Export { run, epoch, out } => {
+            let summary = featdrop_eval::interop::export_run(&RunDir::at(run), *epoch, out)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
         }
     }
     Ok(())

@@ -64,9 +64,16 @@ impl Trainer {
                 self.sgd.step();
                 let adam = self.adam.as_mut().expect("checked above");
                 adam.zero_grad();
+                // The viewmaker step needs the gradient through the encoder to the views, not the
+                // encoder's own weight gradients (cleared before they are used): freezing its
+                // parameters for this pass skips computing them, as PyTorch Lightning's optimiser
+                // toggling does in the published code.
+                let encoder_params = self.enc_vs.trainable_variables();
+                encoder_params.iter().for_each(|p| drop(p.set_requires_grad(false)));
                 let (v1, v2) = (self.views.view(&x1, seed(2)), self.views.view(&x2, seed(3)));
                 let vm_loss = self.objective(&v1, &v2);
                 (&vm_loss * -weight).backward();
+                encoder_params.iter().for_each(|p| drop(p.set_requires_grad(true)));
                 self.adam.as_mut().expect("checked above").step();
                 StepLoss { encoder: scalar(&loss), viewmaker: Some(scalar(&vm_loss)) }
             }
