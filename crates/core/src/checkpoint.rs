@@ -62,10 +62,13 @@ pub fn latest(dir: &Path) -> Result<Option<String>> {
     Ok(Some(l.tag))
 }
 
+/// A loaded checkpoint: its tag, its tensors (on the CPU) and its state.
+pub type Loaded<S> = (String, Vec<(String, Tensor)>, S);
+
 /// The newest checkpoint in `dir` that loads: the latest first, then older ones, newest first. A
 /// checkpoint that cannot be read (a truncated file after a crash or a full disk) is skipped with
 /// a warning naming it; `None` when none loads (the run starts over, and says so).
-pub fn load_newest_intact<S: DeserializeOwned>(dir: &Path) -> Result<Option<(String, Vec<(String, Tensor)>, S)>> {
+pub fn load_newest_intact<S: DeserializeOwned>(dir: &Path) -> Result<Option<Loaded<S>>> {
     let mut tags: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
