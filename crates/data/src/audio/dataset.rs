@@ -45,7 +45,7 @@ pub struct AudioConfig {
 
 impl Default for AudioConfig {
     fn default() -> Self {
-        Self { mel: MelConfig::default(), clip_samples: 50_000, noise_peak: 0.05, pair_noise: PairNoise::Shared }
+        Self { mel: MelConfig::default(), clip_samples: 50_000, noise_peak: 0.05, pair_noise: PairNoise::Independent }
     }
 }
 
