@@ -95,8 +95,9 @@ pub struct ImageRecipe {
     pub blur_p: f64,
     /// Blur σ range in pixels, U[lo, hi]: [0.1, 2].
     pub blur_sigma: [f64; 2],
-    /// Odd blur kernel size: 3 (SimCLR's 10% of the image side, for 32×32).
-    pub blur_kernel: i64,
+    /// Blur kernel half-width in units of σ: 3 (a full Gaussian; the odd size 2⌈3σ⌉ + 1 is capped
+    /// at the image size).
+    pub blur_truncate: f64,
     /// Probability of horizontal flip: 0.5.
     pub flip_p: f64,
     /// The final normalisation.
@@ -118,7 +119,7 @@ impl Default for ImageRecipe {
             grayscale_p: 0.2,
             blur_p: 0.5,
             blur_sigma: [0.1, 2.0],
-            blur_kernel: 3,
+            blur_truncate: 3.0,
             flip_p: 0.5,
             normalize: Normalize::default(),
         }
@@ -178,9 +179,9 @@ impl ImageRecipe {
         check_range("hue", [0.0, self.hue], 0.0, 0.5)?;
         check_range("blur_sigma", self.blur_sigma, f64::MIN_POSITIVE, f64::MAX)?;
         ensure!(
-            self.blur_kernel >= 1 && self.blur_kernel % 2 == 1,
-            "field `blur_kernel` = {} must be an odd number >= 1",
-            self.blur_kernel
+            self.blur_truncate.is_finite() && self.blur_truncate > 0.0,
+            "field `blur_truncate` = {} must be a finite number > 0",
+            self.blur_truncate
         );
         self.normalize.validate()
     }
@@ -215,7 +216,7 @@ impl ImageRecipe {
         };
         let x = color_jitter(&x, &params.jitter);
         let x = on_selected(&x, &params.grayscale, |sel, _| grayscale(sel));
-        let x = blur_where(&x, &params.blur, &params.blur_sigma, self.blur_kernel);
+        let x = blur_where(&x, &params.blur, &params.blur_sigma, self.blur_truncate);
         flip_where(&x, &params.flip)
     }
 

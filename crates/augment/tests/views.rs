@@ -135,7 +135,7 @@ fn recipes_parse_with_defaults_and_reject_bad_fields() {
     assert!(serde_json::from_str::<WaveformRecipe>(r#"{"crop": 1}"#).is_err());
     let err = ExpertImage::new(ImageRecipe { jitter_p: 1.5, ..ImageRecipe::default() }).unwrap_err().to_string();
     assert!(err.contains("jitter_p") && err.contains("1.5"), "{err}");
-    assert!(ExpertImage::new(ImageRecipe { blur_kernel: 4, ..ImageRecipe::default() }).is_err());
+    assert!(ExpertImage::new(ImageRecipe { blur_truncate: 0.0, ..ImageRecipe::default() }).is_err());
     assert!(ExpertImage::new(ImageRecipe { crop_scale: [0.5, 0.2], ..ImageRecipe::default() }).is_err());
     assert!(ExpertWaveform::new(WaveformRecipe { crop_fraction: [0.0, 1.0], ..WaveformRecipe::default() }).is_err());
     assert!(ExpertSpectral::new(SpectralRecipe { log_mel_std: 0.0, ..SpectralRecipe::default() }).is_err());

@@ -153,7 +153,7 @@ pub struct DataConfig {
     pub test_size: usize,
     /// Held-out examples for the per-epoch kNN monitor.
     pub monitor_size: usize,
-    /// Audio: how the second view of a pair gets its background noise.
+    /// Audio: how the second view of a pair gets its background noise (published: independent).
     pub pair_noise: PairNoise,
 }
 
@@ -166,7 +166,7 @@ impl Default for DataConfig {
             train_size: 0,
             test_size: 0,
             monitor_size: 1000,
-            pair_noise: PairNoise::Shared,
+            pair_noise: PairNoise::Independent,
         }
     }
 }

@@ -317,14 +317,54 @@ fn glyph_bank(kind: OverlayKind, spec: &DatasetSpec, seeds: &Seeds, sources: &mu
             note_unverified(spec, &found);
             glyphs::mnist_digits(&found)?
         }
-        (OverlayKind::Letters, source) => {
-            let font = spec.font.clone().or_else(|| (source == Source::Real).then(ttf::system_sans).flatten());
-            match font {
-                Some(f) => glyphs::ttf_letters(&f, TTF_VARIANTS, seed)?,
-                None => glyphs::stroke_letters(STROKE_VARIANTS, seed)?,
-            }
-        }
+        // Real letters: one glyph per letter at the published size, never the stroke font.
+        (OverlayKind::Letters, Source::Real) => match spec.font.clone().or_else(ttf::system_sans) {
+            Some(f) => glyphs::published_letters(&f)?,
+            None => bail!(
+                "letters on --source real need an Arial-metric TTF font and none was found (looked at {}); \
+                 install Liberation Sans (Debian: apt-get install fonts-liberation) or pass a font with \
+                 `data.font` in the run config or `--font`",
+                ttf::SYSTEM_SANS.join(", ")
+            ),
+        },
+        (OverlayKind::Letters, Source::Synthetic) => match &spec.font {
+            Some(f) => glyphs::ttf_letters(f, TTF_VARIANTS, seed)?,
+            None => glyphs::stroke_letters(STROKE_VARIANTS, seed)?,
+        },
     };
     sources.push(format!("{}: {} ({} glyphs)", kind.task().name, bank.source, bank.len()));
     Ok(bank)
+}
+
+#[cfg(test)]
+mod letter_tests {
+    use super::*;
+
+    /// Issue 15.7: real letters are one glyph per letter at the published size from a found TTF
+    /// font (capitals of a 12 px em ≈ 8.6–8.8 px tall); with no font the error says where it
+    /// looked and how to pass one. Works whether or not a system font is installed.
+    #[test]
+    fn real_letters_are_one_published_size_glyph_each_or_a_clear_error() {
+        let spec = DatasetSpec { source: Source::Real, ..DatasetSpec::synthetic("photos+letters", 0, 0, 0) };
+        let mut sources = Vec::new();
+        let got = glyph_bank(OverlayKind::Letters, &spec, &Seeds::new(0), &mut sources);
+        match ttf::system_sans() {
+            Some(font) => {
+                let bank = got.unwrap();
+                assert_eq!(bank.len(), 26, "one glyph per letter");
+                assert!(sources[0].contains(&font.display().to_string()) && sources[0].contains("published size"));
+                // Rows the `H` (class 7) inks: a ≈ 8.6 px capital spans 9 or 10 pixel rows (the old
+                // 10.2–12 px glyphs span 11 or more).
+                let rows = bank.glyphs.get(7).amax([1], false).gt(0.1).sum(Kind::Int64).int64_value(&[]);
+                assert!((8..=10).contains(&rows), "`H` spans {rows} rows; the published capitals are ≈ 8.6 px");
+            }
+            None => {
+                let e = got.unwrap_err().to_string();
+                assert!(e.contains(ttf::SYSTEM_SANS[0]) && e.contains("data.font") && e.contains("--font"), "{e}");
+            }
+        }
+        let missing = DatasetSpec { font: Some("/nonexistent/arial.ttf".into()), ..spec };
+        let e = glyph_bank(OverlayKind::Letters, &missing, &Seeds::new(0), &mut sources).unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent/arial.ttf"), "{e:#}");
+    }
 }

@@ -88,6 +88,17 @@ pub fn stroke_letters(per_class: usize, seed: u64) -> Result<GlyphBank> {
 }
 
 /// Capitals rendered from a TTF font: 12×12, `per_class` looks each.
+pub fn published_letters(font: &Path) -> Result<GlyphBank> {
+    let (g, y) = ttf::render_published_letters(font, 12, ttf::PUBLISHED_EM_PX)?;
+    GlyphBank::new(
+        g,
+        y,
+        26,
+        format!("TTF font {} at the published size (12 px em, one glyph per letter)", font.display()),
+    )
+}
+
+/// Letters from a TTF font with size and placement jitter (synthetic source with a font).
 pub fn ttf_letters(font: &Path, per_class: usize, seed: u64) -> Result<GlyphBank> {
     let (g, y) = ttf::render_letters(font, 12, per_class, seed)?;
     GlyphBank::new(g, y, 26, format!("TTF font {}", font.display()))

@@ -8,13 +8,19 @@ use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
-/// System sans-serif fonts tried, in order, when no `--font` is given.
-pub const SYSTEM_SANS: [&str; 4] = [
+/// System sans-serif fonts tried, in order, when no `--font` is given: Liberation Sans first
+/// (metric-compatible with the published Arial; Debian's `fonts-liberation`), DejaVu Sans after.
+pub const SYSTEM_SANS: [&str; 6] = [
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/TTF/LiberationSans-Regular.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
 ];
+
+/// The published letters' font size: Arial at size 12, i.e. a 12 px em (capitals ≈ 8.6 px).
+pub const PUBLISHED_EM_PX: f32 = 12.0;
 
 /// The first installed system sans-serif font, if any.
 pub fn system_sans() -> Option<PathBuf> {
@@ -67,4 +73,42 @@ pub fn render_letters(path: &Path, size: usize, variants: usize, seed: u64) -> R
         }
     }
     Ok((Tensor::from_slice(&cells).view([-1, size as i64, size as i64]), Tensor::from_slice(&labels)))
+}
+
+/// One glyph per capital A–Z at the published size (docs/PROTOCOL.md §2.1): a `em_px` em, no size
+/// jitter, centred on whole pixels in `size`×`size` cells. Returns glyphs `[26, size, size]` and
+/// labels `[26]`.
+pub fn render_published_letters(path: &Path, size: usize, em_px: f32) -> Result<(Tensor, Tensor)> {
+    let font = load_font(path)?;
+    // PIL's size is the em. Rather than rely on how ab_glyph maps a PxScale to the em, measure `H`
+    // in font units and at a probe scale, and pick the scale that makes it em_px · cap/em tall.
+    let em = font.units_per_em().ok_or_else(|| anyhow!("{}: the font has no units per em", path.display()))?;
+    let h = font.glyph_id('H');
+    let cap_units = font.outline(h).map(|o| o.bounds.height().abs()).ok_or_else(|| anyhow!("`H` has no outline"))?;
+    let probe = font.outline_glyph(h.with_scale(PxScale::from(100.0))).ok_or_else(|| anyhow!("`H` has no outline"))?;
+    let scale = PxScale::from(100.0 * (em_px * cap_units / em) / probe.px_bounds().height());
+    let mut cells = Vec::with_capacity(26 * size * size);
+    for class in 0..26u8 {
+        let ch = (b'A' + class) as char;
+        let id = font.glyph_id(ch);
+        ensure!(id.0 != 0, "{}: the font has no glyph for `{ch}`", path.display());
+        let at = font.outline_glyph(id.with_scale(scale)).ok_or_else(|| anyhow!("`{ch}` has no outline"))?;
+        let bb = at.px_bounds();
+        let pos = point(
+            ((size as f32 - bb.width()) / 2.0).round() - bb.min.x,
+            ((size as f32 - bb.height()) / 2.0).round() - bb.min.y,
+        );
+        let g = font.outline_glyph(id.with_scale_and_position(scale, pos)).expect("outline exists");
+        let mut cell = vec![0f32; size * size];
+        let min = g.px_bounds().min;
+        g.draw(|x, y, c| {
+            let (px, py) = (min.x as i64 + x as i64, min.y as i64 + y as i64);
+            if (0..size as i64).contains(&px) && (0..size as i64).contains(&py) {
+                cell[py as usize * size + px as usize] = (c.clamp(0.0, 1.0) * 255.0).round() / 255.0;
+            }
+        });
+        cells.extend(cell);
+    }
+    let labels: Vec<i64> = (0..26).collect();
+    Ok((Tensor::from_slice(&cells).view([26, size as i64, size as i64]), Tensor::from_slice(&labels)))
 }

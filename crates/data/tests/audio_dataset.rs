@@ -77,6 +77,24 @@ fn noise_is_scaled_to_peak_0_05_and_added() {
 }
 
 #[test]
+fn short_clips_start_at_sample_0_in_training_too() {
+    // Every synthetic clip is shorter than the window: whatever the training draw, its speech is the
+    // clip from sample 0, zero-padded at the end (published; before issue 15.4 half of the training
+    // reads placed it at the end).
+    let ds = &*dataset();
+    for seed in [1, 2, 3] {
+        let train = ds.waves(Split::Train, &idx(480), seed).speech;
+        assert_eq!(train.narrow(1, 49_000, 1000).abs().max().double_value(&[]), 0.0, "seed {seed}");
+        let head = train.narrow(1, 0, 5000).abs().amax([1], false);
+        assert!(bool::try_from(head.gt(0.0).all()).unwrap(), "seed {seed}: a clip does not start at 0");
+        if seed > 1 {
+            let first = ds.waves(Split::Train, &idx(480), 1).speech;
+            assert!(train.equal(&first), "seed {seed}: the speech placement changed between reads");
+        }
+    }
+}
+
+#[test]
 fn test_reads_are_fixed_training_reads_vary() {
     let ds = &*dataset();
     let i = idx(32);

@@ -21,6 +21,7 @@ pub fn settings(exp: &Experiment) -> Vec<(String, String)> {
         ("data source", Box::new(cfg("/data/source"))),
         ("train size", Box::new(cfg("/data/train_size"))),
         ("test size", Box::new(cfg("/data/test_size"))),
+        ("audio pair noise", Box::new(|c: &Cell| (c.dataset == "speech+noise").then(|| cfg("/data/pair_noise")(c))?)),
         ("pretraining epochs", Box::new(cfg("/train/epochs"))),
         ("batch size", Box::new(cfg("/train/batch_size"))),
         (

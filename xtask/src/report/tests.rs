@@ -348,3 +348,24 @@ fn every_experiment_gets_its_own_section_and_figures() {
     let js: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(js["experiments"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn settings_show_the_audio_pair_noise() {
+    // Issue 15.1: the pair-noise choice changes what an audio run measures, so the table shows it
+    // (read from each run's config.json); image-only experiments get no such row.
+    let (_t, md, _) = report(WIN);
+    assert!(!md.contains("audio pair noise"), "no audio run, no row");
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    for (mode, noise) in [("expert", "independent"), ("dropout:0.5", "shared")] {
+        run(&runs, "speech+noise", mode, 0, Some((0.5, 0.6)));
+        let cfg = runs.join(EXP).join("speech+noise").join(mode.replace(':', "-")).join("seed-0/config.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        v["data"]["pair_noise"] = noise.into();
+        put(&cfg, &v);
+    }
+    write(&runs, &tmp.path().join("report"), None).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    assert!(md.contains("| audio pair noise | independent / shared (differs across runs) |"), "{md}");
+}

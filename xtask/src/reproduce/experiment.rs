@@ -11,6 +11,7 @@
 //!   "seeds": [0, 1, 2],
 //!   "run": { … },                          // fields of featdrop_core::RunConfig shared by all cells
 //!   "per_dataset": { "speech+noise": { … } },  // further RunConfig fields for one dataset
+//!   "per_cell": { "speech+noise/dropout:0.5": { … } },  // further fields for one dataset/view mode
 //!   "destruction": true,                   // run featdrop-eval destruction per cell
 //!   "destruction_args": ["--epochs", "3"], // extra featdrop-eval destruction arguments
 //!   "theory": ["--seeds", "0,1"],          // extra featdrop-theory sweep arguments (null: no sweep)
@@ -18,7 +19,7 @@
 //! }
 //! ```
 //! The run config of a cell is its dataset's defaults (the catalogue's published values), then
-//! `run`, then `per_dataset[dataset]`, then the cell's dataset, view mode and seed — parsed and
+//! `run`, then `per_dataset[dataset]`, then `per_cell["dataset/view_mode"]`, then the cell's dataset, view mode and seed — parsed and
 //! validated once, by `RunConfig::from_value`, before anything runs. Each binary then gets the
 //! cell's one config file.
 
@@ -44,6 +45,9 @@ pub struct Experiment {
     pub run: Map<String, Value>,
     #[serde(default)]
     pub per_dataset: BTreeMap<String, Map<String, Value>>,
+    /// Further fields for one dataset and view mode, keyed `"dataset/view_mode"`.
+    #[serde(default)]
+    pub per_cell: BTreeMap<String, Map<String, Value>>,
     #[serde(default = "yes")]
     pub destruction: bool,
     #[serde(default)]
@@ -122,6 +126,10 @@ impl Experiment {
                 "{f}: field `per_dataset.{key}` names a dataset that is not in `datasets`"
             );
         }
+        for key in self.per_cell.keys() {
+            let known = self.datasets.iter().any(|d| self.view_modes.iter().any(|m| *key == format!("{d}/{m}")));
+            ensure!(known, "{f}: field `per_cell.{key}` names no dataset/view_mode pair of the grid");
+        }
         for reserved in ["experiment", "dataset", "view_mode", "seed"] {
             ensure!(!self.run.contains_key(reserved), "{f}: field `run.{reserved}` is set by the grid; remove it");
         }
@@ -139,6 +147,9 @@ impl Experiment {
                     let id = format!("{dataset}/{}/seed-{seed}", mode.dir_name());
                     let mut value = Value::Object(self.run.clone());
                     if let Some(extra) = self.per_dataset.get(dataset) {
+                        merge_json(&mut value, &Value::Object(extra.clone()));
+                    }
+                    if let Some(extra) = self.per_cell.get(&format!("{dataset}/{mode}")) {
                         merge_json(&mut value, &Value::Object(extra.clone()));
                     }
                     let cell = serde_json::json!({"experiment": self.name, "dataset": dataset,
@@ -162,6 +173,7 @@ impl Experiment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use featdrop_core::config::PairNoise;
 
     fn write(dir: &Path, v: Value) -> PathBuf {
         let p = dir.join("exp.json");
@@ -189,6 +201,42 @@ mod tests {
         assert_eq!(c.run_dir, Path::new("runs/t/photos/dropout-0.5/seed-1"));
         let on_gpu = exp.cells(Path::new("runs"), Some("cuda:1")).unwrap();
         assert!(on_gpu.iter().all(|c| c.config.device.to_string() == "cuda:1"));
+    }
+
+    #[test]
+    fn audio_pair_noise_is_independent_unless_a_cell_says_shared() {
+        // Published default (issue 15.1): every speech+noise cell re-draws the second view's noise,
+        // except the `+dropout` cell, which needs `shared` and gets it through `per_cell`.
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = base();
+        v["datasets"] = serde_json::json!(["speech+noise"]);
+        v["per_dataset"] = serde_json::json!({});
+        let e = format!(
+            "{:#}",
+            Experiment::load(&write(dir.path(), v.clone())).unwrap().cells(Path::new("r"), None).unwrap_err()
+        );
+        assert!(e.contains("speech+noise/dropout-0.5") && e.contains("data.pair_noise = shared"), "{e}");
+        v["per_cell"] = serde_json::json!({"speech+noise/dropout:0.5": {"data": {"pair_noise": "shared"}}});
+        let cells = Experiment::load(&write(dir.path(), v.clone())).unwrap().cells(Path::new("r"), None).unwrap();
+        for c in &cells {
+            let want = if c.view_mode.dropout.is_some() { PairNoise::Shared } else { PairNoise::Independent };
+            assert_eq!(c.config.data.pair_noise, want, "{}", c.id);
+        }
+        v["per_cell"] = serde_json::json!({"speech+noise/viewmaker": {}});
+        let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
+        assert!(e.contains("`per_cell.speech+noise/viewmaker` names no dataset/view_mode pair"), "{e}");
+    }
+
+    #[test]
+    fn every_experiment_file_of_the_repository_resolves() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        for name in ["smoke", "small", "paper"] {
+            let exp = Experiment::load(&dir.join(format!("{name}.json"))).unwrap();
+            let cells = exp.cells(Path::new("r"), None).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            for c in cells.iter().filter(|c| c.dataset == "speech+noise" && c.view_mode.dropout.is_none()) {
+                assert_eq!(c.config.data.pair_noise, PairNoise::Independent, "{name}: {}", c.id);
+            }
+        }
     }
 
     #[test]

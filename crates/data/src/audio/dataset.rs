@@ -45,7 +45,7 @@ pub struct AudioConfig {
 
 impl Default for AudioConfig {
     fn default() -> Self {
-        Self { mel: MelConfig::default(), clip_samples: 50_000, noise_peak: 0.05, pair_noise: PairNoise::Shared }
+        Self { mel: MelConfig::default(), clip_samples: 50_000, noise_peak: 0.05, pair_noise: PairNoise::Independent }
     }
 }
 
@@ -210,13 +210,15 @@ impl SpeechNoiseDataset {
         }
     }
 
-    /// Speech crops `[B, clip]`: the clip's first `clip` samples (padded at the end) or, where
-    /// `from_end`, its last `clip` samples (padded at the start).
+    /// Speech crops `[B, clip]`: the clip's first `clip` samples or, where `from_end` and the clip
+    /// is longer than the window, its last `clip` samples. A clip shorter than the window always
+    /// starts at sample 0 and is zero-padded at the end, as published (docs/PROTOCOL.md §2.2).
     fn speech(&self, split: Split, idx: &Tensor, from_end: &Tensor) -> Tensor {
         let sp = self.split(split);
         let clip = self.config.clip_samples;
         let len = sp.lengths.index_select(0, idx).unsqueeze(1);
-        let start = (&len - clip).where_self(&from_end.unsqueeze(1), &len.zeros_like());
+        let crop_end = from_end.unsqueeze(1).logical_and(&len.gt(clip));
+        let start = (&len - clip).where_self(&crop_end, &len.zeros_like());
         let pos = Tensor::arange(clip, (Kind::Int64, self.device)).unsqueeze(0) + start;
         let valid = pos.ge(0).logical_and(&pos.lt_tensor(&len));
         let at = (pos.clamp_min(0) + sp.offsets.index_select(0, idx).unsqueeze(1)).clamp(0, sp.flat.size()[0] - 1);
