@@ -201,7 +201,8 @@ fn results_json_holds_the_same_numbers() {
     assert_eq!(failed["id"], "photos+shapes/viewmaker/seed-0");
     let c = cells.iter().find(|c| c["id"] == "photos+digits/expert/seed-1").unwrap();
     assert_eq!(c["probe"]["digit"], 0.92);
-    assert_eq!(c["destruction"]["photo"]["families"]["expert"], 0.12);
+    // A computed rate (1 − 0.88 / 1.0): equal to the float rounding, which results.json keeps exactly.
+    assert!((c["destruction"]["photo"]["families"]["expert"].as_f64().unwrap() - 0.12).abs() < 1e-12);
     assert_eq!(c["knn"]["digit"], 0.8);
     assert_eq!(c["final_loss"], 4.0);
     assert_eq!(c["seconds"], 20.0);
