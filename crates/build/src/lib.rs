@@ -38,6 +38,12 @@ pub fn link_torch() {
 /// such a build. Quiet when no libtorch is set up: then nothing links it.
 pub fn torch_rpath() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
+    if let Some(root) = std::env::var_os("LIBTORCH") {
+        // `cargo xtask` builds xtask before `.libtorch/` exists (setup makes it), with the same
+        // LIBTORCH value as later builds: watching the folder makes this script run again once
+        // it appears, instead of keeping an output without the rpath.
+        println!("cargo:rerun-if-changed={}", Path::new(&root).join("lib").display());
+    }
     if let Some(lib) = torch_lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     }
