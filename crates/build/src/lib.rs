@@ -38,14 +38,17 @@ pub fn link_torch() {
 /// such a build. Quiet when no libtorch is set up: then nothing links it.
 pub fn torch_rpath() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    if let Some(root) = std::env::var_os("LIBTORCH") {
-        // `cargo xtask` builds xtask before `.libtorch/` exists (setup makes it), with the same
-        // LIBTORCH value as later builds: watching the folder makes this script run again once
-        // it appears, instead of keeping an output without the rpath.
-        println!("cargo:rerun-if-changed={}", Path::new(&root).join("lib").display());
-    }
-    if let Some(lib) = torch_lib_dir() {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    match torch_lib_dir() {
+        Some(lib) => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display()),
+        None => {
+            // `cargo xtask` builds xtask before `.libtorch/` exists (set-up makes it), with the
+            // same LIBTORCH value as later builds. Watching the folder that will hold the link (a
+            // missing one counts as changed, and set-up creates it new) runs this script again
+            // once it exists, instead of keeping an output without the rpath.
+            if let Some(parent) = std::env::var_os("LIBTORCH").as_deref().map(Path::new).and_then(Path::parent) {
+                println!("cargo:rerun-if-changed={}", parent.display());
+            }
+        }
     }
 }
 
