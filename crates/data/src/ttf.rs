@@ -59,16 +59,7 @@ pub fn render_letters(path: &Path, size: usize, variants: usize, seed: u64) -> R
                 ox + (size as f32 - bb.width()) / 2.0 - bb.min.x,
                 oy + (size as f32 - bb.height()) / 2.0 - bb.min.y,
             );
-            let g = font.outline_glyph(id.with_scale_and_position(scale, pos)).expect("outline exists");
-            let mut cell = vec![0f32; size * size];
-            let min = g.px_bounds().min;
-            g.draw(|x, y, c| {
-                let (px, py) = (min.x as i64 + x as i64, min.y as i64 + y as i64);
-                if (0..size as i64).contains(&px) && (0..size as i64).contains(&py) {
-                    cell[py as usize * size + px as usize] = (c.clamp(0.0, 1.0) * 255.0).round() / 255.0;
-                }
-            });
-            cells.extend(cell);
+            cells.extend(raster(&font, id.with_scale_and_position(scale, pos), size));
             labels.push(class as i64);
         }
     }
@@ -98,17 +89,23 @@ pub fn render_published_letters(path: &Path, size: usize, em_px: f32) -> Result<
             ((size as f32 - bb.width()) / 2.0).round() - bb.min.x,
             ((size as f32 - bb.height()) / 2.0).round() - bb.min.y,
         );
-        let g = font.outline_glyph(id.with_scale_and_position(scale, pos)).expect("outline exists");
-        let mut cell = vec![0f32; size * size];
-        let min = g.px_bounds().min;
-        g.draw(|x, y, c| {
-            let (px, py) = (min.x as i64 + x as i64, min.y as i64 + y as i64);
-            if (0..size as i64).contains(&px) && (0..size as i64).contains(&py) {
-                cell[py as usize * size + px as usize] = (c.clamp(0.0, 1.0) * 255.0).round() / 255.0;
-            }
-        });
-        cells.extend(cell);
+        cells.extend(raster(&font, id.with_scale_and_position(scale, pos), size));
     }
     let labels: Vec<i64> = (0..26).collect();
     Ok((Tensor::from_slice(&cells).view([26, size as i64, size as i64]), Tensor::from_slice(&labels)))
+}
+
+/// Coverage of a positioned glyph in a `size`×`size` cell, quantised to 8 bits as a PNG keeps it;
+/// what falls outside the cell is cut.
+fn raster(font: &impl Font, glyph: ab_glyph::Glyph, size: usize) -> Vec<f32> {
+    let g = font.outline_glyph(glyph).expect("outline exists");
+    let mut cell = vec![0f32; size * size];
+    let min = g.px_bounds().min;
+    g.draw(|x, y, c| {
+        let (px, py) = (min.x as i64 + x as i64, min.y as i64 + y as i64);
+        if (0..size as i64).contains(&px) && (0..size as i64).contains(&py) {
+            cell[py as usize * size + px as usize] = (c.clamp(0.0, 1.0) * 255.0).round() / 255.0;
+        }
+    });
+    cell
 }
