@@ -15,9 +15,12 @@ Images are random 32×32 colour pictures with a 10×10 digit-like glyph pasted a
 published places: the cost of a step does not depend on what the pixels show.
 
 Prints one JSON line per configuration: {"config", "pairs_per_s", "steps", "batch", "threads", ...}.
+With --trace, the timed steps run under torch.profiler and its Chrome trace is saved, for the
+per-op comparison of `cargo xtask bench reference --profile`.
 """
 
 import argparse
+import contextlib
 import json
 import time
 
@@ -27,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 from PIL import Image
+from torch.profiler import ProfilerActivity, profile
 from torchvision import transforms
 
 MEAN, STD = (0.491, 0.482, 0.446), (0.247, 0.243, 0.261)
@@ -153,7 +157,7 @@ def simclr_loss(z1, z2, t=0.07):
     return (torch.logsumexp(logits, 1) - positive - np.log(2 * a.shape[0])).mean()
 
 
-def run(name, steps, device):
+def run(name, steps, device, trace=None):
     arch, width, vm_width, batch = CONFIGS[name]
     torch.manual_seed(0)
     data = OverlaidPhotos(batch * (steps + 1), expert=vm_width is None)
@@ -197,11 +201,18 @@ def run(name, steps, device):
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     step(next(it))  # warm-up: allocator, oneDNN/cuDNN kernel choice
     sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(next(it))  # data loading and views are part of the step, as in the published loop
-    sync()
-    seconds = time.perf_counter() - start
+    profiler = contextlib.nullcontext()
+    if trace is not None:  # the same (Kineto) profiler featdrop's bench drives through libtorch
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+        profiler = profile(activities=activities)
+    with profiler as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(next(it))  # data loading and views are part of the step, as in the published loop
+        sync()
+        seconds = time.perf_counter() - start
+    if trace is not None:
+        prof.export_chrome_trace(trace)
     return {"impl": "pytorch", "config": name, "pairs_per_s": batch * steps / seconds, "steps": steps,
             "batch": batch, "seconds": seconds, "threads": torch.get_num_threads(), "device": device,
             "torch": torch.__version__, "torchvision": torchvision.__version__}
@@ -212,9 +223,13 @@ def main():
     p.add_argument("--config", action="append", choices=sorted(CONFIGS), help="repeatable; default: all")
     p.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--trace", help="profile the timed steps and save a Chrome trace here (one --config)")
     args = p.parse_args()
-    for name in args.config or list(CONFIGS):
-        print(json.dumps(run(name, args.steps, args.device)), flush=True)
+    names = args.config or list(CONFIGS)
+    if args.trace and len(names) != 1:
+        p.error("--trace takes exactly one --config")
+    for name in names:
+        print(json.dumps(run(name, args.steps, args.device, args.trace)), flush=True)
 
 
 if __name__ == "__main__":

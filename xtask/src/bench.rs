@@ -3,6 +3,8 @@
 //! prints the ratio, plus one JSON line for other tools. `reference` measures featdrop's training
 //! step against the published pipeline rebuilt in PyTorch (benches/reference/simclr_reference.py).
 
+mod trace;
+
 use crate::{libtorch, paths, pytorch};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
@@ -20,10 +22,11 @@ pub const BENCHES: [(&str, &str, &str, &str); 4] = [
 /// `--config` of the PyTorch script.
 pub const REFERENCE_CONFIGS: [&str; 4] = ["paper-expert", "paper-alternating", "small-expert", "small-alternating"];
 
-pub fn run(which: &str, device: &str) -> Result<()> {
+pub fn run(which: &str, device: &str, profile: bool) -> Result<()> {
     if which == "reference" {
-        return reference(device);
+        return reference(device, profile);
     }
+    ensure!(!profile, "--profile goes with `bench reference` only");
     let selected: Vec<_> = BENCHES.iter().filter(|b| which == "all" || b.0 == which).collect();
     ensure!(
         !selected.is_empty(),
@@ -72,8 +75,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// interleaved (featdrop first on even repetitions, PyTorch first on odd ones) so that a change in
 /// the machine's load falls on both. `FEATDROP_BENCH_STEPS` (timed steps per measurement, default 2
 /// on the CPU, 5 on CUDA), `FEATDROP_BENCH_REPS` (default 1) and `FEATDROP_BENCH_CONFIGS`
-/// (comma-separated subset) shape it.
-fn reference(device: &str) -> Result<()> {
+/// (comma-separated subset) shape it. With `profile`, each configuration is then run once more on
+/// both sides under libtorch's profiler and compared op by op ([`trace::print_comparison`]).
+fn reference(device: &str, profile: bool) -> Result<()> {
     let lt = libtorch::setup()?;
     let python = pytorch::python(&lt)?;
     pytorch::ensure(&python, &[("numpy", "numpy"), ("PIL", "pillow"), ("torchvision", pytorch::TORCHVISION)])?;
@@ -98,20 +102,27 @@ fn reference(device: &str) -> Result<()> {
     build.args(["bench", "-q", "-p", "featdrop-contrastive", "--bench", "train", "--no-run"]);
     ensure!(build.status()?.success(), "building the train bench failed");
 
-    let featdrop = |config: &str| -> Result<(f64, f64)> {
+    let trace_dir = paths::repo_root().join("target/bench-traces");
+    let featdrop = |config: &str, traced: bool| -> Result<(f64, f64)> {
         let mut cmd = paths::cargo(&lt.root);
         cmd.args(["bench", "-q", "-p", "featdrop-contrastive", "--bench", "train", "--", device]);
         cmd.env("FEATDROP_DEVICE", device)
             .env("FEATDROP_BENCH_CASES", config)
             .env("FEATDROP_BENCH_STEPS", steps.to_string());
+        if traced {
+            cmd.env("FEATDROP_BENCH_TRACE", &trace_dir);
+        }
         let load = load_average();
         let v = json_line(cmd, &format!("featdrop's train bench ({config})"))?;
         let r = v["pairs_per_s"][config].as_f64().with_context(|| format!("no pairs_per_s.{config} in {v}"))?;
         Ok((r, load))
     };
-    let pytorch = |config: &str| -> Result<(f64, f64)> {
+    let pytorch = |config: &str, traced: bool| -> Result<(f64, f64)> {
         let mut cmd = Command::new(&python);
         cmd.arg(&script).args(["--config", config, "--steps", &steps.to_string(), "--device", device]);
+        if traced {
+            cmd.arg("--trace").arg(trace_dir.join(format!("pytorch-{config}.json")));
+        }
         let load = load_average();
         let v = json_line(cmd, &format!("the PyTorch pipeline ({config})"))?;
         Ok((v["pairs_per_s"].as_f64().with_context(|| format!("no pairs_per_s in {v}"))?, load))
@@ -124,11 +135,11 @@ fn reference(device: &str) -> Result<()> {
         let (mut ours, mut theirs, mut loads) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..reps {
             let (a, b) = if rep % 2 == 0 {
-                let a = featdrop(config)?;
-                (a, pytorch(config)?)
+                let a = featdrop(config, false)?;
+                (a, pytorch(config, false)?)
             } else {
-                let b = pytorch(config)?;
-                (featdrop(config)?, b)
+                let b = pytorch(config, false)?;
+                (featdrop(config, false)?, b)
             };
             eprintln!(
                 "  {config} rep {rep}: featdrop {:.2}, PyTorch {:.2} pairs/s (load {:.1}/{:.1})",
@@ -148,5 +159,22 @@ fn reference(device: &str) -> Result<()> {
         );
     }
     println!("{}", json!({"bench": "reference", "device": device, "steps": steps, "reps": reps, "configs": record}));
+    if profile {
+        std::fs::create_dir_all(&trace_dir).with_context(|| format!("creating {}", trace_dir.display()))?;
+        let mut profiles = serde_json::Map::new();
+        for config in &configs {
+            featdrop(config, true)?;
+            pytorch(config, true)?;
+            let ours = trace::op_times(&trace_dir.join(format!("featdrop-{config}.json")))?;
+            let theirs = trace::op_times(&trace_dir.join(format!("pytorch-{config}.json")))?;
+            // ResNet-18 on 32×32 costs ≈ 0.56 GFLOP per image forward and ≈ 3× that to train; the
+            // expert step trains on both views of each pair. (The viewmaker steps' arithmetic is not
+            // tallied.)
+            let gflop = (config == "paper-expert").then_some(0.56 * 3.0 * 2.0 * 256.0);
+            profiles.insert(config.clone(), trace::print_comparison(config, (&ours, &theirs), steps, 15, gflop));
+        }
+        eprintln!("traces (open in chrome://tracing or Perfetto): {}", trace_dir.display());
+        println!("{}", json!({"bench": "reference-profile", "device": device, "steps": steps, "configs": profiles}));
+    }
     Ok(())
 }

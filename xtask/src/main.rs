@@ -78,6 +78,11 @@ enum Cmd {
         /// Device: cpu, cuda, cuda:N (cuda without a usable GPU is an error).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// With `reference`: then profile one more run of each configuration on both sides with
+        /// libtorch's profiler and print where each step's time goes, op by op (traces are kept in
+        /// target/bench-traces/).
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -88,7 +93,7 @@ fn main() {
         Cmd::Doctor { json } => doctor::run(json),
         Cmd::Test { no_lint, cargo_args } => test::run(!no_lint, &cargo_args),
         Cmd::Fetch(args) => fetch::run(&args),
-        Cmd::Bench { which, device } => bench::run(&which, &device),
+        Cmd::Bench { which, device, profile } => bench::run(&which, &device, profile),
         Cmd::Reproduce(args) => reproduce::run(&args),
         Cmd::Cell(args) => reproduce::cell::run_cell(&args),
         Cmd::Report { runs, out, experiment } => report::write(&runs, &out, experiment.as_deref()),

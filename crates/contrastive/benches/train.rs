@@ -9,7 +9,8 @@
 //! case names) runs only those cases (`cargo xtask bench reference` runs them one at a time,
 //! interleaved with the PyTorch pipeline's). `FEATDROP_BENCH_CHANNELS_LAST=0|1` overrides the
 //! encoder's memory layout; `FEATDROP_BENCH_PROFILE=1` times the phases of the expert cases' steps
-//! instead.
+//! instead; `FEATDROP_BENCH_TRACE=DIR` runs the timed steps under libtorch's profiler and saves
+//! `DIR/featdrop-<case>.json` (a Chrome trace).
 
 use featdrop_contrastive::optim::Sgd;
 use featdrop_contrastive::{Encoder, ResNet, Trainer, simclr_published};
@@ -93,7 +94,15 @@ fn measure(case: &Case, device: DeviceChoice, steps: usize) -> anyhow::Result<f6
     let dir = tempfile::tempdir()?;
     let mut trainer = Trainer::from_config(config(case, device), RunDir::at(dir.path()))?;
     trainer.time_steps(1); // warm-up: allocator, cuDNN autotuning
-    Ok(trainer.time_steps(steps))
+    match std::env::var_os("FEATDROP_BENCH_TRACE") {
+        // libtorch's profiler over the timed steps, saved as a Chrome trace (`cargo xtask bench
+        // reference --profile` compares it op by op with the PyTorch pipeline's).
+        Some(trace_dir) => {
+            let trace = std::path::Path::new(&trace_dir).join(format!("featdrop-{}.json", case.name));
+            featdrop_torch_ext::profile(&trace, device.resolve()?.is_cuda(), || trainer.time_steps(steps))
+        }
+        None => Ok(trainer.time_steps(steps)),
+    }
 }
 
 /// Where an expert step's time goes (`FEATDROP_BENCH_PROFILE=1`): the trainer's step for fixed

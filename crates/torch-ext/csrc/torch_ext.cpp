@@ -1,5 +1,5 @@
-// C shim over the parts of libtorch that tch 0.24 does not bind: memory formats and the
-// autocast state. Every entry point catches all C++ exceptions and reports them as a
+// C shim over the parts of libtorch that tch 0.24 does not bind: memory formats, the
+// autocast state and the (Kineto) profiler. Every entry point catches all C++ exceptions and reports them as a
 // heap-allocated message (freed by `fdx_free_error`), because unwinding across the FFI
 // boundary into Rust is undefined behaviour. A null return means success.
 //
@@ -9,10 +9,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <set>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -127,6 +130,32 @@ char* fdx_autocast_exit(int device, int prev_enabled, int prev_dtype, int prev_c
     at::autocast::set_autocast_enabled(dt, prev_enabled != 0);
     at::autocast::set_autocast_dtype(dt, static_cast<at::ScalarType>(prev_dtype));
     at::autocast::set_autocast_cache_enabled(prev_cache != 0);
+  });
+}
+
+// The profiler torch.profiler drives from Python, driven from here instead, so that featdrop's
+// step and the PyTorch pipeline's are profiled by the same code and saved in the same Chrome-trace
+// format (`cargo xtask bench reference --profile` compares them op by op).
+char* fdx_profiler_start(int with_cuda) {
+  return guarded([&] {
+    using namespace torch::profiler::impl;
+    ProfilerConfig config(ProfilerState::KINETO);
+    std::set<ActivityType> activities{ActivityType::CPU};
+    if (with_cuda != 0) {
+      activities.insert(ActivityType::CUDA);
+    }
+    torch::autograd::profiler::prepareProfiler(config, activities);
+    torch::autograd::profiler::enableProfiler(config, activities);
+  });
+}
+
+char* fdx_profiler_stop(const char* trace_path) {
+  return guarded([&] {
+    auto result = torch::autograd::profiler::disableProfiler();
+    if (!result) {
+      throw std::runtime_error("the profiler was not running");
+    }
+    result->save(trace_path);
   });
 }
 

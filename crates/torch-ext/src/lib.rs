@@ -1,6 +1,6 @@
 //! What tch 0.24 does not bind but featdrop's trainer needs (docs/PROTOCOL.md §4: "bf16 autocast and
 //! channels-last as options on CUDA"): the channels-last memory format and autocast with an
-//! explicit dtype.
+//! explicit dtype; and libtorch's profiler, for benchmarks ([`profile`]).
 //!
 //! A small C++ shim (`csrc/torch_ext.cpp`, compiled by `build.rs` against `$LIBTORCH/include`)
 //! calls libtorch directly; every C++ exception is caught there and comes back as an
@@ -38,8 +38,13 @@ mod ffi {
             prev_dtype: c_int,
             prev_cache: c_int,
         ) -> *mut c_char;
+        pub fn fdx_profiler_start(with_cuda: c_int) -> *mut c_char;
+        pub fn fdx_profiler_stop(trace_path: *const c_char) -> *mut c_char;
     }
 }
+
+mod profile;
+pub use profile::profile;
 
 /// Turns the shim's error convention (null = success, else a malloc'd message) into a `Result`.
 fn check(err: *mut c_char) -> Result<()> {

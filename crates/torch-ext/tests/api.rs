@@ -203,3 +203,28 @@ fn cuda_autocast_and_channels_last_when_available() {
     let cpu = Tensor::randn([4, 4], (Kind::Float, Device::Cpu));
     assert_eq!(with_autocast(dev, Kind::BFloat16, || cpu.matmul(&cpu).kind()).unwrap(), Kind::Float);
 }
+
+#[test]
+fn the_profiler_records_each_op_run_inside_it_and_nothing_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    let a = Tensor::ones([64, 64], (Kind::Float, Device::Cpu));
+    let _before = a.sin(); // outside the profile: must not appear in it
+    let out = featdrop_torch_ext::profile(&trace, false, || a.matmul(&a).sum(Kind::Float).double_value(&[])).unwrap();
+    assert_eq!(out, 64.0 * 64.0 * 64.0);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let ops: Vec<&str> = json["traceEvents"]
+        .as_array()
+        .expect("a Chrome trace has traceEvents")
+        .iter()
+        .filter(|e| e["cat"] == "cpu_op")
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(ops.contains(&"aten::matmul") && ops.contains(&"aten::sum"), "ops recorded: {ops:?}");
+    assert!(!ops.contains(&"aten::sin"), "an op run before the profile started was recorded: {ops:?}");
+    // A second profile can follow the first (the profiler was switched off), and a bad path is
+    // an error naming it, with the profiler left off again.
+    let err = featdrop_torch_ext::profile(&dir.path().join("no/such/folder/t.json"), false, || ()).unwrap_err();
+    assert!(format!("{err:#}").contains("no/such/folder"), "{err:#}");
+    let _ = featdrop_torch_ext::profile(&trace, false, || a.cos()).unwrap();
+}

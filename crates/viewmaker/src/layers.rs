@@ -20,12 +20,11 @@ impl InstanceNorm {
         Self { weight: vs.ones("weight", &[channels]), bias: vs.zeros("bias", &[channels]) }
     }
 
+    /// `(x − mean) / √(var + 1e-5) · γ + β` with the biased variance, per example and channel —
+    /// libtorch's own instance norm (as `nn.InstanceNorm2d(affine=True)`), whose fused kernels take
+    /// a fraction of the time of the same formula written as separate ops, forward and backward.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let dims = [2i64, 3].as_slice();
-        let mean = x.mean_dim(dims, true, x.kind());
-        let var = x.var_dim(dims, false, true);
-        let y = (x - mean) / (var + 1e-5).sqrt();
-        y * self.weight.view([1, -1, 1, 1]) + self.bias.view([1, -1, 1, 1])
+        x.instance_norm(Some(&self.weight), Some(&self.bias), None, None, true, 0.1, 1e-5, true)
     }
 }
 
@@ -67,5 +66,30 @@ impl ResBlock {
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x + self.norm.forward(&reflect_conv(&self.conv, &self.first.forward(x), 3))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn instance_norm_is_the_per_example_per_channel_formula_with_the_biased_variance() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let norm = InstanceNorm::new(&vs.root(), 4);
+        tch::no_grad(|| {
+            let _ = norm.weight.shallow_clone().uniform_(0.5, 2.0);
+            let _ = norm.bias.shallow_clone().uniform_(-1.0, 1.0);
+        });
+        let x = Tensor::randn([3, 4, 5, 6], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+        let dims = [2i64, 3].as_slice();
+        let mean = x.mean_dim(dims, true, Kind::Float);
+        let var = x.var_dim(dims, false, true);
+        let expected =
+            (&x - mean) / (var + 1e-5).sqrt() * norm.weight.view([1, -1, 1, 1]) + norm.bias.view([1, -1, 1, 1]);
+        let diff = (norm.forward(&x) - expected).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max difference {diff}");
     }
 }
