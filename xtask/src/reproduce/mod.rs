@@ -254,6 +254,10 @@ fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
         // overrides it.
         vec!["featdrop-eval".into(), "probe".into(), "-q".into(), "--run".into(), run.clone()],
     ];
+    // The earlier checkpoints the run keeps (the published probe epochs at paper scale) are probed too.
+    for e in cells::earlier_kept_epochs(c) {
+        s.push(["featdrop-eval", "probe", "-q", "--run", &run, "--epoch", &e.to_string()].map(String::from).to_vec());
+    }
     if exp.destruction {
         let mut d: Vec<String> = vec!["featdrop-eval".into(), "destruction".into(), "-q".into(), "--run".into(), run];
         // The view modes of a dataset share its task classifiers: trained once per experiment.
