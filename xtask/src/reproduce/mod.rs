@@ -180,14 +180,17 @@ fn choose_experiment(args: &ReproduceArgs, bins: &Bins) -> Result<(PathBuf, Stri
         .context("running featdrop-doctor to pick the scale (or pass --scale)")?;
     let report: Value = serde_json::from_slice(&doctor.stdout).unwrap_or(Value::Null);
     let cuda = report["cuda_usable"].as_bool().unwrap_or(false);
-    let raw = paths::repo_root().join("data/raw");
-    let real = raw.join("cifar-10-batches-bin/test_batch.bin").exists() && raw.join("mnist").is_dir();
-    Ok(match (cuda, real) {
+    let missing = crate::fetch::missing_real_data(&paths::repo_root().join("data/raw"));
+    Ok(match (cuda, missing.is_empty()) {
         (true, true) => (file("paper"), "scale `paper`: CUDA is usable and the real data is in data/raw".into()),
         (false, _) => (file("small"), "scale `small`: CUDA is not usable here (pass --scale to choose)".into()),
-        (true, false) => {
-            (file("small"), "scale `small`: CUDA is usable but the real data is missing (cargo xtask fetch)".into())
-        }
+        (true, false) => (
+            file("small"),
+            format!(
+                "scale `small`: CUDA is usable but real data is missing: {} (cargo xtask fetch)",
+                missing.join("; ")
+            ),
+        ),
     })
 }
 
