@@ -443,3 +443,154 @@ fn unknown_dataset_and_bad_manifest_are_clear_errors() {
     let (ok, text) = fetch(&manifest, tmp.path(), &[]);
     assert!(!ok && text.contains("manifest.json") && text.contains("datasets.mnist"), "{text}");
 }
+
+// ---- audio (issue 15.10) ----
+
+/// A manifest of one dataset `id` with `files`, landing in `--out/<dir>`.
+fn manifest_of(dir: &Path, id: &str, ds_dir: &str, files: Vec<serde_json::Value>) -> PathBuf {
+    let ds = serde_json::json!({"description": "test", "licence": "test licence", "citation": "test", "dir": ds_dir, "files": files});
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, serde_json::json!({"version": 1, "datasets": {id: ds}}).to_string()).unwrap();
+    path
+}
+
+/// A mono 16-bit WAV of `n` samples at `rate` Hz, in memory.
+fn wav_bytes(rate: u32, n: usize, seed: i16) -> Vec<u8> {
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
+    for i in 0..n {
+        w.write_sample(seed.wrapping_mul(31).wrapping_add(i as i16)).unwrap();
+    }
+    w.finalize().unwrap();
+    buf.into_inner()
+}
+
+const NOISE: [(&str, &str); 3] = [
+    ("babble.wav", "noisedata/BabbleNoise/Babble1.wav"),
+    ("traffic.wav", "noisedata/DrivingcarNoise/Traffic10.wav"),
+    ("machinery.wav", "noisedata/MachineryNoise/Machinery1.wav"),
+];
+
+/// The published recordings' layout: raw files of a repository at a commit, fetched under the names
+/// the audio loader reads (`audio/noise/babble.wav`, …), each checked against its sha256; from the
+/// URLs, then from a local folder mirror such as a copy of the three files.
+#[test]
+fn noise_recordings_land_where_the_audio_loader_reads_them() {
+    let recordings: Vec<Vec<u8>> = (0..3).map(|i| wav_bytes(44_100, 300 + i * 10, i as i16)).collect();
+    let commit = "repo/c30b72a";
+    let served: Vec<(String, &[u8])> =
+        NOISE.iter().zip(&recordings).map(|((_, path), data)| (format!("{commit}/{path}"), &data[..])).collect();
+    let srv = Server::start(&served.iter().map(|(p, d)| (p.as_str(), *d)).collect::<Vec<_>>());
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = |url: &dyn Fn(&str) -> String| -> Vec<serde_json::Value> {
+        NOISE
+            .iter()
+            .zip(&recordings)
+            .map(|((name, path), d)| serde_json::json!({"name": name, "url": url(path), "size": d.len(), "sha256": sha(d)}))
+            .collect()
+    };
+    let manifest =
+        manifest_of(tmp.path(), "noise", "audio/noise", entries(&|p: &str| srv.url(&format!("{commit}/{p}"))));
+    let out = tmp.path().join("raw");
+    let (ok, text) = fetch(&manifest, &out, &["noise"]);
+    assert!(ok, "{text}");
+    for ((name, _), data) in NOISE.iter().zip(&recordings) {
+        assert_eq!(&std::fs::read(out.join("audio/noise").join(name)).unwrap(), data, "{name}");
+    }
+    assert_eq!(text.matches("verified by archive sha256").count(), 3, "{text}");
+
+    // A folder holding the three files under the loader's names (as ../shared/data/noise does).
+    let mirror = tmp.path().join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    for ((name, _), data) in NOISE.iter().zip(&recordings) {
+        std::fs::write(mirror.join(name), data).unwrap();
+    }
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let manifest = manifest_of(tmp.path(), "noise", "audio/noise", entries(&|p: &str| format!("http://{dead}/{p}")));
+    let out2 = tmp.path().join("raw2");
+    let (ok, text) = fetch(&manifest, &out2, &["noise", "--mirror", mirror.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert_eq!(std::fs::read(out2.join("audio/noise/traffic.wav")).unwrap(), recordings[1]);
+    // A recording that is not the published one is refused, whatever its name.
+    std::fs::write(mirror.join("machinery.wav"), &recordings[0]).unwrap();
+    let (ok, text) = fetch(&manifest, &tmp.path().join("raw3"), &["noise", "--mirror", mirror.to_str().unwrap()]);
+    assert!(!ok && text.contains("machinery.wav from") && text.contains("failed verification"), "{text}");
+}
+
+/// A GitHub branch archive of an AudioMNIST-like repository: `top/data/<speaker>/<d>_<speaker>_<i>.wav`
+/// plus files outside data/. `wrong` moves one file into another speaker's folder.
+fn audiomnist_tar_gz(speakers: usize, per_speaker: usize, rate: u32, wrong: bool) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: String, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add("AudioMNIST-master/README.md".into(), b"# AudioMNIST");
+    add("AudioMNIST-master/data/audioMNIST_meta.txt".into(), b"{}");
+    for s in 1..=speakers {
+        for i in 0..per_speaker {
+            let folder = if wrong && s == 1 && i == 0 { 2 } else { s };
+            let data = wav_bytes(rate, 20, (s * 10 + i) as i16);
+            add(format!("AudioMNIST-master/data/{folder:02}/{}_{s:02}_{i}.wav", i % 10), &data);
+        }
+    }
+    gzip(&b.into_inner().unwrap(), 6)
+}
+
+fn audiomnist_manifest(dir: &Path, url: &str) -> PathBuf {
+    let entry = serde_json::json!({"name": "AudioMNIST-master.tar.gz", "url": url,
+        "extract": {"dir": "data", "from": "AudioMNIST-master/data", "audiomnist": {"speakers": 2, "wavs": 6}}});
+    manifest_of(dir, "audiomnist", "audio", vec![entry])
+}
+
+/// No checksum can be pinned for a branch archive: its data/ folder alone is unpacked and checked by
+/// structure (speaker folders, file count, names, 48 kHz), the command says so, and a second run
+/// finds it in place. Counts come from the test's manifest; the real ones are the defaults.
+#[test]
+fn audiomnist_is_unpacked_and_verified_by_structure() {
+    let tgz = audiomnist_tar_gz(2, 3, 48_000, false);
+    let srv = Server::start(&[("AudioMNIST-master.tar.gz", &tgz)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = audiomnist_manifest(tmp.path(), &srv.url("AudioMNIST-master.tar.gz"));
+    let out = tmp.path().join("raw");
+    let (ok, text) = fetch(&manifest, &out, &["audiomnist"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("no checksum can be pinned for it"), "{text}");
+    assert!(
+        text.contains("verified by structure (2 speaker folders (01 … 02) holding 6 WAV files at 48000 Hz"),
+        "{text}"
+    );
+    let data = out.join("audio/data");
+    assert_eq!(std::fs::read(data.join("02/2_02_2.wav")).unwrap(), wav_bytes(48_000, 20, 22));
+    assert!(data.join("audioMNIST_meta.txt").is_file());
+    assert!(!out.join("audio/README.md").exists() && !out.join("audio/AudioMNIST-master").exists(), "only data/");
+    assert!(!out.join("audio/.data.extracting").exists());
+
+    let (ok, text) = fetch(&manifest, &out, &["audiomnist"]);
+    assert!(ok && text.contains("already extracted and verified"), "{text}");
+    assert_eq!(srv.requests().len(), 1, "a second run downloads nothing");
+}
+
+#[test]
+fn an_audiomnist_archive_of_the_wrong_structure_is_refused_and_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (tgz, why) in [
+        (audiomnist_tar_gz(2, 3, 48_000, true), "0_01_0.wav: speaker 1 in the name, but the file is in folder 02"),
+        (audiomnist_tar_gz(2, 3, 16_000, false), "sample rate 16000 Hz, expected 48000 Hz"),
+        (audiomnist_tar_gz(1, 3, 48_000, false), "speaker folders missing: 02"),
+    ] {
+        let srv = Server::start(&[("AudioMNIST-master.tar.gz", &tgz)]);
+        let manifest = audiomnist_manifest(tmp.path(), &srv.url("AudioMNIST-master.tar.gz"));
+        let out = tmp.path().join("raw");
+        let (ok, text) = fetch(&manifest, &out, &["audiomnist"]);
+        assert!(!ok, "{text}");
+        assert!(text.contains(why) && text.contains("is not 2 speaker folders"), "{text}");
+        assert!(text.contains("The archive was deleted"), "{text}");
+        assert!(!out.join("audio/AudioMNIST-master.tar.gz").exists() && !out.join("audio/data").exists());
+    }
+}

@@ -156,6 +156,25 @@ fn kills_leave_nothing_that_stops_or_skews_a_resume() {
     assert_eq!(epochs(dir.path()), [1, 2]);
 }
 
+/// `train.keep_epochs` (issue 15.8): those epochs get a checkpoint even off the `checkpoint_every`
+/// beat, and it is not pruned when a newer one is saved; the others still are.
+#[test]
+fn kept_epochs_keep_their_checkpoints() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = smoke_config(BaseViews::None, 64, 3);
+    (cfg.train.checkpoint_every, cfg.train.keep_epochs) = (2, vec![1]);
+    Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap().run(StopAfter::default()).unwrap();
+    let mut tags: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".safetensors").map(str::to_string))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["epoch-0001", "epoch-0003"], "epoch 1 kept, epoch 2 pruned, the last kept");
+    let latest = featdrop_core::checkpoint::latest(&dir.path().join("checkpoints")).unwrap();
+    assert_eq!(latest.as_deref(), Some("epoch-0003"));
+}
+
 /// A run directory holding another config is refused rather than mixed.
 #[test]
 fn a_run_directory_with_another_config_is_refused() {

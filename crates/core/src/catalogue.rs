@@ -46,12 +46,20 @@ pub struct DatasetInfo {
     pub probe_batch_size: usize,
     /// Probe epochs at which the learning rate drops (empty: constant).
     pub probe_lr_milestones: &'static [usize],
+    /// Pretraining epochs whose checkpoints the published tables probe besides the last one
+    /// (docs/PROTOCOL.md §5.1; empty: the last only). A run keeps them with `train.keep_epochs`.
+    pub probe_checkpoint_epochs: &'static [usize],
 }
 
 const PHOTO: TaskInfo = TaskInfo { name: "photo", classes: 10, role: TaskRole::Content };
 const IMAGE: [i64; 3] = [3, 32, 32];
 
-const fn image(name: &'static str, tasks: &'static [TaskInfo], epsilon: f64) -> DatasetInfo {
+const fn image(
+    name: &'static str,
+    tasks: &'static [TaskInfo],
+    epsilon: f64,
+    probe_checkpoint_epochs: &'static [usize],
+) -> DatasetInfo {
     DatasetInfo {
         name,
         modality: Modality::Image,
@@ -61,6 +69,7 @@ const fn image(name: &'static str, tasks: &'static [TaskInfo], epsilon: f64) -> 
         train_batch_size: 256,
         probe_batch_size: 128,
         probe_lr_milestones: &[60, 80],
+        probe_checkpoint_epochs,
     }
 }
 
@@ -70,10 +79,10 @@ const fn overlay(name: &'static str, classes: usize) -> TaskInfo {
 
 /// Every built-in dataset (published values: docs/PROTOCOL.md §2–§5).
 pub const CATALOGUE: [DatasetInfo; 5] = [
-    image("photos", &[PHOTO], 0.05),
-    image("photos+shapes", &[PHOTO, overlay("shape", 3)], 0.05),
-    image("photos+digits", &[PHOTO, overlay("digit", 10)], 0.05),
-    image("photos+letters", &[PHOTO, overlay("letter", 26)], 0.1),
+    image("photos", &[PHOTO], 0.05, &[]),
+    image("photos+shapes", &[PHOTO, overlay("shape", 3)], 0.05, &[]),
+    image("photos+digits", &[PHOTO, overlay("digit", 10)], 0.05, &[100]),
+    image("photos+letters", &[PHOTO, overlay("letter", 26)], 0.1, &[10, 75]),
     DatasetInfo {
         name: "speech+noise",
         modality: Modality::Audio,
@@ -83,6 +92,7 @@ pub const CATALOGUE: [DatasetInfo; 5] = [
         train_batch_size: 128,
         probe_batch_size: 256,
         probe_lr_milestones: &[],
+        probe_checkpoint_epochs: &[],
     },
 ];
 
@@ -144,6 +154,14 @@ mod tests {
         assert_eq!(audio.overlay_task().unwrap().name, "noise");
         assert_eq!(lookup("photos+letters").unwrap().task_set().names(), ["photo", "letter"]);
         assert!(lookup("photos").unwrap().overlay_task().is_none());
+    }
+
+    #[test]
+    fn published_intermediate_probe_epochs() {
+        // Issue 15.8: the published tables probe letters at epochs 10 and 75, digits at 100, besides
+        // the last checkpoint; the other datasets only at the last.
+        let epochs: Vec<&[usize]> = names().iter().map(|n| lookup(n).unwrap().probe_checkpoint_epochs).collect();
+        assert_eq!(epochs, [&[][..], &[], &[100], &[10, 75], &[]]);
     }
 
     #[test]

@@ -211,8 +211,12 @@ pub struct TrainConfig {
     pub objective: Objective,
     /// Encoder / viewmaker update order.
     pub update: UpdateOrder,
-    /// Save a checkpoint every this many epochs (and at the end).
+    /// Save a checkpoint every this many epochs (and at the end); only the newest is kept.
     pub checkpoint_every: usize,
+    /// Epochs whose checkpoints are also saved and kept, never pruned, so that they can be probed
+    /// (`featdrop-eval probe --epoch N`; the published tables probe some intermediate epochs, listed
+    /// per dataset in the catalogue). Each within 1..=`epochs`.
+    pub keep_epochs: Vec<usize>,
     /// k of the kNN monitor.
     pub knn_k: usize,
     /// Save a view grid every this many epochs (0 = never).
@@ -236,6 +240,7 @@ impl Default for TrainConfig {
             objective: Objective::SimclrPublished,
             update: UpdateOrder::Alternating,
             checkpoint_every: 10,
+            keep_epochs: Vec::new(),
             knn_k: 200,
             view_grid_every: 10,
             bf16: false,
@@ -475,6 +480,10 @@ impl RunConfig {
         c.that("train.weight_decay", t.weight_decay, t.weight_decay >= 0.0, "a number ≥ 0")?;
         c.positive("train.temperature", t.temperature)?;
         c.at_least("train.checkpoint_every", t.checkpoint_every, 1)?;
+        if let Some(bad) = t.keep_epochs.iter().find(|e| !(1..=t.epochs).contains(*e)) {
+            let within = format!("epochs within 1..=train.epochs ({}); {bad} is not", t.epochs);
+            c.that("train.keep_epochs", format!("{:?}", t.keep_epochs), false, &within)?;
+        }
         c.at_least("train.knn_k", t.knn_k, 1)?;
         let v = &self.viewmaker;
         c.positive("viewmaker.lr", v.lr)?;
@@ -676,6 +685,21 @@ mod tests {
         v["dataset"] = "photos+digits".into();
         v["data"]["pair_noise"] = "independent".into();
         assert!(RunConfig::from_json(&v.to_string(), "exp.json").is_ok(), "images have no pair noise");
+    }
+
+    #[test]
+    fn kept_epochs_lie_within_the_run() {
+        let mut v = base();
+        v["train"] = serde_json::json!({"epochs": 100, "keep_epochs": [10, 75]});
+        let cfg = RunConfig::from_json(&v.to_string(), "exp.json").unwrap();
+        assert_eq!(cfg.train.keep_epochs, [10, 75]);
+        assert!(RunConfig::from_json(&base().to_string(), "x").unwrap().train.keep_epochs.is_empty());
+        for bad in [0, 101] {
+            v["train"]["keep_epochs"] = serde_json::json!([10, bad]);
+            let e = err(v.clone());
+            assert!(e.contains("`train.keep_epochs` = [10, ") && e.contains("within 1..=train.epochs (100)"), "{e}");
+            assert!(e.contains(&format!("{bad} is not")), "{e}");
+        }
     }
 
     #[test]

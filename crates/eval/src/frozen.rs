@@ -1,6 +1,7 @@
 //! Frozen encoders for evaluation: [`FrozenEncoder`] borrows any encoder, dataset and view family
 //! (a user's own, or a [`Trainer`]'s); [`FrozenRun`] is a finished run reloaded from its directory —
-//! config, dataset, encoder and view family with the weights of its final checkpoint.
+//! config, dataset, encoder and view family with the weights of its final checkpoint (or of an
+//! earlier one it kept).
 
 use anyhow::{Context, Result};
 use featdrop_contrastive::assembly::{self, Parts};
@@ -75,6 +76,11 @@ pub struct FrozenRun {
     pub views: Box<dyn ViewFamily>,
     /// Tag of the checkpoint loaded.
     pub checkpoint: String,
+    /// The pretraining epoch of `checkpoint` when it is an earlier one than the run's latest (kept
+    /// with `train.keep_epochs`); `None` for the latest.
+    pub earlier_epoch: Option<usize>,
+    /// Tag of the run's latest checkpoint, if it has one.
+    pub latest_checkpoint: Option<String>,
     _enc_vs: VarStore,
 }
 
@@ -91,6 +97,23 @@ impl FrozenRun {
     /// dataset, encoder shape, views and seed); a learned view family still comes from the run's
     /// last checkpoint, which must exist.
     pub fn load_with(run: &RunDir, device: Option<DeviceChoice>, encoder_weights: Option<&Path>) -> Result<Self> {
+        Self::load_at(run, device, encoder_weights, None)
+    }
+
+    /// As [`FrozenRun::load_with`], from the checkpoint of pretraining epoch `epoch` when given
+    /// (encoder and learned views alike; `featdrop-eval probe --epoch N`) instead of the latest.
+    /// A missing checkpoint is an error listing the ones the run has; earlier ones are kept only
+    /// for the epochs of `train.keep_epochs`.
+    pub fn load_at(
+        run: &RunDir,
+        device: Option<DeviceChoice>,
+        encoder_weights: Option<&Path>,
+        epoch: Option<usize>,
+    ) -> Result<Self> {
+        anyhow::ensure!(
+            epoch.is_none() || encoder_weights.is_none(),
+            "--epoch picks one of the run's checkpoints, --encoder-weights replaces its encoder: give one of them"
+        );
         run.require(if encoder_weights.is_some() { &NEEDED[..1] } else { &NEEDED })?;
         let mut cfg = RunConfig::from_file(&run.config())?;
         if let Some(d) = device {
@@ -99,7 +122,12 @@ impl FrozenRun {
         let device = cfg.device.resolve()?;
         let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
         let dir = run.checkpoints();
-        let latest = checkpoint::latest(&dir)?;
+        let latest_checkpoint = checkpoint::latest(&dir)?;
+        let latest = match epoch {
+            Some(e) => Some(crate::interop::checkpoint_tag(run, Some(e))?),
+            None => latest_checkpoint.clone(),
+        };
+        let earlier_epoch = epoch.filter(|_| latest != latest_checkpoint);
         // The view family's learned parameters come from the run's checkpoint; the encoder's too,
         // unless a torchvision-named weights file replaces them.
         let (encoder_vars, mut targets): (Vec<_>, Vec<_>) = assembly::model_tensors(&enc_vs, views.as_ref())
@@ -134,7 +162,18 @@ impl FrozenRun {
             let _ = t.set_requires_grad(false);
         }
         tracing::info!(run = %run.root().display(), checkpoint = %tag, "loaded frozen run");
-        Ok(Self { cfg, run: run.clone(), device, dataset, encoder, views, checkpoint: tag, _enc_vs: enc_vs })
+        Ok(Self {
+            cfg,
+            run: run.clone(),
+            device,
+            dataset,
+            encoder,
+            views,
+            checkpoint: tag,
+            earlier_epoch,
+            latest_checkpoint,
+            _enc_vs: enc_vs,
+        })
     }
 
     /// Whether the run's views are learned (a viewmaker), as opposed to a fixed family.

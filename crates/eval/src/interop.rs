@@ -71,8 +71,9 @@ pub fn write_state_dict(tensors: &[(String, Tensor)], out: &Path) -> Result<()> 
     written
 }
 
-/// The checkpoint tag of `epoch` (the run's latest when `None`), checked to exist.
-fn checkpoint_tag(run: &RunDir, epoch: Option<usize>) -> Result<String> {
+/// The checkpoint tag of `epoch` (the run's latest when `None`), checked to exist; the error for
+/// a missing one lists the checkpoints the run has.
+pub(crate) fn checkpoint_tag(run: &RunDir, epoch: Option<usize>) -> Result<String> {
     let dir = run.checkpoints();
     match epoch {
         None => checkpoint::latest(&dir)?.with_context(|| {
@@ -92,7 +93,8 @@ fn checkpoint_tag(run: &RunDir, epoch: Option<usize>) -> Result<String> {
                 .unwrap_or_default();
             have.sort();
             bail!(
-                "--epoch {e}: {} has no checkpoint {tag}; it has: {}",
+                "--epoch {e}: {} has no checkpoint {tag}; it has: {} (a run keeps the latest checkpoint and \
+                 those of the epochs in its train.keep_epochs)",
                 dir.display(),
                 if have.is_empty() { "none".to_string() } else { have.join(", ") }
             )

@@ -28,15 +28,19 @@
 //!
 //! ```text
 //! {
-//!   "schema": "featdrop.probe/1",
-//!   "dataset": "photos+digits", "view_mode": "expert", "checkpoint": "epoch-0200",
+//!   "schema": "featdrop.probe/2",                 // "featdrop.probe/1" files (no "epochs") are read too
+//!   "dataset": "photos+digits", "view_mode": "expert",
+//!   "checkpoint": "epoch-0200",                   // the final checkpoint, whose results "tasks" holds
 //!   "protocol": {
 //!     "features": "views" | "cached", "view_family": "expert", "feature_layer": "pre-pool",
 //!     "feature_dim": 8192, "epochs": 100, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
 //!     "weight_decay": 0.0, "lr_milestones": [60, 80], "lr_gamma": 0.1,
 //!     "train_size": 50000, "test_size": 10000, "seed": 0
 //!   },
-//!   "tasks": { "<task>": { "num_classes": 10, "chance": 0.1, "top1": 0.83, "final_train_loss": 0.51 } }
+//!   "tasks": { "<task>": { "num_classes": 10, "chance": 0.1, "top1": 0.83, "final_train_loss": 0.51 } },
+//!   "epochs": {                                   // earlier checkpoints (train.keep_epochs), by epoch
+//!     "100": { "checkpoint": "epoch-0100", "tasks": { "<task>": { … as above … } } }
+//!   }
 //! }
 //! ```
 //!

@@ -49,8 +49,8 @@ impl Common {
         (!self.tasks.is_empty()).then(|| self.tasks.clone())
     }
 
-    fn load(&self) -> Result<FrozenRun> {
-        FrozenRun::load_with(&RunDir::at(&self.run), self.device, self.encoder_weights.as_deref())
+    fn load(&self, epoch: Option<usize>) -> Result<FrozenRun> {
+        FrozenRun::load_at(&RunDir::at(&self.run), self.device, self.encoder_weights.as_deref(), epoch)
     }
 }
 
@@ -68,6 +68,10 @@ enum Command {
         /// Probe training epochs (default: the config's probe.epochs).
         #[arg(long)]
         epochs: Option<usize>,
+        /// Probe the checkpoint of this pretraining epoch instead of the final one (the run keeps
+        /// those of its train.keep_epochs); results go under `epochs` in probe.json.
+        #[arg(long, value_name = "N", conflicts_with = "encoder_weights")]
+        epoch: Option<usize>,
     },
     /// Label-destruction rates per task and view family, with a grid of views.
     Destruction {
@@ -113,8 +117,8 @@ enum Command {
 fn run(cli: &Cli) -> Result<()> {
     let progress = !cli.verbosity.quiet;
     match &cli.command {
-        Command::Probe { common, features, epochs } => {
-            let frozen = common.load()?;
+        Command::Probe { common, features, epochs, epoch } => {
+            let frozen = common.load(*epoch)?;
             let opts = ProbeOptions {
                 tasks: common.tasks(),
                 features: *features,
@@ -126,7 +130,7 @@ fn run(cli: &Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Destruction { common, epochs, lr, batch_size, width, grid_rows, classifier_cache } => {
-            let frozen = common.load()?;
+            let frozen = common.load(None)?;
             let classifier = DestructionConfig { epochs: *epochs, batch_size: *batch_size, lr: *lr, width: *width };
             let opts = DestructionOptions {
                 tasks: common.tasks(),

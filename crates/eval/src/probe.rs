@@ -5,7 +5,7 @@
 use crate::frozen::{FrozenEncoder, FrozenRun};
 use crate::linear::{LinearProbes, evaluate, fit, fit_steps};
 use crate::pending::pending_tasks;
-use crate::report::{PROBE_SCHEMA, ProbeProtocol, ProbeReport, ProbeTask, read_report};
+use crate::report::{EpochProbe, PROBE_SCHEMA, ProbeProtocol, ProbeReport, ProbeTask, read_report};
 use anyhow::{Result, bail};
 use featdrop_contrastive::views::clean;
 use featdrop_core::config::ProbeConfig;
@@ -58,16 +58,40 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
     let frozen = run.frozen();
     let protocol = protocol(&frozen, &cfg, mode);
     let mut report = existing(run, &protocol, opts.force)?;
-    let pending =
-        pending_tasks(run.dataset.as_ref(), opts.tasks.as_deref(), opts.force, |t| report.tasks.contains_key(t))?;
+    let pending = pending_tasks(run.dataset.as_ref(), opts.tasks.as_deref(), opts.force, |t| {
+        results_of(&report, run.earlier_epoch).is_some_and(|r| r.contains_key(t))
+    })?;
     if pending.is_empty() {
-        tracing::info!(file = %run.run.probe().display(), "every requested task already probed; --force recomputes");
+        tracing::info!(file = %run.run.probe().display(), checkpoint = %run.checkpoint, "every requested task already probed; --force recomputes");
         return Ok(report);
     }
     let results = train_and_test(&frozen, &pending, &cfg, mode, protocol.feature_dim, opts.progress)?;
-    report.tasks.extend(results);
+    match run.earlier_epoch {
+        None => report.tasks.extend(results),
+        Some(e) => {
+            let fresh = || EpochProbe { checkpoint: run.checkpoint.clone(), tasks: BTreeMap::new() };
+            report.epochs.entry(e).or_insert_with(fresh).tasks.extend(results);
+        }
+    }
     write_json_atomic(&run.run.probe(), &report)?;
     Ok(report)
+}
+
+/// The results of the final checkpoint (`epoch` `None`: the top of probe.json) or of an earlier one
+/// (under `epochs`).
+fn results_of(r: &ProbeReport, epoch: Option<usize>) -> Option<&BTreeMap<String, ProbeTask>> {
+    match epoch {
+        None => Some(&r.tasks),
+        Some(e) => r.epochs.get(&e).map(|p| &p.tasks),
+    }
+}
+
+/// The tag of the run's final checkpoint (where `probe.json`'s top-level results come from).
+fn final_checkpoint(run: &FrozenRun) -> String {
+    match run.earlier_epoch {
+        Some(_) => run.latest_checkpoint.clone().unwrap_or_default(),
+        None => run.checkpoint.clone(),
+    }
 }
 
 /// Fits the linear probes of §5.1 on a frozen encoder's pre-pool features — one linear layer per
@@ -81,7 +105,7 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
 /// transform (normalisation for images) before the encoder, as in pretraining's monitor.
 ///
 /// This is [`run_probe`] without a run directory: nothing is read or written, and the returned
-/// [`ProbeReport`] (schema `featdrop.probe/1`) names the dataset by [`MultiTaskDataset::name`], the
+/// [`ProbeReport`] (schema `featdrop.probe/2`) names the dataset by [`MultiTaskDataset::name`], the
 /// view mode by the view family's name, and the checkpoint as [`IN_MEMORY`]. Deterministic on the
 /// CPU for a given `frozen.seed`.
 ///
@@ -127,6 +151,7 @@ pub fn probe_encoder(frozen: &FrozenEncoder, cfg: &ProbeConfig) -> Result<ProbeR
         checkpoint: IN_MEMORY.into(),
         protocol,
         tasks,
+        epochs: BTreeMap::new(),
     })
 }
 
@@ -151,15 +176,18 @@ fn protocol(frozen: &FrozenEncoder, cfg: &ProbeConfig, mode: FeatureMode) -> Pro
     }
 }
 
-/// The report to add to: the existing `probe.json` when its protocol matches, else an empty one.
+/// The report to add to: the existing `probe.json` when its protocol and checkpoints match, else an
+/// empty one.
 fn existing(run: &FrozenRun, protocol: &ProbeProtocol, force: bool) -> Result<ProbeReport> {
+    let final_tag = final_checkpoint(run);
     let fresh = ProbeReport {
         schema: PROBE_SCHEMA.into(),
         dataset: run.cfg.dataset.clone(),
         view_mode: run.cfg.view_mode.to_string(),
-        checkpoint: run.checkpoint.clone(),
+        checkpoint: final_tag.clone(),
         protocol: protocol.clone(),
         tasks: BTreeMap::new(),
+        epochs: BTreeMap::new(),
     };
     let path = run.run.probe();
     if !path.exists() {
@@ -173,9 +201,12 @@ fn existing(run: &FrozenRun, protocol: &ProbeProtocol, force: bool) -> Result<Pr
         }
         Err(e) => return Err(e.context("pass --force to recompute it")),
     };
-    let same = old.protocol == *protocol && old.checkpoint == run.checkpoint;
+    let same_earlier =
+        run.earlier_epoch.and_then(|e| old.epochs.get(&e)).is_none_or(|p| p.checkpoint == run.checkpoint);
+    let same = old.protocol == *protocol && old.checkpoint == final_tag && same_earlier;
     match (same, force) {
-        (true, _) => Ok(old),
+        // Read as version 2 whatever it was written as: it is rewritten as such.
+        (true, _) => Ok(ProbeReport { schema: PROBE_SCHEMA.into(), ..old }),
         (false, true) => Ok(fresh),
         (false, false) => bail!(
             "{} was made with another protocol or checkpoint ({} features, {} epochs, checkpoint {}); \

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// `schema` value of `probe.json`.
-pub const PROBE_SCHEMA: &str = "featdrop.probe/1";
+/// `schema` value of `probe.json` (version 2 added `epochs`).
+pub const PROBE_SCHEMA: &str = "featdrop.probe/2";
+/// The earlier `probe.json` schema (no `epochs`), still read: it is a version 2 file whose `epochs`
+/// is empty.
+pub const PROBE_SCHEMA_V1: &str = "featdrop.probe/1";
 /// `schema` value of `destruction.json`.
 pub const DESTRUCTION_SCHEMA: &str = "featdrop.destruction/1";
 
@@ -17,20 +20,47 @@ pub const DESTRUCTION_SCHEMA: &str = "featdrop.destruction/1";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeReport {
-    /// Always [`PROBE_SCHEMA`].
+    /// [`PROBE_SCHEMA`] (written), or [`PROBE_SCHEMA_V1`] in a file of an earlier version; any other
+    /// value is an error when read.
+    #[serde(deserialize_with = "probe_schema")]
     pub schema: String,
     /// Dataset of the run (`photos+digits`, …).
     pub dataset: String,
     /// View mode of the run (`expert`, `dropout:1`, …); for [`crate::probe_encoder`], the name of
     /// the view family it was given.
     pub view_mode: String,
-    /// Tag of the checkpoint whose encoder was probed (`epoch-0200`), or
+    /// Tag of the run's final (latest) checkpoint, whose results `tasks` holds (`epoch-0200`);
+    /// `encoder-weights:<file>` when the encoder came from a weights file, or
     /// [`crate::probe::IN_MEMORY`] for [`crate::probe_encoder`].
     pub checkpoint: String,
-    /// How the probes were trained; every task in `tasks` used this protocol.
+    /// How the probes were trained; every task in `tasks` and in `epochs` used this protocol.
     pub protocol: ProbeProtocol,
+    /// Results of the final checkpoint by task name (empty until it is probed).
+    pub tasks: BTreeMap<String, ProbeTask>,
+    /// Results of earlier checkpoints (kept with `train.keep_epochs`, probed with
+    /// `featdrop-eval probe --epoch N`) by pretraining epoch; the final checkpoint is never here.
+    #[serde(default)]
+    pub epochs: BTreeMap<usize, EpochProbe>,
+}
+
+/// The probe results of one earlier checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochProbe {
+    /// Tag of the checkpoint probed (`epoch-0010`).
+    pub checkpoint: String,
     /// Results by task name.
     pub tasks: BTreeMap<String, ProbeTask>,
+}
+
+fn probe_schema<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s == PROBE_SCHEMA || s == PROBE_SCHEMA_V1 {
+        return Ok(s);
+    }
+    Err(serde::de::Error::custom(format!(
+        "`{s}` is not a probe.json schema this version reads ({PROBE_SCHEMA}, {PROBE_SCHEMA_V1})"
+    )))
 }
 
 /// The probe protocol actually used (§5.1).
@@ -178,7 +208,9 @@ mod tests {
             view_mode: "expert".into(),
             checkpoint: "epoch-0200".into(),
             protocol,
-            tasks: [("photo".to_string(), task)].into(),
+            tasks: [("photo".to_string(), task.clone())].into(),
+            epochs: [(10, EpochProbe { checkpoint: "epoch-0010".into(), tasks: [("photo".to_string(), task)].into() })]
+                .into(),
         }
     }
 
@@ -210,7 +242,10 @@ mod tests {
     #[test]
     fn probe_schema_field_names_and_types() {
         let v = serde_json::to_value(probe()).unwrap();
-        assert_eq!(keys(&v), ["checkpoint", "dataset", "protocol", "schema", "tasks", "view_mode"]);
+        assert_eq!(keys(&v), ["checkpoint", "dataset", "epochs", "protocol", "schema", "tasks", "view_mode"]);
+        assert_eq!(v["schema"], "featdrop.probe/2");
+        assert_eq!(keys(&v["epochs"]), ["10"], "epochs are keyed by the pretraining epoch");
+        assert_eq!(keys(&v["epochs"]["10"]), ["checkpoint", "tasks"]);
         let p = &v["protocol"];
         assert_eq!(
             keys(p),
@@ -236,6 +271,22 @@ mod tests {
         assert!(v["tasks"]["photo"]["top1"].is_f64() && v["tasks"]["photo"]["num_classes"].is_u64());
         let back: ProbeReport = parse_report(&v.to_string(), "probe.json").unwrap();
         assert_eq!(back, probe());
+    }
+
+    #[test]
+    fn probe_files_of_version_1_are_still_read_and_other_schemas_are_not() {
+        let mut v = serde_json::to_value(probe()).unwrap();
+        v.as_object_mut().unwrap().remove("epochs");
+        v["schema"] = "featdrop.probe/1".into();
+        let old: ProbeReport = parse_report(&v.to_string(), "probe.json").unwrap();
+        assert!(old.epochs.is_empty() && old.tasks == probe().tasks);
+        v["schema"] = "featdrop.probe/3".into();
+        let e = parse_report::<ProbeReport>(&v.to_string(), "probe.json").unwrap_err().to_string();
+        assert!(e.starts_with("probe.json: field `schema`") && e.contains("`featdrop.probe/3` is not"), "{e}");
+        let mut v = serde_json::to_value(probe()).unwrap();
+        v["epochs"]["10"]["top1"] = json!(0.5);
+        let e = parse_report::<ProbeReport>(&v.to_string(), "probe.json").unwrap_err().to_string();
+        assert!(e.contains("field `epochs.10.top1`") && e.contains("unknown field"), "{e}");
     }
 
     #[test]

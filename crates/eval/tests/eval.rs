@@ -145,6 +145,49 @@ fn probe_and_destruction_on_a_pretrained_run() {
     assert_eq!(key["classifier"]["epochs"], 2);
 }
 
+/// Issue 15.8: an earlier checkpoint kept with `train.keep_epochs` is probed with `--epoch N` (the
+/// library's `FrozenRun::load_at`) into its own entry of probe.json, beside the final one.
+#[test]
+fn kept_epochs_are_probed_into_their_own_entry() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_config(BaseViews::Expert, 64);
+    (cfg.train.epochs, cfg.train.keep_epochs) = (2, vec![1]);
+    let run = pretrain(cfg, tmp.path());
+    let cached = ProbeOptions { features: Some(FeatureMode::Cached), ..Default::default() };
+
+    let early = FrozenRun::load_at(&run, None, None, Some(1)).unwrap();
+    assert_eq!((early.checkpoint.as_str(), early.earlier_epoch), ("epoch-0001", Some(1)));
+    let r = run_probe(&early, &cached).unwrap();
+    assert_eq!(r.checkpoint, "epoch-0002", "the top level names the final checkpoint");
+    assert!(r.tasks.is_empty(), "the final checkpoint is not probed yet");
+    assert_eq!(r.epochs.keys().collect::<Vec<_>>(), [&1]);
+    assert_eq!(r.epochs[&1].checkpoint, "epoch-0001");
+    assert_eq!(r.epochs[&1].tasks.keys().collect::<Vec<_>>(), ["digit", "photo"]);
+
+    let last = FrozenRun::load(&run, None).unwrap();
+    let r2 = run_probe(&last, &cached).unwrap();
+    assert_eq!(r2.tasks.keys().collect::<Vec<_>>(), ["digit", "photo"]);
+    assert_eq!(r2.epochs, r.epochs, "the earlier entry is kept as it was");
+    let on_disk: ProbeReport = read_report(&run.probe()).unwrap();
+    assert_eq!((on_disk.schema.as_str(), &on_disk), ("featdrop.probe/2", &r2));
+    // Two different encoders were probed.
+    let x = early.dataset.batch(
+        featdrop_core::Split::Test,
+        &tch::Tensor::arange(8, (tch::Kind::Int64, tch::Device::Cpu)),
+        0,
+    );
+    assert!(!early.features(&x.inputs).equal(&last.features(&x.inputs)), "epoch 1 and 2 encoders differ");
+
+    // The last epoch by number is the final checkpoint; an epoch that was not kept is named.
+    assert_eq!(FrozenRun::load_at(&run, None, None, Some(2)).unwrap().earlier_epoch, None);
+    let e = FrozenRun::load_at(&run, None, None, Some(5)).err().unwrap().to_string();
+    assert!(
+        e.contains("--epoch 5") && e.contains("it has: epoch-0001, epoch-0002") && e.contains("keep_epochs"),
+        "{e}"
+    );
+}
+
 #[test]
 fn viewmaker_runs_restore_their_trained_viewmaker() {
     let _serial = serial();

@@ -20,8 +20,12 @@
 //!         "decompressed_size": 47040016,          // gzip files: decompressed bytes (with decompressed_sha256)
 //!         "decompressed_sha256": "<64 hex>",      // gzip files: sha256 of the decompressed content
 //!         "extract": {                            // optional: a .tar.gz unpacked after verification
-//!           "dir": "cifar-10-batches-bin",        // the archive's top folder; lands in --out/<dir>/<this>
-//!           "members": [{ "name": "data_batch_1.bin", "size": 30730000, "sha256": "<64 hex>" }]
+//!           "dir": "cifar-10-batches-bin",        // the folder that lands in --out/<dir>/<this>
+//!           "from": "AudioMNIST-master/data",     // its path in the archive (optional; default: `dir`)
+//!           "members": [{ "name": "data_batch_1.bin", "size": 30730000, "sha256": "<64 hex>" }],
+//!           "audiomnist": {                       // optional: check the folder as AudioMNIST's data/
+//!             "speakers": 60, "wavs": 30000, "sample_rate": 48000   // (these defaults when absent)
+//!           }
 //!         }
 //!       }]
 //!     }
@@ -31,7 +35,10 @@
 //!
 //! A file is accepted when its size and `sha256` match, or when its decompressed size and
 //! `decompressed_sha256` match: mirrors that re-compress the gzip files then still verify. So each file
-//! needs `sha256` or `decompressed_sha256`. Unknown keys are errors (a typo must not disable a check).
+//! needs `sha256` or `decompressed_sha256`, except an archive that no checksum can be pinned for
+//! (AudioMNIST: GitHub regenerates a branch's archive) and whose extracted folder is checked by its
+//! structure instead (`extract.audiomnist`, [`super::layout`]). Each `extract` needs `members` or
+//! such a structure check. Unknown keys are errors (a typo must not disable a check).
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -73,7 +80,26 @@ pub struct FileEntry {
 #[serde(deny_unknown_fields)]
 pub struct Extract {
     pub dir: String,
+    /// The folder's path inside the archive (default: `dir`).
+    pub from: Option<String>,
+    #[serde(default)]
     pub members: Vec<Member>,
+    /// Check the extracted folder as AudioMNIST's `data/` (speaker folders of WAVs).
+    pub audiomnist: Option<super::layout::AudioMnistLayout>,
+}
+
+impl Extract {
+    /// The folder's path inside the archive.
+    pub fn from(&self) -> &str {
+        self.from.as_deref().unwrap_or(&self.dir)
+    }
+}
+
+impl FileEntry {
+    /// Whether a checksum pins the file's bytes (else only its extracted structure is checked).
+    pub fn pinned(&self) -> bool {
+        self.sha256.is_some() || self.decompressed_sha256.is_some()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,11 +174,24 @@ fn check_file(f: &FileEntry, at: &str) -> Result<()> {
     if f.decompressed_sha256.is_some() {
         ensure_field(f.name.ends_with(".gz"), &format!("{at}.decompressed_sha256"), &f.name, "only for .gz files")?;
     }
-    let any = f.sha256.is_some() || f.decompressed_sha256.is_some();
-    ensure_field(any, &format!("{at}.sha256"), "null", "each file needs sha256 or decompressed_sha256")?;
+    let structure = f.extract.as_ref().is_some_and(|ex| ex.audiomnist.is_some());
+    ensure_field(
+        f.pinned() || structure,
+        &format!("{at}.sha256"),
+        "null",
+        "each file needs sha256 or decompressed_sha256 (or, for an archive no checksum can be pinned for, an \
+         extract.audiomnist structure check)",
+    )?;
     if let Some(ex) = &f.extract {
         ensure_field(file_name(&ex.dir), &format!("{at}.extract.dir"), &ex.dir, "one folder name")?;
-        ensure_field(!ex.members.is_empty(), &format!("{at}.extract.members"), "[]", "at least one member")?;
+        let from = ex.from();
+        ensure_field(relative_path(from), &format!("{at}.extract.from"), from, "a relative path without `..`")?;
+        ensure_field(
+            !ex.members.is_empty() || structure,
+            &format!("{at}.extract.members"),
+            "[]",
+            "at least one member, or a structure check (extract.audiomnist)",
+        )?;
         for (j, mem) in ex.members.iter().enumerate() {
             let mat = format!("{at}.extract.members[{j}]");
             ensure_field(file_name(&mem.name), &format!("{mat}.name"), &mem.name, "a plain file name")?;
@@ -205,6 +244,30 @@ mod tests {
         let cifar = &m.datasets["cifar10"].files[0];
         assert_eq!(cifar.size, Some(170052171));
         assert_eq!(cifar.extract.as_ref().unwrap().members.len(), 7);
+        // Issue 15.10: the three published noise recordings, raw files of the published code's
+        // repository at a pinned commit, each pinned by its sha256.
+        let noise = &m.datasets["noise"];
+        assert_eq!(noise.dir, "audio/noise");
+        let names: Vec<&str> = noise.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["babble.wav", "traffic.wav", "machinery.wav"]);
+        let commit =
+            "https://raw.githubusercontent.com/xiluohe/feature-dropout/c30b72aaa85385f0d170eb3ad589a662eb328cd1/";
+        for (f, path) in noise.files.iter().zip([
+            "noisedata/BabbleNoise/Babble1.wav",
+            "noisedata/DrivingcarNoise/Traffic10.wav",
+            "noisedata/MachineryNoise/Machinery1.wav",
+        ]) {
+            assert_eq!(f.url, format!("{commit}{path}"));
+        }
+        let shas: Vec<&str> = noise.files.iter().map(|f| f.sha256.as_deref().unwrap()).collect();
+        assert_eq!(shas[0], "ca5a1dcb3e0dad77b939c0cc83e77c1a1124d2ab77fed8ed599423da3e6320af");
+        assert_eq!(shas[1], "cde43bfc7ab0735ad4d1e52faed788e3b19dade5e5f779bc68dcba54c6ae4adb");
+        assert_eq!(shas[2], "2adce0769213667591f11cbba4b00459d5daa095ff7d2d22c9768f2b2bcd49c4");
+        // AudioMNIST: no checksum can be pinned, its data/ folder is checked by structure.
+        let audio = &m.datasets["audiomnist"].files[0];
+        let ex = audio.extract.as_ref().unwrap();
+        assert!(!audio.pinned() && ex.from() == "AudioMNIST-master/data" && ex.dir == "data");
+        assert_eq!(ex.audiomnist, Some(crate::fetch::layout::AudioMnistLayout::default()));
     }
 
     #[test]
@@ -236,5 +299,25 @@ mod tests {
         let text =
             GOOD.replace("\"decompressed_size\": 5, \"decompressed_sha256\": \"SHA\"", "\"decompressed_size\": null");
         assert!(err(&text).contains("needs sha256 or decompressed_sha256"), "{}", err(&text));
+    }
+
+    #[test]
+    fn an_unpinned_archive_needs_a_structure_check() {
+        let unpinned = |extract: &str| {
+            GOOD.replace(
+                "\"decompressed_size\": 5, \"decompressed_sha256\": \"SHA\"",
+                &format!("\"extract\": {extract}"),
+            )
+            .replace("a.gz", "a.tar.gz")
+        };
+        let m = parse(&unpinned(r#"{"dir": "data", "from": "A-master/data", "audiomnist": {}}"#)).unwrap();
+        let f = &m.datasets["mnist"].files[0];
+        let ex = f.extract.as_ref().unwrap();
+        assert!(!f.pinned() && ex.from() == "A-master/data");
+        assert_eq!(ex.audiomnist, Some(crate::fetch::layout::AudioMnistLayout::default()));
+        let e = err(&unpinned(r#"{"dir": "data", "members": [{"name": "x"}]}"#));
+        assert!(e.contains("needs sha256") && e.contains("extract.audiomnist"), "{e}");
+        let e = err(&unpinned(r#"{"dir": "data", "from": "../up", "audiomnist": {}}"#));
+        assert!(e.contains("extract.from"), "{e}");
     }
 }

@@ -35,11 +35,36 @@ pub struct Done {
     pub torch_version: Option<String>,
 }
 
-/// `probe.json` (featdrop-eval's ProbeReport).
+/// `probe.json` (featdrop-eval's ProbeReport, schema 1 or 2).
 #[derive(Clone, Debug, Deserialize)]
 pub struct Probe {
     pub protocol: ProbeProtocol,
+    /// The final checkpoint's tag (`epoch-0200`), whose results `tasks` holds.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
     pub tasks: BTreeMap<String, ProbeTask>,
+    /// Earlier checkpoints' results by pretraining epoch (schema 2).
+    #[serde(default)]
+    pub epochs: BTreeMap<usize, EpochProbe>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct EpochProbe {
+    pub tasks: BTreeMap<String, ProbeTask>,
+}
+
+impl Probe {
+    /// Results by pretraining epoch: the earlier checkpoints' and the final one's (its epoch read
+    /// from its tag; left out when the tag names none, e.g. an encoder-weights file).
+    pub fn by_epoch(&self) -> BTreeMap<usize, &BTreeMap<String, ProbeTask>> {
+        let mut out: BTreeMap<usize, &BTreeMap<String, ProbeTask>> =
+            self.epochs.iter().map(|(e, p)| (*e, &p.tasks)).collect();
+        let last = self.checkpoint.as_deref().and_then(|t| t.strip_prefix("epoch-")?.parse().ok());
+        if let Some(e) = last.filter(|_| !self.tasks.is_empty()) {
+            out.insert(e, &self.tasks);
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

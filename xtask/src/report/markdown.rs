@@ -36,10 +36,18 @@ pub fn document(runs: &std::path::Path, sections: &[String]) -> String {
     s
 }
 
-pub fn section(exp: &Experiment, s: &Summary, figs: &Figures, settings: &[(String, String)]) -> String {
+pub fn section(
+    exp: &Experiment,
+    s: &Summary,
+    figs: &Figures,
+    settings: &[(String, String)],
+    protocol: &[super::protocol::Row],
+) -> String {
     let mut out = format!("## Experiment `{}`\n\n", exp.name);
     out.push_str(&settings_md(settings));
+    out.push_str(&super::protocol::markdown(protocol));
     out.push_str(&probe_table(s));
+    out.push_str(&epoch_table(s));
     out.push_str(&effect_md(s));
     out.push_str(&failed_md(exp));
     out.push_str(&destruction_table(s));
@@ -98,6 +106,40 @@ fn probe_table(s: &Summary) -> String {
             }
         }
         out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+/// A column per probed pretraining epoch (the final checkpoint's and the earlier ones the runs
+/// kept), a row per dataset, task and view mode; only when some run probed an earlier checkpoint.
+fn epoch_table(s: &Summary) -> String {
+    if s.probe_by_epoch.is_empty() {
+        return String::new();
+    }
+    let epochs: BTreeSet<usize> = s.probe_by_epoch.keys().map(|k| k.3).collect();
+    let mut out = String::from("### Linear-probe accuracy by pretraining epoch (%)\n\n");
+    out.push_str(
+        "The final checkpoint and the earlier ones the runs kept (`train.keep_epochs`; the published tables probe \
+         letters at epochs 10 and 75 and digits at 100 besides the last), mean ± std over seeds; `—`: not probed.\n\n",
+    );
+    let cols: Vec<String> = epochs.iter().map(|e| format!("epoch {e}")).collect();
+    let _ = writeln!(out, "| dataset | task | view mode | {} |", cols.join(" | "));
+    let _ = writeln!(out, "|---|---|---|{}", "---:|".repeat(cols.len()));
+    for ds in &s.datasets {
+        for task in &s.tasks[ds] {
+            for m in &s.modes {
+                let get = |e: &usize| s.probe_by_epoch.get(&(ds.clone(), task.clone(), m.clone(), *e));
+                if !epochs.iter().any(|e| get(e).is_some()) {
+                    continue;
+                }
+                let vals: Vec<String> = epochs
+                    .iter()
+                    .map(|e| get(e).map(|a| cell_text(a, s.expected_n)).unwrap_or_else(|| "—".into()))
+                    .collect();
+                let _ = writeln!(out, "| {ds} | {task} | {m} | {} |", vals.join(" | "));
+            }
+        }
     }
     out.push('\n');
     out

@@ -11,6 +11,7 @@
 mod figures;
 mod load;
 mod markdown;
+mod protocol;
 mod results;
 mod stats;
 #[cfg(test)]
@@ -36,8 +37,9 @@ pub fn write(runs: &Path, out: &Path, experiment: Option<&str>) -> Result<()> {
             eprintln!("warning: figure not drawn: {w}");
         }
         let settings = results::settings(exp);
-        sections.push(markdown::section(exp, &summary, &figs, &settings));
-        json.push(results::experiment(exp, &summary, &settings));
+        let protocol = protocol::rows(exp);
+        sections.push(markdown::section(exp, &summary, &figs, &settings, &protocol));
+        json.push(results::experiment(exp, &summary, &settings, &protocol));
     }
     swap_in(&staging, &out.join("figures"))?;
     let doc = serde_json::json!({"schema": "featdrop.report/1", "experiments": json});

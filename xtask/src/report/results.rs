@@ -60,6 +60,15 @@ pub fn settings(exp: &Experiment) -> Vec<(String, String)> {
 fn cell(c: &Cell) -> Value {
     let probe: Map<String, Value> =
         c.probe.iter().flat_map(|p| p.tasks.iter().map(|(t, r)| (t.clone(), json!(r.top1)))).collect();
+    // Every probed checkpoint by pretraining epoch (the final one included), task → top-1.
+    let probe_epochs: Map<String, Value> = c
+        .probe
+        .iter()
+        .flat_map(|p| p.by_epoch())
+        .map(|(e, tasks)| {
+            (e.to_string(), json!(tasks.iter().map(|(t, r)| (t.clone(), json!(r.top1))).collect::<Map<_, _>>()))
+        })
+        .collect();
     let destruction: Map<String, Value> = c
         .destruction
         .iter()
@@ -80,6 +89,7 @@ fn cell(c: &Cell) -> Value {
         "seconds": c.status.as_ref().map(|s| s.seconds),
         "error": c.status.as_ref().and_then(|s| s.error.clone()),
         "probe": if c.probe.is_some() { Value::Object(probe) } else { Value::Null },
+        "probe_epochs": if c.probe.is_some() { Value::Object(probe_epochs) } else { Value::Null },
         "destruction": if c.destruction.is_some() { Value::Object(destruction) } else { Value::Null },
         "knn": c.done.as_ref().map(|d| json!(d.knn)),
         "final_loss": c.done.as_ref().map(|d| d.last_epoch_loss),
@@ -124,8 +134,18 @@ fn aggregates(s: &Summary) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     (probe, destruction, clean)
 }
 
-pub fn experiment(exp: &Experiment, s: &Summary, settings: &[(String, String)]) -> Value {
+pub fn experiment(
+    exp: &Experiment,
+    s: &Summary,
+    settings: &[(String, String)],
+    protocol: &[super::protocol::Row],
+) -> Value {
     let (probe, destruction, clean) = aggregates(s);
+    let probe_by_epoch: Vec<Value> = s
+        .probe_by_epoch
+        .iter()
+        .map(|(k, a)| json!({"dataset": k.0, "task": k.1, "view_mode": k.2, "epoch": k.3, "mean": a.mean, "std": a.std, "n": a.n}))
+        .collect();
     let shown: Map<String, Value> = s
         .datasets
         .iter()
@@ -154,7 +174,9 @@ pub fn experiment(exp: &Experiment, s: &Summary, settings: &[(String, String)]) 
         "settings": settings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
         "total_seconds": total,
         "cells": exp.cells.iter().map(cell).collect::<Vec<_>>(),
+        "protocol": protocol,
         "probe": probe,
+        "probe_by_epoch": probe_by_epoch,
         "destruction": destruction,
         "clean_accuracy": clean,
         "effects": s.comparisons,

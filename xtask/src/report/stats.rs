@@ -123,6 +123,9 @@ pub struct Summary {
     pub tasks: BTreeMap<String, Vec<String>>,
     /// (dataset, task, mode) → probe top-1 over seeds.
     pub probe: BTreeMap<(String, String, String), Agg>,
+    /// (dataset, task, mode, pretraining epoch) → probe top-1 over seeds, for every probed checkpoint;
+    /// empty unless some run probed an earlier checkpoint as well as the final one.
+    pub probe_by_epoch: BTreeMap<(String, String, String, usize), Agg>,
     /// (dataset, mode) pairs with at least one failed cell.
     pub failed: BTreeSet<(String, String)>,
     /// The most seeds any (dataset, mode) has: fewer is flagged "n=k".
@@ -162,9 +165,28 @@ pub fn summarise(exp: &Experiment) -> Summary {
         s.tasks.insert(ds.clone(), tasks);
     }
     s.expected_n = s.probe.values().map(|a| a.n).max().unwrap_or(0);
+    s.probe_by_epoch = by_epoch(cells);
     summarise_destruction(cells, &mut s);
     s.comparisons = comparisons(&s);
     s
+}
+
+/// Probe accuracy per (dataset, task, mode, epoch) over seeds, when any run probed an earlier
+/// checkpoint (`train.keep_epochs`).
+fn by_epoch(cells: &[Cell]) -> BTreeMap<(String, String, String, usize), Agg> {
+    if !cells.iter().any(|c| c.probe.as_ref().is_some_and(|p| !p.epochs.is_empty())) {
+        return BTreeMap::new();
+    }
+    let mut values: BTreeMap<(String, String, String, usize), Vec<f64>> = BTreeMap::new();
+    for c in cells {
+        let Some(p) = &c.probe else { continue };
+        for (epoch, tasks) in p.by_epoch() {
+            for (task, t) in tasks {
+                values.entry((c.dataset.clone(), task.clone(), c.mode.clone(), epoch)).or_default().push(t.top1);
+            }
+        }
+    }
+    values.into_iter().filter_map(|(k, v)| Some((k, agg(&v)?))).collect()
 }
 
 /// Destruction per (dataset, task, family): runs of the same seed (different view modes measure

@@ -370,3 +370,145 @@ fn settings_show_the_audio_pair_noise() {
     let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
     assert!(md.contains("| audio pair noise | independent / shared (differs across runs) |"), "{md}");
 }
+
+/// Issue 15.8: a run that probed earlier checkpoints gets a column per probed epoch (the final one
+/// included); without any, no such table.
+#[test]
+fn probe_accuracy_by_epoch_has_a_column_per_probed_epoch() {
+    let (_t, md, _) = report(WIN);
+    assert!(!md.contains("by pretraining epoch"), "no run probed an earlier checkpoint");
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    for seed in 0..3u64 {
+        let p = runs.join(EXP).join(format!("photos+digits/expert/seed-{seed}/probe.json"));
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let task = |a: f64| json!({"num_classes": 10, "chance": 0.1, "top1": a, "final_train_loss": 0.5});
+        v["schema"] = "featdrop.probe/2".into();
+        v["epochs"] = json!({"1": {"checkpoint": "epoch-0001", "tasks": {"photo": task(0.3 + 0.01 * seed as f64), "digit": task(0.7)}}});
+        put(&p, &v);
+    }
+    write(&runs, &tmp.path().join("report"), None).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    assert!(md.contains("### Linear-probe accuracy by pretraining epoch (%)"), "{md}");
+    assert!(md.contains("| dataset | task | view mode | epoch 1 | epoch 2 |"), "{md}");
+    assert!(md.contains("| photos+digits | photo | expert | 31.0 ± 1.0 | 42.0 ± 2.0 |"), "{md}");
+    assert!(md.contains("| photos+digits | photo | dropout:0.5 | — | 52.0 ± 2.0 |"), "{md}");
+    let js: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    let exp = &js["experiments"][0];
+    let c = exp["cells"].as_array().unwrap().iter().find(|c| c["id"] == "photos+digits/expert/seed-1").unwrap();
+    assert_eq!(c["probe_epochs"]["1"]["photo"], 0.31);
+    assert_eq!(c["probe_epochs"]["2"]["digit"], 0.92);
+    let row =
+        exp["probe_by_epoch"].as_array().unwrap().iter().find(|r| r["epoch"] == 1 && r["task"] == "digit").unwrap();
+    assert!((row["mean"].as_f64().unwrap() - 0.7).abs() < 1e-12 && row["n"] == 3, "{row}");
+}
+
+/// Finished runs (config.json and pretrain.done.json) of every cell of `experiments/<file>.json`,
+/// their configs resolved as `reproduce` (and its `--dry-run`) resolves them.
+fn runs_of_grid(runs: &Path, file: &str) -> Vec<crate::reproduce::experiment::Cell> {
+    let path = crate::paths::repo_root().join("experiments").join(format!("{file}.json"));
+    let cells = crate::reproduce::experiment::Experiment::load(&path).unwrap().cells(runs, None).unwrap();
+    for c in &cells {
+        put(&c.run_dir.join("config.json"), &serde_json::to_value(&c.config).unwrap());
+        put(
+            &c.run_dir.join("pretrain.done.json"),
+            &json!({"epochs": c.config.train.epochs, "last_epoch_loss": 1.0, "seconds": 1.0, "device": "cpu"}),
+        );
+    }
+    cells
+}
+
+/// The protocol table's rows (`| § | … |`) and those marked.
+fn protocol_rows(md: &str) -> (Vec<&str>, Vec<&str>) {
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| §")).collect();
+    let marked = rows.iter().copied().filter(|l| l.contains("**differs**")).collect();
+    (rows, marked)
+}
+
+/// Issue 15: a paper-scale grid shows the published values everywhere; one run's deviating value
+/// is marked on its row, naming its dataset, and nowhere else.
+#[test]
+fn protocol_table_marks_exactly_the_deviation_from_the_published_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let cells = runs_of_grid(&runs, "paper");
+    let out = tmp.path().join("report");
+    write(&runs, &out, Some("paper")).unwrap();
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    let (rows, marked) = protocol_rows(&md);
+    assert!(rows.len() >= 30, "{md}");
+    assert!(marked.is_empty(), "the paper grid is the published protocol: {marked:#?}");
+    assert!(md.contains("No difference from the published protocol."));
+    for row in [
+        "| §3.2 | viewmaker budget ε | photos, photos+shapes, photos+digits: 0.05; photos+letters: 0.1; speech+noise: 0.125 |",
+        "| §4 | batch size | photos, photos+shapes, photos+digits, photos+letters: 256; speech+noise: 128 |",
+        "| §5.1 | probed earlier checkpoints (epochs) | photos, photos+shapes, speech+noise: none; photos+digits: 100; photos+letters: 10, 75 |",
+        "| §4 | temperature | 0.07 | 0.07 |  |",
+    ] {
+        assert!(md.contains(row), "missing {row}\n{md}");
+    }
+
+    let one = cells.iter().find(|c| c.id == "photos+letters/expert/seed-1").unwrap();
+    let mut cfg = serde_json::to_value(&one.config).unwrap();
+    cfg["train"]["temperature"] = json!(0.1);
+    put(&one.run_dir.join("config.json"), &cfg);
+    write(&runs, &out, Some("paper")).unwrap();
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    let (_, marked) = protocol_rows(&md);
+    assert_eq!(
+        marked,
+        [
+            "| §4 | temperature | 0.07 | photos, photos+shapes, photos+digits, speech+noise: 0.07; photos+letters: 0.07 / 0.1 | **differs** (photos+letters) |"
+        ],
+        "{md}"
+    );
+    let js: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let differing: Vec<&Value> = js["experiments"][0]["protocol"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["differs"].as_array().unwrap().is_empty())
+        .collect();
+    assert_eq!(differing.len(), 1);
+    assert_eq!(
+        (differing[0]["item"].as_str(), differing[0]["differs"][0].as_str()),
+        (Some("temperature"), Some("photos+letters"))
+    );
+}
+
+/// `--scale small` shows its documented reductions (docs/PROTOCOL.md §7), and only those.
+#[test]
+fn protocol_table_of_the_small_scale_marks_its_documented_reductions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    runs_of_grid(&runs, "small");
+    write(&runs, &tmp.path().join("report"), Some("small")).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let (_, marked) = protocol_rows(&md);
+    let items: Vec<&str> = marked.iter().map(|r| r.split('|').nth(2).unwrap().trim()).collect();
+    assert_eq!(
+        items,
+        [
+            "data source",
+            "training examples (0: the full split)",
+            "test examples (0: the full split)",
+            "viewmaker width multiplier",
+            "encoder",
+            "encoder width",
+            "update order",
+            "batch size",
+            "pretraining epochs",
+            "probed earlier checkpoints (epochs)",
+            "probe features",
+            "probe epochs",
+            "probe batch size",
+            "probe lr drops at epochs",
+        ],
+        "{md}"
+    );
+    assert!(md.contains("| §4 | pretraining epochs | 200 | 3 | **differs** |"), "{md}");
+    assert!(md.contains("| §5.1 | probe batch size | photos, photos+shapes, photos+digits, photos+letters: 128; speech+noise: 256 | 128 | **differs** (speech+noise) |"), "{md}");
+    assert!(md.contains("14 protocol number(s) differ from the published ones."), "{md}");
+}

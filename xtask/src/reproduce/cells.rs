@@ -9,13 +9,30 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-/// The files a finished cell holds.
+/// The files a finished cell holds, its probe.json with every probed checkpoint.
 pub fn finished(exp: &Experiment, c: &Cell) -> bool {
     let mut needed = vec!["pretrain.done.json", "probe.json"];
     if exp.destruction {
         needed.push("destruction.json");
     }
-    needed.iter().all(|f| c.run_dir.join(f).exists())
+    needed.iter().all(|f| c.run_dir.join(f).exists()) && earlier_epochs_probed(c)
+}
+
+/// The epochs of `train.keep_epochs` before the last: their checkpoints are probed too.
+pub fn earlier_kept_epochs(c: &Cell) -> Vec<usize> {
+    let t = &c.config.train;
+    t.keep_epochs.iter().copied().filter(|e| *e != t.epochs).collect()
+}
+
+/// Whether probe.json holds results for every earlier kept epoch (its `epochs` entries).
+fn earlier_epochs_probed(c: &Cell) -> bool {
+    let epochs = earlier_kept_epochs(c);
+    if epochs.is_empty() {
+        return true;
+    }
+    let text = std::fs::read_to_string(c.run_dir.join("probe.json")).unwrap_or_default();
+    let probe: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    epochs.iter().all(|e| probe["epochs"][e.to_string()]["tasks"].as_object().is_some_and(|t| !t.is_empty()))
 }
 
 /// Runs one step, appending its output to the cell's log; the error carries the log's tail.
@@ -114,4 +131,42 @@ pub fn run_theory(exp_dir: &Path, extra: &[String], bins: &Bins) -> Result<()> {
         .chain(extra.iter().cloned())
         .collect();
     run_step(bins, &step, &log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15.8: the paper grid probes the published earlier epochs besides the last, and a cell
+    /// is finished only once probe.json holds every one of them.
+    #[test]
+    fn kept_epochs_are_probed_and_needed_to_finish() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = Experiment::load(&crate::paths::repo_root().join("experiments/paper.json")).unwrap();
+        let cells = exp.cells(tmp.path(), None).unwrap();
+        let epochs_probed = |id: &str| -> (Vec<String>, &Cell) {
+            let c = cells.iter().find(|c| c.id == id).unwrap();
+            let steps = super::super::steps(&exp, c, &tmp.path().join("paper"));
+            let probes = steps.iter().filter(|s| s[..2] == ["featdrop-eval", "probe"]);
+            (probes.filter_map(|s| Some(s[s.iter().position(|a| a == "--epoch")? + 1].clone())).collect(), c)
+        };
+        assert_eq!(epochs_probed("photos+letters/viewmaker/seed-2").0, ["10", "75"]);
+        assert_eq!(epochs_probed("photos+digits/expert/seed-0").0, ["100"]);
+        assert!(epochs_probed("photos/expert/seed-0").0.is_empty());
+
+        let (_, c) = epochs_probed("photos+letters/expert/seed-0");
+        std::fs::create_dir_all(&c.run_dir).unwrap();
+        for f in ["pretrain.done.json", "destruction.json"] {
+            std::fs::write(c.run_dir.join(f), "{}").unwrap();
+        }
+        let task = serde_json::json!({"photo": {"top1": 0.5}});
+        let probe = |epochs: serde_json::Value| {
+            let v = serde_json::json!({"tasks": task, "epochs": epochs});
+            std::fs::write(c.run_dir.join("probe.json"), v.to_string()).unwrap();
+        };
+        probe(serde_json::json!({"10": {"checkpoint": "epoch-0010", "tasks": task}}));
+        assert!(!finished(&exp, c), "epoch 75 is not probed yet");
+        probe(serde_json::json!({"10": {"tasks": task}, "75": {"tasks": task}}));
+        assert!(finished(&exp, c));
+    }
 }

@@ -180,14 +180,17 @@ fn choose_experiment(args: &ReproduceArgs, bins: &Bins) -> Result<(PathBuf, Stri
         .context("running featdrop-doctor to pick the scale (or pass --scale)")?;
     let report: Value = serde_json::from_slice(&doctor.stdout).unwrap_or(Value::Null);
     let cuda = report["cuda_usable"].as_bool().unwrap_or(false);
-    let raw = paths::repo_root().join("data/raw");
-    let real = raw.join("cifar-10-batches-bin/test_batch.bin").exists() && raw.join("mnist").is_dir();
-    Ok(match (cuda, real) {
+    let missing = crate::fetch::missing_real_data(&paths::repo_root().join("data/raw"));
+    Ok(match (cuda, missing.is_empty()) {
         (true, true) => (file("paper"), "scale `paper`: CUDA is usable and the real data is in data/raw".into()),
         (false, _) => (file("small"), "scale `small`: CUDA is not usable here (pass --scale to choose)".into()),
-        (true, false) => {
-            (file("small"), "scale `small`: CUDA is usable but the real data is missing (cargo xtask fetch)".into())
-        }
+        (true, false) => (
+            file("small"),
+            format!(
+                "scale `small`: CUDA is usable but real data is missing: {} (cargo xtask fetch)",
+                missing.join("; ")
+            ),
+        ),
     })
 }
 
@@ -254,6 +257,10 @@ fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
         // overrides it.
         vec!["featdrop-eval".into(), "probe".into(), "-q".into(), "--run".into(), run.clone()],
     ];
+    // The earlier checkpoints the run keeps (the published probe epochs at paper scale) are probed too.
+    for e in cells::earlier_kept_epochs(c) {
+        s.push(["featdrop-eval", "probe", "-q", "--run", &run, "--epoch", &e.to_string()].map(String::from).to_vec());
+    }
     if exp.destruction {
         let mut d: Vec<String> = vec!["featdrop-eval".into(), "destruction".into(), "-q".into(), "--run".into(), run];
         // The view modes of a dataset share its task classifiers: trained once per experiment.

@@ -234,7 +234,8 @@ impl Trainer {
             let path = self.run.views().join(format!("epoch-{done:04}.png"));
             crate::grid::save_view_grid(self, &path, 8)?;
         }
-        if done.is_multiple_of(t.checkpoint_every) || last {
+        let keep = |epoch: usize| t.keep_epochs.contains(&epoch);
+        if done.is_multiple_of(t.checkpoint_every) || last || keep(done) {
             let per_epoch = (self.dataset.len(Split::Train) / t.batch_size) as u64;
             let state = TrainerState {
                 epochs_done: done,
@@ -244,7 +245,9 @@ impl Trainer {
             let dir = self.run.checkpoints();
             let previous = checkpoint::latest(&dir)?;
             checkpoint::save(&dir, &format!("epoch-{done:04}"), &self.state_tensors(), &state)?;
-            if let Some(old) = previous.filter(|o| *o != format!("epoch-{done:04}")) {
+            // The previous checkpoint goes unless it is one of `train.keep_epochs` (kept to be probed).
+            let kept = |tag: &str| tag.strip_prefix("epoch-").and_then(|n| n.parse().ok()).is_some_and(keep);
+            if let Some(old) = previous.filter(|o| *o != format!("epoch-{done:04}") && !kept(o)) {
                 for ext in ["safetensors", "json"] {
                     let _ = std::fs::remove_file(dir.join(format!("{old}.{ext}")));
                 }
