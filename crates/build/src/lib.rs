@@ -22,6 +22,7 @@ pub fn link_torch() {
     let Some(lib) = torch_lib_dir() else {
         // tch's own build script reports a missing libtorch with its own error.
         println!("cargo:warning=LIBTORCH is not set; run `cargo xtask setup`");
+        watch_for_setup();
         return;
     };
     println!("cargo:rerun-if-changed={}", lib.display());
@@ -40,15 +41,18 @@ pub fn torch_rpath() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     match torch_lib_dir() {
         Some(lib) => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display()),
-        None => {
-            // `cargo xtask` builds xtask before `.libtorch/` exists (set-up makes it), with the
-            // same LIBTORCH value as later builds. Watching the folder that will hold the link (a
-            // missing one counts as changed, and set-up creates it new) runs this script again
-            // once it exists, instead of keeping an output without the rpath.
-            if let Some(parent) = std::env::var_os("LIBTORCH").as_deref().map(Path::new).and_then(Path::parent) {
-                println!("cargo:rerun-if-changed={}", parent.display());
-            }
-        }
+        None => watch_for_setup(),
+    }
+}
+
+/// With `LIBTORCH` set but its folder not there yet: `cargo xtask` builds xtask before `.libtorch/`
+/// exists (set-up makes it), and a copied `target/` can meet a checkout without it, with the same
+/// LIBTORCH value as later builds. Watching the folder that will hold the link (a missing one
+/// counts as changed, and set-up creates it new) runs the build script again once it exists,
+/// instead of keeping an output without the rpath.
+fn watch_for_setup() {
+    if let Some(parent) = std::env::var_os("LIBTORCH").as_deref().map(Path::new).and_then(Path::parent) {
+        println!("cargo:rerun-if-changed={}", parent.display());
     }
 }
 
