@@ -84,72 +84,6 @@ pub fn is_compute_kernel(op: &str) -> bool {
     ["convolution", "batch_norm", "addmm", "aten::mm", "aten::bmm"].iter().any(|k| op.contains(k))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn trace(events: &[(&str, u64, f64, f64)]) -> String {
-        let list: Vec<Value> = events
-            .iter()
-            .map(|(name, tid, ts, dur)| {
-                serde_json::json!({"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": tid, "ts": ts, "dur": dur})
-            })
-            .chain([serde_json::json!({"ph": "X", "cat": "python_function", "name": "step", "pid": 1, "tid": 1, "ts": 0.0, "dur": 1e6})])
-            .collect();
-        serde_json::json!({"traceEvents": list}).to_string()
-    }
-
-    #[test]
-    fn self_time_subtracts_direct_children_on_the_same_thread_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.json");
-        // conv2d [0, 100) calls convolution [10, 90) which calls mkldnn_convolution [20, 80);
-        // a second thread runs an mm [50, 150) that must not count as anyone's child.
-        let events = [
-            ("aten::conv2d", 1, 0.0, 100.0),
-            ("aten::convolution", 1, 10.0, 80.0),
-            ("aten::mkldnn_convolution", 1, 20.0, 60.0),
-            ("aten::add_", 1, 100.0, 5.0),
-            ("aten::mm", 2, 50.0, 100.0),
-        ];
-        std::fs::write(&path, trace(&events)).unwrap();
-        let t = op_times(&path).unwrap();
-        let us = |k: &str| (t.self_s[k] * 1e6).round();
-        assert_eq!(us("aten::conv2d"), 20.0);
-        assert_eq!(us("aten::convolution"), 20.0);
-        assert_eq!(us("aten::mkldnn_convolution"), 60.0);
-        assert_eq!(us("aten::add_"), 5.0);
-        assert_eq!(us("aten::mm"), 100.0);
-        assert!(!t.self_s.contains_key("step"), "only cpu_op events count");
-        assert!((t.wall_s * 1e6 - 150.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn a_file_that_is_not_a_chrome_trace_is_named_in_the_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.json");
-        std::fs::write(&path, "{\"events\": []}").unwrap();
-        let err = format!("{:#}", op_times(&path).unwrap_err());
-        assert!(err.contains("bad.json") && err.contains("traceEvents"), "{err}");
-    }
-
-    #[test]
-    fn compute_kernels_are_the_convolution_norm_and_matmul_ops() {
-        for op in [
-            "aten::mkldnn_convolution",
-            "aten::convolution_backward",
-            "aten::native_batch_norm",
-            "aten::addmm",
-            "aten::mm",
-        ] {
-            assert!(is_compute_kernel(op), "{op}");
-        }
-        for op in ["aten::add_", "aten::copy_", "aten::grid_sampler_2d", "aten::mul"] {
-            assert!(!is_compute_kernel(op), "{op}");
-        }
-    }
-}
-
 /// Prints the per-op comparison of one configuration, seconds per step: the ops that take the most
 /// time on either side, then the totals that matter — the share of each step spent in the shared
 /// compute kernels, and (for PyTorch) the time outside torch ops (Python, PIL, the data loader).
@@ -217,4 +151,70 @@ pub fn print_comparison(
     serde_json::json!({"featdrop": {"step_s": ow, "ops_s": oo, "compute_kernels_s": ok, "shared_ops_s": os},
         "pytorch": {"step_s": tw, "ops_s": to, "compute_kernels_s": tk, "shared_ops_s": ts},
         "compute_kernel_share": {"featdrop": ok / ow, "pytorch": tk / tw}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(events: &[(&str, u64, f64, f64)]) -> String {
+        let list: Vec<Value> = events
+            .iter()
+            .map(|(name, tid, ts, dur)| {
+                serde_json::json!({"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": tid, "ts": ts, "dur": dur})
+            })
+            .chain([serde_json::json!({"ph": "X", "cat": "python_function", "name": "step", "pid": 1, "tid": 1, "ts": 0.0, "dur": 1e6})])
+            .collect();
+        serde_json::json!({"traceEvents": list}).to_string()
+    }
+
+    #[test]
+    fn self_time_subtracts_direct_children_on_the_same_thread_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        // conv2d [0, 100) calls convolution [10, 90) which calls mkldnn_convolution [20, 80);
+        // a second thread runs an mm [50, 150) that must not count as anyone's child.
+        let events = [
+            ("aten::conv2d", 1, 0.0, 100.0),
+            ("aten::convolution", 1, 10.0, 80.0),
+            ("aten::mkldnn_convolution", 1, 20.0, 60.0),
+            ("aten::add_", 1, 100.0, 5.0),
+            ("aten::mm", 2, 50.0, 100.0),
+        ];
+        std::fs::write(&path, trace(&events)).unwrap();
+        let t = op_times(&path).unwrap();
+        let us = |k: &str| (t.self_s[k] * 1e6).round();
+        assert_eq!(us("aten::conv2d"), 20.0);
+        assert_eq!(us("aten::convolution"), 20.0);
+        assert_eq!(us("aten::mkldnn_convolution"), 60.0);
+        assert_eq!(us("aten::add_"), 5.0);
+        assert_eq!(us("aten::mm"), 100.0);
+        assert!(!t.self_s.contains_key("step"), "only cpu_op events count");
+        assert!((t.wall_s * 1e6 - 150.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_chrome_trace_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.json");
+        std::fs::write(&path, "{\"events\": []}").unwrap();
+        let err = format!("{:#}", op_times(&path).unwrap_err());
+        assert!(err.contains("bad.json") && err.contains("traceEvents"), "{err}");
+    }
+
+    #[test]
+    fn compute_kernels_are_the_convolution_norm_and_matmul_ops() {
+        for op in [
+            "aten::mkldnn_convolution",
+            "aten::convolution_backward",
+            "aten::native_batch_norm",
+            "aten::addmm",
+            "aten::mm",
+        ] {
+            assert!(is_compute_kernel(op), "{op}");
+        }
+        for op in ["aten::add_", "aten::copy_", "aten::grid_sampler_2d", "aten::mul"] {
+            assert!(!is_compute_kernel(op), "{op}");
+        }
+    }
 }
