@@ -63,7 +63,7 @@ struct Cli {
     /// Data source (data.source).
     #[arg(long, value_enum)]
     source: Option<Source>,
-    /// Folder of real data (data.data_dir); for speech+noise the audio folder.
+    /// Folder of real data (data.data_dir; implies --source real); for speech+noise the audio folder.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// TTF/OTF font for the letters of real data (data.font).

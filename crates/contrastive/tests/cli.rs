@@ -49,6 +49,38 @@ fn preview_writes_a_grid_of_view_pairs() {
     }
 }
 
+/// Issue 19.7: on `speech+noise` the preview exited 0, logged "wrote view preview" and wrote
+/// nothing. Now: rows of spectrograms, original | view 1 | view 2 | |δ|, each 64×64 at 2×.
+#[test]
+fn preview_of_audio_views_is_a_grid_of_spectrograms_whose_views_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("audio-views.png");
+    let out = train()
+        .args(SMALL)
+        .args(["--dataset", "speech+noise", "--view-mode", "expert", "--preview-count", "3", "-q", "--preview-views"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let img = image::open(&png).expect("a valid PNG").to_rgb8();
+    // Grid geometry (featdrop_data::grid): 4-px gaps, 128-px cells, two caption lines of 14 px + 2.
+    let (gap, cell, caption) = (4u32, 128u32, 2 * 14 + 2);
+    assert_eq!((img.width(), img.height()), (4 * (cell + gap) + gap, 3 * (cell + caption + gap) + gap));
+    let block = |row: u32, col: u32| -> Vec<f64> {
+        let (x0, y0) = (gap + col * (cell + gap), gap + row * (cell + caption + gap));
+        (0..cell * cell).flat_map(|i| img.get_pixel(x0 + i % cell, y0 + i / cell).0.map(f64::from)).collect()
+    };
+    let mean_diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64;
+    for row in 0..3 {
+        let (x, v1, v2, delta) = (block(row, 0), block(row, 1), block(row, 2), block(row, 3));
+        let spread = x.iter().cloned().fold(f64::MIN, f64::max) - x.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(spread > 100.0, "row {row}: the original spectrogram is flat (spread {spread})");
+        assert!(mean_diff(&x, &v1) > 1.0 && mean_diff(&x, &v2) > 1.0, "row {row}: a view equals the original");
+        assert!(mean_diff(&v1, &v2) > 1.0, "row {row}: the two views are the same");
+        assert!(delta.iter().any(|&p| p > 128.0), "row {row}: the |δ| column is blank");
+    }
+}
+
 #[test]
 fn bad_flags_name_what_is_accepted() {
     let out = train().args(["--view-mode", "sideways"]).output().unwrap();

@@ -422,7 +422,8 @@ impl RunConfig {
     /// The one way a config is read: `value` (JSON: a config file, an experiment cell, flags) is
     /// laid over the defaults of its dataset, parsed, resolved and validated. `origin` names the
     /// source in errors, which give the field's dotted path.
-    pub fn from_value(value: Value, origin: &str) -> Result<Self, ConfigError> {
+    pub fn from_value(mut value: Value, origin: &str) -> Result<Self, ConfigError> {
+        infer_source(&mut value, origin)?;
         let dataset = value.get("dataset").and_then(Value::as_str).unwrap_or_default();
         let defaults = serde_json::to_value(Self::new("", dataset, ViewMode::from(BaseViews::Expert), 0))
             .expect("a config always serialises");
@@ -519,6 +520,24 @@ impl RunConfig {
     }
 }
 
+/// A data folder means real data: `data.data_dir` given without `data.source` sets the source to
+/// `real`; given with `synthetic` the folder would go unused, so that is an error.
+fn infer_source(value: &mut Value, origin: &str) -> Result<(), ConfigError> {
+    let data = value.get("data");
+    if data.and_then(|d| d.get("data_dir")).is_none_or(Value::is_null) {
+        return Ok(());
+    }
+    match data.and_then(|d| d.get("source")) {
+        None | Some(Value::Null) => set_path(value, "data.source", Value::from(Source::Real.to_string())),
+        Some(s) if s.as_str() == Some(&Source::Synthetic.to_string()) => {
+            let expected = "`real` (or no data.source) when data.data_dir names a folder of real data";
+            Check { file: origin }.that("data.source", s, false, expected)?
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 /// Deep-merges `over` into `base`: objects merge key by key, anything else replaces.
 pub fn merge_json(base: &mut Value, over: &Value) {
     match (base, over) {
@@ -577,6 +596,22 @@ mod tests {
         assert_eq!(cfg.probe.lr_milestones, [60, 80]);
         let back = RunConfig::from_json(&serde_json::to_string(&cfg).unwrap(), "x").unwrap();
         assert_eq!(back, cfg);
+    }
+
+    /// Issue 19.3: a data folder with the default source ran on synthetic data, silently.
+    #[test]
+    fn a_data_folder_means_the_real_source() {
+        let mut v = base();
+        v["data"] = serde_json::json!({"data_dir": "/my/cifar"});
+        let cfg = RunConfig::from_json(&v.to_string(), "exp.json").unwrap();
+        assert_eq!((cfg.data.source, cfg.data.data_dir.as_deref()), (Source::Real, Some("/my/cifar")));
+        let back = RunConfig::from_json(&serde_json::to_string(&cfg).unwrap(), "x").unwrap();
+        assert_eq!(back, cfg, "a written config reads back the same");
+        v["data"]["source"] = "synthetic".into();
+        let e = err(v.clone());
+        assert!(e.starts_with("exp.json: field `data.source` = \"synthetic\"") && e.contains("data.data_dir"), "{e}");
+        v["data"]["data_dir"] = Value::Null;
+        assert_eq!(RunConfig::from_json(&v.to_string(), "x").unwrap().data.source, Source::Synthetic);
     }
 
     #[test]

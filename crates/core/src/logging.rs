@@ -29,7 +29,13 @@ impl Verbosity {
 /// Installs the global subscriber (logs go to stderr so stdout stays machine-readable).
 /// Calling it twice is harmless.
 pub fn init(v: &Verbosity) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(v.level()));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(v.level()));
+    // The audio decoder logs at `error` what it also returns as an error ("probe reach EOF" for a
+    // file that is no audio), which featdrop then reports with the file's name: the log line would
+    // only be a stray duplicate. RUST_LOG naming `symphonia` still shows it.
+    if !std::env::var("RUST_LOG").is_ok_and(|r| r.contains("symphonia")) {
+        filter = filter.add_directive("symphonia=off".parse().expect("a valid directive"));
+    }
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

@@ -20,12 +20,19 @@ pub const TEST_FILE: &str = "test_batch.bin";
 /// images `[records, 3, 32, 32]` uint8 and labels `[records]` int64, on the CPU.
 pub fn parse_cifar(bytes: &[u8], name: &str, records: usize) -> Result<(Tensor, Tensor)> {
     let want = records * RECORD;
-    if bytes.len() != want {
-        let whole = bytes.len() / RECORD;
-        let rest = bytes.len() % RECORD;
+    let found = bytes.len();
+    if found > want {
         bail!(
-            "{name}: expected {want} bytes ({records} records of {RECORD} bytes), found {} ({whole} records{})",
-            bytes.len(),
+            "{name}: expected {want} bytes ({records} records of {RECORD} bytes), found {found}: {} extra byte{} \
+             after the last record",
+            found - want,
+            if found - want == 1 { "" } else { "s" }
+        );
+    }
+    if found < want {
+        let (whole, rest) = (found / RECORD, found % RECORD);
+        bail!(
+            "{name}: expected {want} bytes ({records} records of {RECORD} bytes), found {found} ({whole} records{})",
             if rest > 0 { format!(" and a truncated one of {rest} bytes") } else { String::new() }
         );
     }
@@ -39,8 +46,24 @@ pub fn parse_cifar(bytes: &[u8], name: &str, records: usize) -> Result<(Tensor, 
     Ok((Tensor::from_slice(&pixels).view([records as i64, 3, 32, 32]), Tensor::from_slice(&labels)))
 }
 
+/// Checks that `dir` holds every file of `names`, naming all missing ones at once.
+pub fn ensure_files(dir: &Path, names: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = names.iter().copied().filter(|n| !dir.join(n).is_file()).collect();
+    ensure!(
+        missing.is_empty(),
+        "{}: missing CIFAR-10 file{} {} (the binary version holds {} and {TEST_FILE})",
+        dir.display(),
+        if missing.len() > 1 { "s" } else { "" },
+        missing.join(", "),
+        TRAIN_FILES.join(", ")
+    );
+    Ok(())
+}
+
 /// Loads the files `names` from `dir`, each expected to hold `records` records, concatenated.
+/// Missing files are all named at once, before any is read.
 pub fn load_cifar(dir: &Path, names: &[&str], records: usize) -> Result<(Tensor, Tensor)> {
+    ensure_files(dir, names)?;
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     for name in names {
@@ -53,9 +76,10 @@ pub fn load_cifar(dir: &Path, names: &[&str], records: usize) -> Result<(Tensor,
     Ok((Tensor::cat(&xs, 0), Tensor::cat(&ys, 0).to_kind(Kind::Int64)))
 }
 
-/// Whether `dir` looks like an extracted `cifar-10-batches-bin/` folder.
+/// Whether `dir` looks like an extracted `cifar-10-batches-bin/` folder: it holds any of the
+/// release's files (a missing one is then named by [`load_cifar`], not taken for no folder).
 pub fn has_cifar(dir: &Path) -> bool {
-    dir.join(TRAIN_FILES[0]).is_file()
+    TRAIN_FILES.iter().chain([&TEST_FILE]).any(|f| dir.join(f).is_file())
 }
 
 #[cfg(test)]
@@ -79,5 +103,24 @@ mod tests {
         bytes[RECORD] = 10;
         let e = parse_cifar(&bytes, "b.bin", 2).unwrap_err().to_string();
         assert!(e.contains("record 1") && e.contains("found 10"), "{e}");
+        // Issue 19.8: one byte too many was "a truncated one of 1 bytes".
+        bytes[RECORD] = 9;
+        bytes.push(0);
+        let e = parse_cifar(&bytes, "b.bin", 2).unwrap_err().to_string();
+        assert!(e.contains("found 6147: 1 extra byte after the last record") && !e.contains("truncated"), "{e}");
+    }
+
+    /// Issue 19.8: without `data_batch_1.bin` the folder was "no CIFAR-10 binary files".
+    #[test]
+    fn a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in &TRAIN_FILES[1..] {
+            std::fs::write(dir.path().join(name), vec![0u8; RECORD]).unwrap();
+        }
+        assert!(has_cifar(dir.path()));
+        let e = load_cifar(dir.path(), &TRAIN_FILES, 1).unwrap_err().to_string();
+        assert!(e.contains("missing CIFAR-10 file data_batch_1.bin (") && !e.contains("data_batch_2.bin ("), "{e}");
+        let e = load_cifar(dir.path(), &[TEST_FILE], 1).unwrap_err().to_string();
+        assert!(e.contains("missing CIFAR-10 file test_batch.bin"), "{e}");
     }
 }

@@ -31,8 +31,9 @@ pub struct DatasetSpec {
     /// Synthetic or real.
     pub source: Source,
     /// Real data folder: `data/raw` (holding `cifar-10-batches-bin/` and `mnist/`), or one such
-    /// folder itself. `None` is `data/raw`. For `speech+noise` the audio folder (AudioMNIST speaker
-    /// folders plus `noise/`, see [`crate::audio::dataset`]), `None` being `data/raw/audio`.
+    /// folder itself. `None` is [`default_data_dir`], the checkout's `data/raw`. For `speech+noise`
+    /// the audio folder (AudioMNIST speaker folders plus `noise/`, see [`crate::audio::dataset`]),
+    /// `None` being `audio/` in [`default_data_dir`].
     pub data_dir: Option<PathBuf>,
     /// TTF font for letters (else a system sans for real sources, the stroke font otherwise).
     pub font: Option<PathBuf>,
@@ -105,7 +106,7 @@ impl ImageDataset {
         let kind = info.overlay_task().map(|t| OverlayKind::for_task(t.name)).transpose()?;
         let seeds = Seeds::new(spec.seed);
         let mut sources = Vec::new();
-        let (train, test, photo_names) = load_photos(spec, &seeds, &mut sources)?;
+        // The glyph bank first: it is the smaller read (MNIST, a font), so its errors come early.
         let overlay = match kind {
             None => None,
             Some(k) => {
@@ -118,6 +119,7 @@ impl ImageDataset {
                 })
             }
         };
+        let (train, test, photo_names) = load_photos(spec, &seeds, &mut sources)?;
         let test_draw = overlay
             .as_ref()
             .map(|o| with_seed(seeds.derive(Stream::Data, BUILD_COUNTER + 10), || o.draw(test.labels.size()[0])));
@@ -239,9 +241,15 @@ impl ImageDataset {
     }
 }
 
-/// The default real-data folder.
-fn default_data_dir() -> PathBuf {
-    PathBuf::from("data/raw")
+/// The default real-data folder, absolute so errors say where it looked: `data/raw` of the
+/// checkout this binary was built from (`cargo xtask fetch` fills it), found from any working
+/// directory; `data/raw` under the working directory if that checkout is gone (an installed binary).
+pub fn default_data_dir() -> PathBuf {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    match checkout.join("Cargo.toml").is_file().then(|| checkout.canonicalize()) {
+        Some(Ok(root)) => root.join("data/raw"),
+        _ => std::path::absolute("data/raw").unwrap_or_else(|_| PathBuf::from("data/raw")),
+    }
 }
 
 /// Finds the folder holding a dataset's files: `dir` itself, `dir/sub`, or `sub` next to `dir`
@@ -282,6 +290,7 @@ fn load_photos(spec: &DatasetSpec, seeds: &Seeds, sources: &mut Vec<String>) -> 
                 );
             };
             note_unverified(spec, &found);
+            cifar::ensure_files(&found, &[&cifar::TRAIN_FILES[..], &[cifar::TEST_FILE]].concat())?;
             let (xtr, ytr) = cifar::load_cifar(&found, &cifar::TRAIN_FILES, cifar::RECORDS_PER_FILE)?;
             let (xte, yte) = cifar::load_cifar(&found, &[cifar::TEST_FILE], cifar::RECORDS_PER_FILE)?;
             let train = take(xtr, ytr, spec.train_size, "CIFAR-10 train")?;
@@ -318,15 +327,9 @@ fn glyph_bank(kind: OverlayKind, spec: &DatasetSpec, seeds: &Seeds, sources: &mu
             glyphs::mnist_digits(&found)?
         }
         // Real letters: one glyph per letter at the published size, never the stroke font.
-        (OverlayKind::Letters, Source::Real) => match spec.font.clone().or_else(ttf::system_sans) {
-            Some(f) => glyphs::published_letters(&f)?,
-            None => bail!(
-                "letters on --source real need an Arial-metric TTF font and none was found (looked at {}); \
-                 install Liberation Sans (Debian: apt-get install fonts-liberation) or pass a font with \
-                 `data.font` in the run config or `--font`",
-                ttf::SYSTEM_SANS.join(", ")
-            ),
-        },
+        (OverlayKind::Letters, Source::Real) => {
+            glyphs::published_letters(&real_letter_font(spec.font.as_deref(), &ttf::SYSTEM_SANS)?)?
+        }
         (OverlayKind::Letters, Source::Synthetic) => match &spec.font {
             Some(f) => glyphs::ttf_letters(f, TTF_VARIANTS, seed)?,
             None => glyphs::stroke_letters(STROKE_VARIANTS, seed)?,
@@ -334,6 +337,23 @@ fn glyph_bank(kind: OverlayKind, spec: &DatasetSpec, seeds: &Seeds, sources: &mu
     };
     sources.push(format!("{}: {} ({} glyphs)", kind.task().name, bank.source, bank.len()));
     Ok(bank)
+}
+
+/// The font of real letters: `font` if given, else the first installed of `system`. None found
+/// is an error saying where it looked, never the stroke font (real letters are one font's glyphs).
+fn real_letter_font(font: Option<&Path>, system: &[&str]) -> Result<PathBuf> {
+    if let Some(f) = font {
+        return Ok(f.to_path_buf());
+    }
+    match system.iter().map(PathBuf::from).find(|p| p.is_file()) {
+        Some(f) => Ok(f),
+        None => bail!(
+            "letters on --source real need an Arial-metric TTF font and none was found (looked at {}); \
+             install Liberation Sans (Debian: apt-get install fonts-liberation) or pass a font with \
+             `data.font` in the run config or `--font`",
+            system.join(", ")
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -366,5 +386,16 @@ mod letter_tests {
         let missing = DatasetSpec { font: Some("/nonexistent/arial.ttf".into()), ..spec };
         let e = glyph_bank(OverlayKind::Letters, &missing, &Seeds::new(0), &mut sources).unwrap_err();
         assert!(format!("{e:#}").contains("/nonexistent/arial.ttf"), "{e:#}");
+    }
+
+    /// Issue 19.8: with no `--font` and no system font, real letters are an error saying where it
+    /// looked — never a silent fall-back to the stroke font (the machine's fonts do not matter).
+    #[test]
+    fn real_letters_without_any_font_are_an_error_not_the_stroke_font() {
+        let nowhere = ["/nonexistent/fonts/LiberationSans-Regular.ttf", "/nonexistent/DejaVuSans.ttf"];
+        let e = real_letter_font(None, &nowhere).unwrap_err().to_string();
+        assert!(e.contains(nowhere[0]) && e.contains(nowhere[1]) && e.contains("--font"), "{e}");
+        let given = Path::new("/my/font.ttf");
+        assert_eq!(real_letter_font(Some(given), &nowhere).unwrap(), given);
     }
 }

@@ -3,7 +3,7 @@
 //! bytes. Files may be gzip-compressed (the official `*.gz`) or raw.
 
 use anyhow::{Context, Result, bail, ensure};
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
@@ -23,17 +23,39 @@ pub struct IdxArray {
 }
 
 /// Reads a whole file, transparently gunzipping it when it starts with the gzip magic `1f 8b`.
+/// Bytes after the gzip stream are an error (a concatenated second gzip member is read on, as
+/// `gunzip` does): a file with something appended is not the file it claims to be.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        GzDecoder::new(&raw[..])
+    if raw.starts_with(&GZIP_MAGIC) { gunzip_all(&raw, path) } else { Ok(raw) }
+}
+
+/// The two bytes every gzip member starts with.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Decodes every gzip member of `raw`; anything after the last member is an error naming `path`.
+fn gunzip_all(raw: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    let mut rest = raw;
+    while !rest.is_empty() {
+        if !rest.starts_with(&GZIP_MAGIC) {
+            bail!(
+                "{}: {} bytes of something else after the gzip stream (which ends at byte {} of {}); \
+                 the file was appended to or corrupted — fetch it again",
+                path.display(),
+                rest.len(),
+                raw.len() - rest.len(),
+                raw.len()
+            );
+        }
+        // The bufread decoder over a slice consumes exactly its member, so `rest` is what follows.
+        let mut member = GzDecoder::new(rest);
+        member
             .read_to_end(&mut out)
             .with_context(|| format!("{}: corrupted or truncated gzip stream", path.display()))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+        rest = member.into_inner();
     }
+    Ok(out)
 }
 
 /// Parses IDX bytes; `name` (the file) and `magic` (what the caller expects) go into errors.
@@ -128,5 +150,33 @@ mod tests {
         assert!(e.contains("x.idx") && e.contains("expected 24 data bytes") && e.contains("found 19"), "{e}");
         let e = parse_idx(&bytes[..6], "x.idx", IMAGES_MAGIC).unwrap_err().to_string();
         assert!(e.contains("truncated header") && e.contains("expected 16") && e.contains("found 6"), "{e}");
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Issue 19.2: bytes appended after the gzip stream were silently ignored.
+    #[test]
+    fn gzip_with_bytes_after_the_stream_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = images(4, IMAGES_MAGIC);
+        let path = dir.path().join("t.idx.gz");
+        let mut file = gz(&bytes);
+        let stream = file.len();
+        std::fs::write(&path, &file).unwrap();
+        assert_eq!(read_idx(&path, IMAGES_MAGIC).unwrap().data, bytes[16..]);
+        file.extend_from_slice(b"garbage!");
+        std::fs::write(&path, &file).unwrap();
+        let e = format!("{:#}", read_idx(&path, IMAGES_MAGIC).unwrap_err());
+        let at = format!("ends at byte {stream} of {}", stream + 8);
+        assert!(e.contains("t.idx.gz") && e.contains("8 bytes") && e.contains(&at), "{e}");
+        // Two gzip members concatenated are one valid gzip file (as `gunzip` reads it).
+        let two = [gz(&bytes[..10]), gz(&bytes[10..])].concat();
+        std::fs::write(&path, two).unwrap();
+        assert_eq!(read_idx(&path, IMAGES_MAGIC).unwrap().data, bytes[16..]);
     }
 }

@@ -1,6 +1,6 @@
 //! `featdrop-data`: look at and count the multi-task datasets (docs/PROTOCOL.md §2).
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 use featdrop_core::logging::{self, Verbosity};
 use featdrop_core::{DeviceChoice, Modality, Seeds, Split, Stream};
@@ -43,15 +43,17 @@ struct DataArgs {
     /// Dataset name: photos, photos+shapes, photos+digits, photos+letters or speech+noise.
     #[arg(long)]
     dataset: String,
-    /// `synthetic` (built in) or `real` (CIFAR-10, MNIST and a TTF font).
-    #[arg(long, default_value = "synthetic")]
-    source: Source,
-    /// Real data: `data/raw` with cifar-10-batches-bin/ and mnist/, or one of those folders.
-    /// A folder of your own is checked by format and record count, not checksum.
+    /// `synthetic` (built in) or `real` (CIFAR-10, MNIST and a TTF font). Default: `real` when
+    /// --data-dir or --audio-dir is given, `synthetic` otherwise.
+    #[arg(long)]
+    source: Option<Source>,
+    /// Real data (implies --source real): `data/raw` with cifar-10-batches-bin/ and mnist/, or
+    /// one of those folders (default: the checkout's data/raw). A folder of your own is checked by
+    /// format and record count, not checksum.
     #[arg(long, conflicts_with = "audio_dir")]
     data_dir: Option<PathBuf>,
-    /// speech+noise with --source real: the audio folder (AudioMNIST speaker folders and noise/;
-    /// default data/raw/audio).
+    /// speech+noise, real data (implies --source real): the audio folder (AudioMNIST speaker
+    /// folders and noise/; default: the checkout's data/raw/audio).
     #[arg(long)]
     audio_dir: Option<PathBuf>,
     /// speech+noise: how a pair's second view gets its noise — `shared` (re-drawn only with
@@ -102,12 +104,36 @@ struct Preview {
     wav: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() {
     let cli = Cli::parse();
     logging::init(&cli.verbosity);
-    match cli.command {
+    let result = match cli.command {
         Command::Preview(p) => preview(&p),
         Command::Stats(d) => stats(&d),
+    };
+    // The error chain on one line, as featdrop-train prints it: an ordinary error (a bad file)
+    // is not a crash, so no backtrace even under RUST_BACKTRACE=1.
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The source: as given, else `real` when a data folder is given (a folder of real data with the
+/// synthetic source would be silently unused, so that combination is an error).
+fn source(d: &DataArgs) -> Result<Source> {
+    let folder = match (&d.data_dir, &d.audio_dir) {
+        (Some(_), _) => Some("--data-dir"),
+        (None, Some(_)) => Some("--audio-dir"),
+        (None, None) => None,
+    };
+    match (d.source, folder) {
+        (Some(Source::Synthetic), Some(flag)) => {
+            bail!("{flag} names real data, but --source synthetic builds the data in: drop one of the two")
+        }
+        (Some(s), _) => Ok(s),
+        (None, Some(_)) => Ok(Source::Real),
+        (None, None) => Ok(Source::Synthetic),
     }
 }
 
@@ -115,7 +141,7 @@ fn spec(d: &DataArgs) -> Result<DatasetSpec> {
     featdrop_core::catalogue::lookup(&d.dataset).map_err(anyhow::Error::msg)?;
     Ok(DatasetSpec {
         name: d.dataset.clone(),
-        source: d.source,
+        source: source(d)?,
         data_dir: d.audio_dir.clone().or_else(|| d.data_dir.clone()),
         font: d.font.clone(),
         train_size: d.train_size,
@@ -216,8 +242,19 @@ fn preview_grid(p: &Preview, ds: &dyn MultiTaskDataset) -> Result<()> {
     Ok(())
 }
 
+/// Examples per `stats` batch. An audio example's batch work (its 50 000-sample crop, the
+/// gather indices, the mix and its spectrogram) takes a few MB, so audio goes in small batches:
+/// the peak then stays near the decoded audio itself whatever the split's size.
+fn stats_batch(modality: Modality) -> i64 {
+    match modality {
+        Modality::Audio => 64,
+        Modality::Image => 4096,
+    }
+}
+
 fn stats(d: &DataArgs) -> Result<()> {
     let ds = build(d)?;
+    let step = stats_batch(ds.modality());
     let mut splits = serde_json::Map::new();
     for (name, split) in [("train", Split::Train), ("test", Split::Test)] {
         let len = ds.len(split) as i64;
@@ -225,7 +262,7 @@ fn stats(d: &DataArgs) -> Result<()> {
             ds.tasks().iter().map(|t| Tensor::zeros([t.num_classes as i64], (Kind::Int64, ds.device()))).collect();
         let mut start = 0;
         while start < len {
-            let m = 4096.min(len - start);
+            let m = step.min(len - start);
             let idx = Tensor::arange_start(start, start + m, (Kind::Int64, tch::Device::Cpu));
             let b = ds.batch(split, &idx, Seeds::new(d.seed).derive(Stream::Data, start as u64));
             for (c, (l, t)) in counts.iter_mut().zip(b.labels.iter().zip(ds.tasks().iter())) {

@@ -24,6 +24,8 @@ pub struct Figures {
     pub grids: Vec<Copied>,
     pub destruction: Vec<Copied>,
     pub theory: Vec<String>,
+    /// The theory sweep's `summary.md`, copied beside its figures (so the link is relative).
+    pub theory_summary: Option<String>,
     /// Figures that could not be drawn; the numbers are reported regardless.
     pub warnings: Vec<String>,
 }
@@ -53,6 +55,10 @@ pub fn make(exp: &Experiment, s: &Summary, dir: &Path, rel: &str) -> Result<Figu
             let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             copy(src, &dir.join("theory").join(&name))?;
             f.theory.push(format!("{rel}/theory/{name}"));
+        }
+        if let Some(text) = &t.summary_md {
+            super::write_atomic(&dir.join("theory/summary.md"), text.as_bytes())?;
+            f.theory_summary = Some(format!("{rel}/theory/summary.md"));
         }
     }
     Ok(f)

@@ -139,7 +139,6 @@ impl Cell {
 /// The theory sweep's outputs, when the experiment ran one.
 #[derive(Clone, Debug)]
 pub struct Theory {
-    pub dir: PathBuf,
     pub json: Value,
     pub summary_md: Option<String>,
     pub figures: Vec<PathBuf>,
@@ -316,7 +315,7 @@ fn load_theory(dir: &Path) -> Result<Option<Theory>> {
         .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
         .collect();
     figures.sort();
-    Ok(Some(Theory { dir: dir.to_path_buf(), json, summary_md, figures }))
+    Ok(Some(Theory { json, summary_md, figures }))
 }
 
 #[cfg(test)]

@@ -313,7 +313,9 @@ fn theory_md(exp: &Experiment, f: &Figures) -> String {
     if let Some(h) = t.summary_md.as_deref().and_then(headline) {
         let _ = writeln!(s, "{h}\n");
     }
-    let _ = writeln!(s, "Full write-up: `{}`.\n", t.dir.join("summary.md").display());
+    if let Some(rel) = &f.theory_summary {
+        let _ = writeln!(s, "Full write-up: [{rel}]({rel}).\n");
+    }
     for rel in &f.theory {
         let stem = rel.rsplit('/').next().unwrap_or(rel).trim_end_matches(".png");
         let _ = writeln!(s, "![theory: {stem}]({rel})\n");

@@ -270,6 +270,10 @@ fn figures_are_written_and_embedded() {
     assert_eq!(png_size(&fig.join("theory/accuracy_vs_p_k4.png")), (10, 6));
     assert!(md.contains("](figures/theory/accuracy_vs_p_k4.png)"));
     assert!(md.contains("- closed-form: task B is back at p = 0.50."), "theory headline missing");
+    // Issue 19.8: the write-up is linked relative to the report (it was an absolute path).
+    assert!(md.contains("Full write-up: [figures/theory/summary.md](figures/theory/summary.md)."), "{md}");
+    assert!(fig.join("theory/summary.md").is_file(), "the write-up is copied beside the report");
+    assert_eq!(md.matches("summary.md").count(), md.matches("figures/theory/summary.md").count(), "{md}");
     assert!(!md.contains("more"), "only the headline section of summary.md is included");
 }
 

@@ -2,7 +2,7 @@
 //! into log-mel spectrograms on the device, a whole batch at a time.
 //!
 //! Real layout (`--source real`, the folder given as `data_dir` / `--audio-dir`, default
-//! `data/raw/audio`):
+//! `data/raw/audio` of the checkout):
 //!
 //! ```text
 //! DIR/01/0_01_0.wav … DIR/60/9_60_49.wav   AudioMNIST: <speaker>/<digit>_<speaker>_<rep>.wav
@@ -143,7 +143,7 @@ impl SpeechNoiseDataset {
         let t0 = std::time::Instant::now();
         let (train, test, recordings, what) = match spec.source {
             Source::Synthetic => synthetic_sources(spec, &seeds)?,
-            Source::Real => real_sources(spec, config.mel.sample_rate as u32)?,
+            Source::Real => real_sources(spec, &config)?,
         };
         let sources = vec![format!(
             "{what}: {} train + {} test clips in {:.1} s",
@@ -219,10 +219,16 @@ impl SpeechNoiseDataset {
         let len = sp.lengths.index_select(0, idx).unsqueeze(1);
         let crop_end = from_end.unsqueeze(1).logical_and(&len.gt(clip));
         let start = (&len - clip).where_self(&crop_end, &len.zeros_like());
-        let pos = Tensor::arange(clip, (Kind::Int64, self.device)).unsqueeze(0) + start;
+        let mut pos = Tensor::arange(clip, (Kind::Int64, self.device)).unsqueeze(0) + start;
         let valid = pos.ge(0).logical_and(&pos.lt_tensor(&len));
-        let at = (pos.clamp_min(0) + sp.offsets.index_select(0, idx).unsqueeze(1)).clamp(0, sp.flat.size()[0] - 1);
-        sp.flat.take(&at) * valid
+        // In place: `[B, clip]` int64 is 0.4 MB an example, so one buffer, not four temporaries.
+        let _ = pos.clamp_min_(0);
+        let _ = pos.g_add_(&sp.offsets.index_select(0, idx).unsqueeze(1));
+        let _ = pos.clamp_(0, sp.flat.size()[0] - 1);
+        let mut crop = sp.flat.take(&pos);
+        drop(pos);
+        let _ = crop.g_mul_(&valid);
+        crop
     }
 
     fn noise(&self, d: &NoiseDraw) -> Tensor {
@@ -378,50 +384,120 @@ fn locate_audio(dir: &Path) -> Option<PathBuf> {
     [Some(dir.to_path_buf()), Some(dir.join("audio")), sibling].into_iter().flatten().find(|p| p.join("noise").is_dir())
 }
 
-fn real_sources(spec: &DatasetSpec, rate: u32) -> Result<Sources> {
-    let dir = spec.data_dir.clone().unwrap_or_else(|| PathBuf::from("data/raw/audio"));
+/// The real sources. The cheap checks come first — the file list, both splits non-empty, the
+/// noise recordings decoded and long enough — so a broken folder fails in seconds, not after
+/// minutes of decoding speech.
+fn real_sources(spec: &DatasetSpec, config: &AudioConfig) -> Result<Sources> {
+    let rate = config.mel.sample_rate as u32;
+    let dir = spec.data_dir.clone().unwrap_or_else(|| crate::dataset::default_data_dir().join("audio"));
     let Some(root) = locate_audio(&dir) else {
         bail!("{}: no audio folder (with noise/ and AudioMNIST speaker folders) there or in its audio/", dir.display());
     };
     let speech_root = if root.join("data").is_dir() { root.join("data") } else { root.clone() };
     let files = audiomnist_files(&speech_root)?;
-    let load = |split: Split, n: usize| -> Result<Speech> {
-        let want = split_speakers(split);
-        let mut chosen: Vec<&AudioFile> = files.iter().filter(|f| want.contains(&f.speaker)).collect();
-        chosen.sort_by_key(|f| (f.rep, f.speaker, f.digit));
-        let n = if n == 0 { chosen.len() } else { n };
-        ensure!(
-            n <= chosen.len(),
-            "{}: asked for {n} {split:?} clips, only {} there",
-            speech_root.display(),
-            chosen.len()
-        );
-        let mut clips = Vec::with_capacity(n);
-        for f in &chosen[..n] {
-            clips.push(Tensor::from_slice(&wav::load_mono(&f.path, rate)?));
-        }
-        let lens: Vec<i64> = clips.iter().map(|c| c.size()[0]).collect();
-        let digits: Vec<i64> = chosen[..n].iter().map(|f| f.digit).collect();
-        let speakers = chosen[..n].iter().map(|f| f.speaker).collect();
-        Ok(Speech::new(Tensor::cat(&clips, 0), &lens, &digits, speakers, spec.device))
-    };
-    let (train, test) = (load(Split::Train, spec.train_size)?, load(Split::Test, spec.test_size)?);
-    let mut recs = Vec::new();
-    for name in synth::NOISE_CLASSES {
-        let path =
-            ["wav", "flac"].map(|e| root.join("noise").join(format!("{name}.{e}"))).into_iter().find(|p| p.is_file());
-        let path = path.with_context(|| format!("{}: no {name}.wav or {name}.flac", root.join("noise").display()))?;
-        recs.push(wav::load_mono(&path, rate)?);
-    }
-    // Recordings differ in length; the shortest bounds all so they stack (only the ends are used).
-    let shortest = recs.iter().map(Vec::len).min().unwrap_or(0);
-    let noise = Tensor::stack(&recs.iter().map(|r| Tensor::from_slice(&r[..shortest])).collect::<Vec<_>>(), 0);
+    let train_files = split_files(&files, Split::Train, spec.train_size, &speech_root)?;
+    let test_files = split_files(&files, Split::Test, spec.test_size, &speech_root)?;
+    let noise = noise_recordings(&root.join("noise"), rate, config.clip_samples)?;
+    let train = load_speech(&train_files, rate, spec.device)?;
+    let test = load_speech(&test_files, rate, spec.device)?;
     Ok((
         train,
         test,
         noise,
         format!("speech: AudioMNIST from {}; noise from {}/noise", speech_root.display(), root.display()),
     ))
+}
+
+/// The first `n` (0: all) files of `split`'s speakers, in (rep, speaker, digit) order. An empty
+/// split is an error naming the speaker ids it needs and the ones the folder holds.
+fn split_files<'a>(files: &'a [AudioFile], split: Split, n: usize, root: &Path) -> Result<Vec<&'a AudioFile>> {
+    let want = split_speakers(split);
+    let mut chosen: Vec<&AudioFile> = files.iter().filter(|f| want.contains(&f.speaker)).collect();
+    chosen.sort_by_key(|f| (f.rep, f.speaker, f.digit));
+    if chosen.is_empty() {
+        let held: Vec<i64> =
+            files.iter().map(|f| f.speaker).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let needs = match split {
+            Split::Test => format!("its test speakers {TEST_SPEAKERS:?}"),
+            Split::Train => {
+                format!("a speaker of 1–{} other than the test speakers {TEST_SPEAKERS:?}", super::SPEAKERS)
+            }
+        };
+        bail!(
+            "{}: the {} split is empty: AudioMNIST's split (docs/PROTOCOL.md §2.2) needs {needs}, and this \
+             folder holds only speakers {:?}",
+            root.display(),
+            if split == Split::Test { "test" } else { "train" },
+            held
+        );
+    }
+    if split == Split::Test {
+        let missing: Vec<i64> =
+            TEST_SPEAKERS.iter().copied().filter(|s| !chosen.iter().any(|f| f.speaker == *s)).collect();
+        if !missing.is_empty() {
+            tracing::warn!("{}: test speakers {missing:?} are missing", root.display());
+        }
+    }
+    let n = if n == 0 { chosen.len() } else { n };
+    ensure!(n <= chosen.len(), "{}: asked for {n} {split:?} clips, only {} there", root.display(), chosen.len());
+    chosen.truncate(n);
+    Ok(chosen)
+}
+
+/// Decodes the three noise recordings in `noise_dir` (WAV or FLAC) at `rate`, each checked to
+/// hold at least `clip` samples (errors name the file), cut to the shortest so they stack `[3, L]`
+/// (only their ends are used).
+fn noise_recordings(noise_dir: &Path, rate: u32, clip: i64) -> Result<Tensor> {
+    let mut recs = Vec::new();
+    for name in synth::NOISE_CLASSES {
+        let path = ["wav", "flac"].map(|e| noise_dir.join(format!("{name}.{e}"))).into_iter().find(|p| p.is_file());
+        let path = path.with_context(|| format!("{}: no {name}.wav or {name}.flac", noise_dir.display()))?;
+        let rec = wav::load_mono(&path, rate)?;
+        ensure!(
+            rec.len() as i64 >= clip,
+            "{}: the noise recording holds {} samples at {rate} Hz ({:.2} s); at least {clip} ({:.2} s) are needed",
+            path.display(),
+            rec.len(),
+            rec.len() as f64 / rate as f64,
+            clip as f64 / rate as f64
+        );
+        recs.push(rec);
+    }
+    let shortest = recs.iter().map(Vec::len).min().unwrap_or(0);
+    Ok(Tensor::stack(&recs.iter().map(|r| Tensor::from_slice(&r[..shortest])).collect::<Vec<_>>(), 0))
+}
+
+/// Decoded samples gathered on the CPU before they move into the split's tensor: 64 MiB, above
+/// glibc's largest mmap threshold, so each chunk goes back to the system when freed.
+const LOAD_CHUNK_SAMPLES: usize = 16 << 20;
+
+/// Decodes `files` at `rate` into one split. Memory stays near the decoded audio itself: clips
+/// are gathered in [`LOAD_CHUNK_SAMPLES`] chunks, then copied one chunk at a time into the split's
+/// tensor on `device`, each freed once copied (no list of per-clip tensors, no `cat` doubling it).
+fn load_speech(files: &[&AudioFile], rate: u32, device: Device) -> Result<Speech> {
+    let mut chunks: Vec<Tensor> = Vec::new();
+    let mut pending: Vec<f32> = Vec::with_capacity(LOAD_CHUNK_SAMPLES);
+    let mut lengths = Vec::with_capacity(files.len());
+    for f in files {
+        let clip = wav::load_mono(&f.path, rate)?;
+        if pending.len() + clip.len() > LOAD_CHUNK_SAMPLES && !pending.is_empty() {
+            chunks.push(Tensor::from_slice(&pending));
+            pending.clear();
+        }
+        lengths.push(clip.len() as i64);
+        pending.extend_from_slice(&clip);
+    }
+    chunks.push(Tensor::from_slice(&pending));
+    drop(pending);
+    let flat = Tensor::empty([lengths.iter().sum::<i64>()], (Kind::Float, device));
+    let mut at = 0;
+    for chunk in chunks {
+        let n = chunk.size()[0];
+        flat.narrow(0, at, n).copy_(&chunk);
+        at += n;
+    }
+    let digits: Vec<i64> = files.iter().map(|f| f.digit).collect();
+    Ok(Speech::new(flat, &lengths, &digits, files.iter().map(|f| f.speaker).collect(), device))
 }
 
 /// One AudioMNIST file and the labels its name carries.
@@ -455,11 +531,6 @@ fn audiomnist_files(root: &Path) -> Result<Vec<AudioFile>> {
         }
     }
     ensure!(!out.is_empty(), "{}: no AudioMNIST speaker folders (01 … 60) with .wav files", root.display());
-    let speakers: std::collections::BTreeSet<i64> = out.iter().map(|f| f.speaker).collect();
-    let missing: Vec<i64> = TEST_SPEAKERS.iter().copied().filter(|s| !speakers.contains(s)).collect();
-    if !missing.is_empty() {
-        tracing::warn!("{}: test speakers {missing:?} are missing", root.display());
-    }
     Ok(out)
 }
 
