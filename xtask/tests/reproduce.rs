@@ -229,3 +229,201 @@ fn a_custom_grid_is_planned_with_dry_run() {
     }
     assert!(!tmp.path().join("report").exists() && !runs.join("my-grid/status.json").exists());
 }
+
+/// A one-cell experiment at the smallest sizes (no destruction, no theory sweep unless set).
+fn tiny_experiment() -> serde_json::Value {
+    serde_json::json!({
+        "name": "tiny",
+        "datasets": ["photos+digits"],
+        "view_modes": ["expert"],
+        "seeds": [0],
+        "run": {
+            "device": "cpu",
+            "data": {"source": "synthetic", "train_size": 64, "test_size": 64, "monitor_size": 32},
+            "encoder": {"arch": "small", "width": 4},
+            "train": {"epochs": 1, "batch_size": 32, "knn_k": 5, "lr": 0.1, "view_grid_every": 0},
+            "probe": {"epochs": 1, "batch_size": 32, "lr_milestones": [], "features": "cached"}
+        },
+        "destruction": false,
+        "theory": null
+    })
+}
+
+/// `reproduce` of the experiment `exp` (written to `root/tiny.json`) into `root/runs`, whatever
+/// its outcome.
+fn run_tiny(root: &Path, exp: &serde_json::Value, extra: &[&str]) -> std::process::Output {
+    let file = root.join("tiny.json");
+    std::fs::write(&file, exp.to_string()).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        // One libtorch thread per step: far faster on a small machine shared with other jobs.
+        .env("OMP_NUM_THREADS", "1")
+        .args(["reproduce", "--bin-dir"])
+        .arg(bin_dir())
+        .arg("--experiment")
+        .arg(&file)
+        .arg("--out")
+        .arg(root.join("runs"))
+        .arg("--report")
+        .arg(root.join("report"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn last_line(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_string()
+}
+
+/// Bogus `destruction_args` or `theory` arguments are refused by the binaries' own parsers before
+/// the first cell starts (they used to fail after every cell had run), naming file and field.
+#[test]
+fn bad_tool_arguments_fail_before_any_cell_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("destruction_args", serde_json::json!(["--epoch", "1"]), "unexpected argument '--epoch'"),
+        ("destruction_args", serde_json::json!(["--epochs", "0"]), "--epochs = 0 is out of range"),
+        ("destruction_args", serde_json::json!(["--run", "elsewhere"]), "'--run <RUN>' cannot be used multiple times"),
+        ("theory", serde_json::json!(["--ks", "four"]), "invalid value 'four' for '--ks <KS>'"),
+        ("theory", serde_json::json!(["--p-values", "1:0:0.1"]), "range `1:0:0.1` needs start ≤ end"),
+    ];
+    for (field, value, says) in cases {
+        let mut exp = tiny_experiment();
+        exp["destruction"] = true.into();
+        exp["theory"] = serde_json::json!([]);
+        exp[field] = value;
+        let t0 = std::time::Instant::now();
+        let out = run_tiny(tmp.path(), &exp, &[]);
+        let err = last_line(&out);
+        assert!(!out.status.success());
+        assert!(err.contains(&format!("tiny.json: field `{field}`")) && err.contains(says), "{err}");
+        assert!(!tmp.path().join("runs/tiny").exists(), "{field}: nothing may run or be written first");
+        assert!(t0.elapsed().as_secs() < 30, "refused up front");
+    }
+}
+
+/// A cell is finished only for the config it ran with: a changed `train.lr`/`train.epochs` is an
+/// error naming cell and fields (finished cells used to be skipped as finished); with
+/// `--rerun-changed` the cell runs again under the new config.
+#[test]
+fn a_changed_config_is_not_skipped_as_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cell = tmp.path().join("runs/tiny/photos+digits/expert/seed-0");
+    let probe = std::fs::read(cell.join("probe.json")).unwrap();
+    exp["run"]["train"]["lr"] = 0.2.into();
+    exp["run"]["train"]["epochs"] = 2.into();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("1 cell(s) hold results made with another config"), "{err}");
+    assert!(
+        err.contains("photos+digits/expert/seed-0") && err.contains("train.epochs 1 → 2, train.lr 0.1 → 0.2"),
+        "{err}"
+    );
+    assert!(err.contains("--rerun-changed"), "{err}");
+    assert_eq!(std::fs::read(cell.join("probe.json")).unwrap(), probe, "nothing rerun without the flag");
+
+    let out = run_tiny(tmp.path(), &exp, &["--rerun-changed"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("rerun photos+digits/expert/seed-0: its config changed"), "{err}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["train"]["lr"].as_f64(), cfg["train"]["epochs"].as_u64()), (Some(0.2), Some(2)));
+    let done: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("pretrain.done.json")).unwrap()).unwrap();
+    assert_eq!(done["epochs"], 2);
+}
+
+/// A grid whose data cannot fit in memory is refused before any cell, naming file, cell and field
+/// (it used to grow for minutes).
+#[test]
+fn a_grid_too_big_for_memory_is_refused_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    exp["run"]["data"]["train_size"] = 100_000_000_000u64.into();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = last_line(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tiny.json (cell photos+digits/expert/seed-0): field `data.train_size` = 100000000000"),
+        "{err}"
+    );
+    assert!(err.contains("does not fit in memory") && err.contains("MemAvailable"), "{err}");
+    assert!(!tmp.path().join("runs/tiny").exists());
+}
+
+/// When every cell fails, the last word is which cells failed (it was the report's "holds no
+/// finished runs"); a failed theory sweep does not stop the report of the finished cells.
+#[test]
+fn failures_are_the_last_word_and_do_not_stop_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    let empty = tmp.path().join("no-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    exp["run"]["data"]["source"] = "real".into();
+    exp["run"]["data"]["data_dir"] = empty.display().to_string().into();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = last_line(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("1 cell(s) failed (of 1): photos+digits/expert/seed-0; their errors are in"), "{err}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    exp["theory"] = serde_json::json!([
+        "--p-values",
+        "0",
+        "--ratios",
+        "0.5",
+        "--ks",
+        "2",
+        "--seeds",
+        "0",
+        "--no-infonce",
+        "--no-gd-check",
+        "--no-figures",
+        "--no-progress"
+    ]);
+    // The sweep's output folder cannot be made: a plain file is in the way.
+    std::fs::create_dir_all(tmp.path().join("runs/tiny")).unwrap();
+    std::fs::write(tmp.path().join("runs/tiny/theory"), "not a folder").unwrap();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = last_line(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("the theory sweep failed (log: ") && err.contains("theory.log"), "{err}");
+    assert!(tmp.path().join("report/REPORT.md").exists(), "the cells' report is written all the same");
+}
+
+/// OS errors on the output folder name the path: a file where a folder should be, a name too long
+/// for the file system, a folder that cannot be created.
+#[test]
+fn os_errors_on_the_output_folder_name_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let long = tmp.path().join("x".repeat(300));
+    for (out_dir, says) in [
+        (file.clone(), "Not a directory"),
+        (long.clone(), "File name too long"),
+        // Not writable even by root (the exact error depends on the system).
+        (PathBuf::from("/sys/featdrop-out"), ""),
+    ] {
+        let exp = tiny_experiment();
+        let f = tmp.path().join("tiny.json");
+        std::fs::write(&f, exp.to_string()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["reproduce", "--bin-dir"])
+            .arg(bin_dir())
+            .arg("--experiment")
+            .arg(&f)
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        let err = last_line(&out);
+        assert!(!out.status.success());
+        assert!(err.contains(&out_dir.join("tiny").display().to_string()) && err.contains(says), "{err}");
+    }
+}

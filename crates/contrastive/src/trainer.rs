@@ -9,8 +9,9 @@ use crate::assembly::{self, Parts};
 use crate::encoder::Encoder;
 use crate::optim::{Adam, Sgd};
 use crate::views;
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use featdrop_core::io::{JsonLines, write_json_atomic};
+use featdrop_core::lock::DirLock;
 use featdrop_core::{RunConfig, RunDir, Seeds, ViewFamily, checkpoint};
 use featdrop_data::MultiTaskDataset;
 use serde::{Deserialize, Serialize};
@@ -60,19 +61,28 @@ pub struct Trainer {
     adam: Option<Adam>,
     epochs_done: usize,
     last_epoch_loss: f64,
+    // Held while the trainer lives: no other trainer writes this run directory meanwhile.
+    _lock: DirLock,
 }
 
 impl Trainer {
     /// A run of `cfg` in `run`, building dataset, encoder and views from the config. Resumes from
     /// the run's last checkpoint when there is one.
+    ///
+    /// Before anything is built: the run directory is locked (a second trainer on it is refused,
+    /// naming this one's pid), checked to belong to `cfg`, and the config's memory needs are
+    /// checked against this machine's available memory.
     pub fn from_config(cfg: RunConfig, run: RunDir) -> Result<Self> {
+        let lock = run_dir::claim(&cfg, &run)?;
+        featdrop_core::memory::check(&cfg, &run.config().display().to_string())?;
         let device = cfg.device.resolve()?;
         let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
-        Self::with_parts(cfg, run, dataset, enc_vs, encoder, views)
+        Self::build(cfg, run, lock, dataset, enc_vs, encoder, views)
     }
 
     /// A run from parts a user built: any dataset, any encoder (its parameters in `enc_vs`), any
-    /// view family. Resumes from the run's last checkpoint when there is one.
+    /// view family. Resumes from the run's last checkpoint when there is one. The run directory is
+    /// locked while the trainer lives (a second trainer on it is refused, naming this one's pid).
     ///
     /// The parts are used as given; from `cfg` come the seed, the `train` section (epochs, batch
     /// size, SGD, temperature, objective, checkpoints, kNN monitor), `data.monitor_size`, the
@@ -125,6 +135,20 @@ impl Trainer {
         views: Box<dyn ViewFamily>,
     ) -> Result<Self> {
         cfg.validate(&run.config().display().to_string())?;
+        let lock = run_dir::claim(&cfg, &run)?;
+        Self::build(cfg, run, lock, dataset, enc_vs, encoder, views)
+    }
+
+    /// The trainer, once `run` is claimed for `cfg`.
+    fn build(
+        cfg: RunConfig,
+        run: RunDir,
+        lock: DirLock,
+        dataset: Box<dyn MultiTaskDataset>,
+        enc_vs: VarStore,
+        encoder: Box<dyn Encoder>,
+        views: Box<dyn ViewFamily>,
+    ) -> Result<Self> {
         let device = dataset.device();
         if cfg.train.channels_last {
             // Before the optimiser exists, so its momentum buffers share the new layout.
@@ -155,6 +179,7 @@ impl Trainer {
             adam,
             epochs_done: 0,
             last_epoch_loss: f64::NAN,
+            _lock: lock,
         };
         me.prepare_run_dir()?;
         Ok(me)
@@ -196,17 +221,11 @@ impl Trainer {
         out
     }
 
+    /// Records the config (checked against the directory's by [`run_dir::claim`]) and resumes
+    /// from the newest intact checkpoint.
     fn prepare_run_dir(&mut self) -> Result<()> {
         let cfg_path = self.run.config();
-        if cfg_path.exists() {
-            let old = RunConfig::from_file(&cfg_path)?;
-            let same = RunConfig { device: self.cfg.device, ..old };
-            ensure!(
-                same == self.cfg,
-                "{} holds a different config; use a new run directory or delete that one to start over",
-                cfg_path.display()
-            );
-        } else {
+        if !cfg_path.exists() {
             write_json_atomic(&cfg_path, &self.cfg)?;
         }
         let ckpt_dir = self.run.checkpoints();
@@ -259,4 +278,5 @@ fn scalar(t: &Tensor) -> f64 {
 }
 
 mod run;
+mod run_dir;
 pub use run::StopAfter;

@@ -147,6 +147,7 @@ fn kills_leave_nothing_that_stops_or_skews_a_resume() {
     assert_eq!(epochs(dir.path()), [1, 2], "every epoch logged exactly once");
 
     // Restarting a finished run trains nothing and keeps the recorded costs.
+    drop(again);
     let done = dir.path().join("pretrain.done.json");
     let before = std::fs::read_to_string(&done).unwrap();
     let again = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap().run(StopAfter::default()).unwrap();
@@ -175,15 +176,61 @@ fn kept_epochs_keep_their_checkpoints() {
     assert_eq!(latest.as_deref(), Some("epoch-0003"));
 }
 
-/// A run directory holding another config is refused rather than mixed.
+/// A run directory holding another config is refused rather than mixed, naming what changed.
 #[test]
 fn a_run_directory_with_another_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = smoke_config(BaseViews::None, 64, 1);
-    featdrop_core::io::write_json_atomic(&dir.path().join("config.json"), &RunConfig { seed: 9, ..cfg.clone() })
-        .unwrap();
+    let old = RunConfig {
+        seed: 9,
+        train: featdrop_core::config::TrainConfig { lr: 0.5, ..cfg.train.clone() },
+        ..cfg.clone()
+    };
+    featdrop_core::io::write_json_atomic(&dir.path().join("config.json"), &old).unwrap();
+    let err = Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).err().expect("must refuse").to_string();
+    assert!(err.contains("holds a different config (changed: seed 9 → 0, train.lr 0.5 → "), "{err}");
+}
+
+/// Weights without the config.json they were trained with are not resumed under a new config
+/// (the old trainer wrote the new config and resumed them).
+#[test]
+fn checkpoints_without_their_config_are_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = smoke_config(BaseViews::None, 64, 2);
+    Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap().run(StopAfter(Some(1))).unwrap();
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let changed = RunConfig { train: featdrop_core::config::TrainConfig { lr: 0.5, ..cfg.train.clone() }, ..cfg };
+    let err = Trainer::from_config(changed, RunDir::at(dir.path())).err().expect("must refuse").to_string();
+    assert!(err.contains("config.json is missing but") && err.contains("epoch-0001.safetensors"), "{err}");
+    assert!(err.contains("put that run's config.json back, or delete"), "{err}");
+    assert!(!dir.path().join("config.json").exists(), "nothing written for the refused config");
+}
+
+/// One trainer per run directory: a second is refused at once, naming the holder's pid; when
+/// the first is gone the directory is free again.
+#[test]
+fn a_second_trainer_on_one_run_directory_is_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = smoke_config(BaseViews::None, 64, 1);
+    let first = Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap();
+    let err = Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).err().expect("must refuse").to_string();
+    assert!(err.contains(&format!("featdrop-train (pid {}) holds its lock", std::process::id())), "{err}");
+    drop(first);
+    Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
+}
+
+/// A config whose dataset cannot fit in memory is refused before any data is made, naming the field.
+#[test]
+fn a_dataset_too_big_for_memory_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = smoke_config(BaseViews::None, 64, 1);
+    cfg.data.train_size = 100_000_000_000;
+    let t0 = std::time::Instant::now();
     let err = Trainer::from_config(cfg, RunDir::at(dir.path())).err().expect("must refuse").to_string();
-    assert!(err.contains("holds a different config"), "{err}");
+    assert!(err.contains("field `data.train_size` = 100000000000 does not fit in memory"), "{err}");
+    assert!(t0.elapsed().as_secs() < 5, "refused up front, not after building data");
 }
 
 /// The CUDA speed options also run on the CPU (bf16 autocast exists there): training stays finite

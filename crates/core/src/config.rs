@@ -576,6 +576,31 @@ pub fn parse_override(text: &str) -> Result<(String, Value), String> {
     Ok((path.to_string(), value))
 }
 
+/// The fields in which `new` differs from `old`, as `field old → new` (dotted paths, in field
+/// order), for an error that says what changed; the device is left out — a run may move between
+/// machines. Empty: the same run.
+pub fn changed_fields(old: &RunConfig, new: &RunConfig) -> Vec<String> {
+    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(&sub, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+                }
+            }
+            _ if a != b => out.push(format!("{path} {a} → {b}")),
+            _ => {}
+        }
+    }
+    let as_json = |c: &RunConfig| serde_json::to_value(RunConfig { device: DeviceChoice::default(), ..c.clone() });
+    let mut out = Vec::new();
+    if let (Ok(a), Ok(b)) = (as_json(old), as_json(new)) {
+        walk("", &a, &b, &mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -755,5 +780,15 @@ mod tests {
         assert!(e.contains("field `train.learnrate`") && e.contains("unknown field"), "{e}");
         assert!(parse_override("train.lr").unwrap_err().contains("expected key.path=value"));
         assert!(parse_override("train..lr=1").unwrap_err().contains("not a field path"));
+    }
+
+    #[test]
+    fn changed_fields_name_each_difference_but_not_the_device() {
+        let old = RunConfig::from_json(&base().to_string(), "a.json").unwrap();
+        let mut new = old.clone();
+        assert!(changed_fields(&old, &new).is_empty());
+        (new.train.lr, new.train.epochs, new.device) = (0.5, 7, "cuda:1".parse().unwrap());
+        let got = changed_fields(&old, &new);
+        assert_eq!(got, [format!("train.epochs {} → 7", old.train.epochs), format!("train.lr {} → 0.5", old.train.lr)]);
     }
 }

@@ -1,6 +1,6 @@
 //! Shared types of featdrop (docs/PROTOCOL.md §1): tasks and task sets, batches with one label tensor per
-//! task, view modes, device choice, seeding, the run config, the run-directory layout, atomic
-//! files, metrics logs, checkpoints and logging set-up.
+//! task, view modes, device choice, seeding, the run config, the run-directory layout and its lock, atomic
+//! files, memory estimates, metrics logs, checkpoints and logging set-up.
 //!
 //! The `torch` feature (on by default) adds everything that needs libtorch: [`batch`],
 //! [`device`] resolution, tch seeding and [`checkpoint`]s. Crates that must build without
@@ -16,7 +16,9 @@ pub mod config;
 pub mod device;
 pub mod io;
 pub mod layout;
+pub mod lock;
 pub mod logging;
+pub mod memory;
 pub mod seed;
 pub mod task;
 pub mod view_mode;

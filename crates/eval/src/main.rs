@@ -97,6 +97,10 @@ enum Command {
         /// grid; `cargo xtask reproduce` passes one per experiment)
         #[arg(long, value_name = "DIR")]
         classifier_cache: Option<std::path::PathBuf>,
+        /// Only check these arguments (parse and validate them, read no run) and exit:
+        /// `cargo xtask reproduce` checks an experiment's `destruction_args` so before any cell.
+        #[arg(long, hide = true)]
+        check_args: bool,
     },
     /// Write a run's encoder as a safetensors state dict with torchvision's resnet18 names, which
     /// `torchvision.models.resnet18(num_classes=128)` with the small-image stem loads with
@@ -129,9 +133,12 @@ fn run(cli: &Cli) -> Result<()> {
             let report = featdrop_eval::run_probe(&frozen, &opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::Destruction { common, epochs, lr, batch_size, width, grid_rows, classifier_cache } => {
-            let frozen = common.load(None)?;
+        Command::Destruction { common, epochs, lr, batch_size, width, grid_rows, classifier_cache, check_args } => {
             let classifier = DestructionConfig { epochs: *epochs, batch_size: *batch_size, lr: *lr, width: *width };
+            if *check_args {
+                return classifier.validate();
+            }
+            let frozen = common.load(None)?;
             let opts = DestructionOptions {
                 tasks: common.tasks(),
                 classifier,

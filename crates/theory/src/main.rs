@@ -396,6 +396,10 @@ struct SweepArgs {
     /// Print a machine-readable JSON summary on stdout instead of text
     #[arg(long)]
     json: bool,
+    /// Only check the arguments (parse them, read and validate the configuration) and exit:
+    /// `cargo xtask reproduce` checks an experiment's `theory` list so before any cell.
+    #[arg(long, hide = true)]
+    check: bool,
 }
 
 impl SweepArgs {
@@ -459,6 +463,9 @@ fn print_json<T: serde::Serialize>(value: &T, compact: bool) -> Result<()> {
 
 fn run_sweep_command(args: &SweepArgs) -> Result<()> {
     let cfg = args.config()?;
+    if args.check {
+        return Ok(());
+    }
     let n = cfg.points().len();
     tracing::info!(points = n, out = %args.out.display(), "starting sweep");
     let bar = if args.no_progress {

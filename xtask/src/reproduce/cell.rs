@@ -63,6 +63,14 @@ pub fn run_cell(args: &CellArgs) -> Result<()> {
         base = Record { executor: "slurm".into(), job_id: Some(job), task_id: Some(task), ..base };
         base.logs = log_paths(&exp_dir.join("slurm"), job, task).to_vec();
     }
+    // Results made with another config are not "finished" for this one (reproduce reruns them
+    // with --rerun-changed before it submits).
+    super::preflight::handle_changed(
+        &exp,
+        &exp_dir,
+        &super::preflight::changed_cells(std::slice::from_ref(c))?,
+        false,
+    )?;
     if finished(&exp, c) {
         eprintln!("{}: finished already; nothing to do", c.id);
         return Ok(());

@@ -35,19 +35,46 @@ fn earlier_epochs_probed(c: &Cell) -> bool {
     epochs.iter().all(|e| probe["epochs"][e.to_string()]["tasks"].as_object().is_some_and(|t| !t.is_empty()))
 }
 
-/// Runs one step, appending its output to the cell's log; the error carries the log's tail.
+/// Runs one step, appending its output to the cell's log; the error carries what the step said
+/// (its panic message, or the tail of its output).
 pub fn run_step(bins: &Bins, step: &[String], log: &Path) -> Result<()> {
     let out = bins.cmd(&step[0]).args(&step[1..]).output().with_context(|| format!("starting {}", step[0]))?;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-    writeln!(f, "$ {}", step.join(" "))?;
-    f.write_all(&out.stdout)?;
-    f.write_all(&out.stderr)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening log {}", log.display()))?;
+    (|| -> std::io::Result<()> {
+        writeln!(f, "$ {}", step.join(" "))?;
+        f.write_all(&out.stdout)?;
+        f.write_all(&out.stderr)
+    })()
+    .with_context(|| format!("writing log {}", log.display()))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
-        anyhow::bail!("{} failed ({}): {}", step[0], out.status, tail.join(" | "));
+        anyhow::bail!(
+            "{} failed ({}): {}",
+            step[0],
+            out.status,
+            failure_summary(&String::from_utf8_lossy(&out.stderr))
+        );
     }
     Ok(())
+}
+
+/// What a failed step said, in one line for `status.json`: a panic's message and place (which
+/// a backtrace would push out of the output's tail), else the last lines of its output.
+pub fn failure_summary(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    if let Some(at) = lines.iter().position(|l| l.contains("panicked at")) {
+        let message: Vec<&str> = lines[at..]
+            .iter()
+            .take_while(|l| !l.starts_with("stack backtrace:") && !l.starts_with("note: "))
+            .copied()
+            .collect();
+        return message.join(" | ");
+    }
+    let tail = &lines[lines.len().saturating_sub(6)..];
+    tail.join(" | ")
 }
 
 /// A line above the progress bar (also when stderr is not a terminal and the bar is hidden).
@@ -63,7 +90,7 @@ pub fn run_one(
     bins: &Bins,
     base: Record,
 ) -> Result<(Record, Option<String>)> {
-    std::fs::create_dir_all(&c.run_dir)?;
+    std::fs::create_dir_all(&c.run_dir).with_context(|| format!("creating {}", c.run_dir.display()))?;
     let log = c.run_dir.join("log.txt");
     let t0 = Instant::now();
     let result = steps(exp, c, exp_dir).iter().try_for_each(|s| run_step(bins, s, &log));
@@ -115,22 +142,53 @@ pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins) 
     Ok(failed)
 }
 
-/// The theory sweep, once per experiment.
-pub fn run_theory(exp_dir: &Path, extra: &[String], bins: &Bins) -> Result<()> {
+/// The file next to `theory.json` that records the experiment's `theory` arguments it was made
+/// with (so a changed list is not mistaken for finished).
+pub const THEORY_ARGS: &str = "reproduce-args.json";
+
+/// The theory sweep's command.
+pub fn theory_step(exp_dir: &Path, extra: &[String]) -> Vec<String> {
     let out = exp_dir.join("theory");
-    if out.join("theory.json").exists() {
-        eprintln!("skip theory sweep: {} exists", out.join("theory.json").display());
-        return Ok(());
-    }
-    eprintln!("theory sweep…");
-    let log = exp_dir.join("theory.log");
-    let step: Vec<String> = ["featdrop-theory", "-q", "sweep", "--out"]
+    ["featdrop-theory", "-q", "sweep", "--out"]
         .iter()
         .map(|s| s.to_string())
         .chain([out.display().to_string()])
         .chain(extra.iter().cloned())
-        .collect();
-    run_step(bins, &step, &log)
+        .collect()
+}
+
+/// The theory sweep, once per experiment.
+pub fn run_theory(exp_dir: &Path, extra: &[String], bins: &Bins) -> Result<()> {
+    let out = exp_dir.join("theory");
+    // summary.md is written after theory.json: a sweep killed between the two is not finished.
+    if out.join("theory.json").exists() && out.join("summary.md").exists() {
+        eprintln!("skip theory sweep: {} exists", out.join("theory.json").display());
+        return Ok(());
+    }
+    eprintln!("theory sweep…");
+    run_step(bins, &theory_step(exp_dir, extra), &exp_dir.join("theory.log"))?;
+    featdrop_core::io::write_json_atomic(&out.join(THEORY_ARGS), extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_summary;
+
+    /// A panic's message survives a long backtrace (only the last lines used to be kept).
+    #[test]
+    fn a_panic_message_is_kept_whatever_follows_it() {
+        let mut stderr = String::from(
+            "loading…\nthread 'main' panicked at crates/x/src/lib.rs:3:5:\nindex out of bounds: the len is 0\n\
+             stack backtrace:\n",
+        );
+        for i in 0..40 {
+            stderr += &format!("  {i}: frame::{i}\n             at src/x.rs:{i}\n");
+        }
+        let s = failure_summary(&stderr);
+        assert_eq!(s, "thread 'main' panicked at crates/x/src/lib.rs:3:5: | index out of bounds: the len is 0");
+        let plain = "a\nb\nc\nd\ne\nf\nerror: reading x.json: not found";
+        assert_eq!(failure_summary(plain), "b | c | d | e | f | error: reading x.json: not found");
+    }
 }
 
 #[cfg(test)]

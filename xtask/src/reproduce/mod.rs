@@ -3,9 +3,15 @@
 //! per-crate binaries, then the theory sweep, then the report. Finished cells are skipped, an
 //! interrupted cell resumes (the binaries resume themselves), a failed cell is recorded with its
 //! error and the rest go on; the exit status says whether any cell failed.
+//!
+//! Everything the experiment file says is checked before the first cell starts (see
+//! [`preflight`]). One `reproduce` at a time writes an experiment's folder: it holds the folder's
+//! lock (a second one stops at once, naming the first one's pid), and every process it starts
+//! ends when it ends, however it ends — no orphaned trainer goes on writing a run directory.
 
 pub mod cell;
 pub mod experiment;
+pub mod preflight;
 pub mod record;
 pub mod slurm;
 
@@ -13,6 +19,7 @@ use crate::{libtorch, paths};
 use anyhow::{Context, Result, bail, ensure};
 use experiment::{Cell, Experiment};
 use featdrop_core::io::write_json_atomic;
+use featdrop_core::lock::DirLock;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,6 +58,11 @@ pub struct ReproduceArgs {
     /// nothing is trained, probed or reported.
     #[arg(long)]
     pub dry_run: bool,
+    /// Cells (and the theory sweep) whose results were made with another config than the
+    /// experiment now gives them are an error; with this flag their results are deleted and they
+    /// run again.
+    #[arg(long)]
+    pub rerun_changed: bool,
     /// Where cells run: `local` (one after another, here) or `slurm` (one job array of the
     /// unfinished cells, submitted with sbatch; see README "Running on a Slurm cluster").
     #[arg(long, value_enum, default_value_t = Executor::Local)]
@@ -103,11 +115,41 @@ impl Bins {
     }
 
     /// A command for one binary. No library path is set: every binary finds libtorch through
-    /// the rpath its build script bakes in, as it does when a user runs it by hand.
+    /// the rpath its build script bakes in, as it does when a user runs it by hand. The process
+    /// ends when this one ends (see [`die_with_parent`]).
     pub fn cmd(&self, name: &str) -> Command {
-        Command::new(self.dir.join(name))
+        let mut cmd = Command::new(self.dir.join(name));
+        die_with_parent(&mut cmd);
+        cmd
     }
 }
+
+/// Makes the child get SIGKILL when this process ends, however it ends (Linux: the parent-death
+/// signal): a `reproduce` killed with SIGKILL takes its trainer with it, instead of leaving it to
+/// write a run directory that the next `reproduce` gives to a second trainer.
+#[cfg(target_os = "linux")]
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
+    // functions (prctl, getppid), allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between the fork and the prctl: no signal would come.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere there is no parent-death signal; children may outlive a killed `reproduce`.
+#[cfg(not(target_os = "linux"))]
+pub fn die_with_parent(_cmd: &mut Command) {}
 
 /// Checks a `--device` value with the run config's own parser.
 fn parse_device(s: &str) -> Result<String, String> {
@@ -136,32 +178,71 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         ensure!(!cells.is_empty(), "--only {pat}: no cell of `{}` matches", exp.name);
     }
     let exp_dir = out.join(&exp.name);
+    let theory = exp.theory.as_ref().filter(|_| !args.no_theory);
+    preflight::check_tool_args(&exp, &exp_dir, &cells, &bins, theory.is_some())?;
+    if args.executor == Executor::Local {
+        preflight::check_memory(&exp, &cells)?;
+    }
+    // Held until the study ends; released by the system if this process is killed.
+    let _lock = DirLock::acquire(&exp_dir, "cargo xtask reproduce")?;
+    let mut changed = preflight::changed_cells(&cells)?;
+    if let Some(t) = theory {
+        changed.extend(preflight::changed_theory(&exp_dir, t)?);
+    }
     write_configs(&exp_dir, &cells)?;
     write_job_list(&exp_dir, &exp, &cells)?;
     if args.dry_run {
-        print_plan(&exp, &exp_dir, &cells, args.no_theory);
+        print_plan(&exp, &exp_dir, &cells, args.no_theory, &changed);
         return Ok(());
     }
-    let failed = match args.executor {
-        Executor::Local => run_cells(&exp, &exp_dir, &cells, &bins)?,
-        Executor::Slurm => match slurm::submit(&exp, &exp_path, &out, &cells, &bins, args)? {
-            Some(failed) => failed,
-            None => return Ok(()),
-        },
-    };
-    if let Some(theory_args) = exp.theory.as_ref().filter(|_| !args.no_theory) {
-        run_theory(&exp_dir, theory_args, &bins)?;
+    preflight::handle_changed(&exp, &exp_dir, &changed, args.rerun_changed)?;
+    match args.executor {
+        Executor::Local => {
+            run_cells(&exp, &exp_dir, &cells, &bins)?;
+        }
+        Executor::Slurm => {
+            if slurm::submit(&exp, &exp_path, &out, &cells, &bins, args)?.is_none() {
+                return Ok(());
+            }
+        }
     }
-    crate::report::write(&out, &absolute(&args.report), Some(&exp.name))?;
-    eprintln!(
-        "study finished in {:.0} s; report in {}",
-        started.elapsed().as_secs_f64(),
-        absolute(&args.report).display()
-    );
-    if failed > 0 {
-        bail!("{failed} cell(s) failed; see {}", exp_dir.join("status.json").display());
+    let mut problems = failed_cells(&exp, &exp_dir, &cells);
+    if let Some(t) = theory
+        && let Err(e) = run_theory(&exp_dir, t, &bins)
+    {
+        // The cells' results are reported all the same.
+        eprintln!("FAILED theory sweep: {e:#}");
+        problems.push(format!("the theory sweep failed (log: {})", exp_dir.join("theory.log").display()));
+    }
+    let report = absolute(&args.report);
+    match crate::report::write(&out, &report, Some(&exp.name)) {
+        Ok(()) => {
+            eprintln!("study finished in {:.0} s; report in {}", started.elapsed().as_secs_f64(), report.display())
+        }
+        // With failures to tell, the report's own complaint (often: no finished run) comes first
+        // and the failures are the last word.
+        Err(e) if !problems.is_empty() => eprintln!("no report written: {e:#}"),
+        Err(e) => return Err(e),
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
     }
     Ok(())
+}
+
+/// "N cell(s) failed: …" for the cells left unfinished once every cell has run, or nothing.
+fn failed_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell]) -> Vec<String> {
+    let failed: Vec<&str> = cells.iter().filter(|c| !cells::finished(exp, c)).map(|c| c.id.as_str()).collect();
+    if failed.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "{} cell(s) failed (of {}): {}; their errors are in {}",
+        failed.len(),
+        cells.len(),
+        failed.join(", "),
+        exp_dir.join("status.json").display()
+    )]
 }
 
 /// The experiment to run, and why it was picked.
@@ -213,15 +294,11 @@ fn config_file(exp_dir: &Path, c: &Cell) -> PathBuf {
 fn write_job_list(exp_dir: &Path, exp: &Experiment, cells: &[Cell]) -> Result<()> {
     let job = |c: &Cell| json!({"id": c.id, "run_dir": c.run_dir, "config": c.config, "steps": steps(exp, c, exp_dir)});
     let jobs: Vec<Value> = cells.iter().map(job).collect();
-    std::fs::write(
-        exp_dir.join("jobs.json"),
-        serde_json::to_string_pretty(&json!({"experiment": exp.name, "jobs": jobs}))?,
-    )?;
-    Ok(())
+    write_json_atomic(&exp_dir.join("jobs.json"), &json!({"experiment": exp.name, "jobs": jobs}))
 }
 
 /// `--dry-run`: what a real invocation would do, on stdout.
-fn print_plan(exp: &Experiment, exp_dir: &Path, cells: &[Cell], no_theory: bool) {
+fn print_plan(exp: &Experiment, exp_dir: &Path, cells: &[Cell], no_theory: bool, changed: &[preflight::Changed]) {
     let done = cells.iter().filter(|c| cells::finished(exp, c)).count();
     println!(
         "plan for experiment `{}`: {} cell(s), {done} finished, {} to run",
@@ -232,6 +309,9 @@ fn print_plan(exp: &Experiment, exp_dir: &Path, cells: &[Cell], no_theory: bool)
     for c in cells {
         let state = if cells::finished(exp, c) { "finished" } else { "to run" };
         println!("  {state:<8}  {}  ({} step(s))", c.id, steps(exp, c, exp_dir).len());
+    }
+    for c in changed {
+        println!("  changed   {}: {} (a run stops here; --rerun-changed reruns it)", c.id, c.fields.join(", "));
     }
     let theory = if exp.theory.is_some() && !no_theory { "then the theory sweep, " } else { "" };
     println!("{theory}then the report");

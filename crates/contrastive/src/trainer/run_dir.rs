@@ -1,0 +1,53 @@
+//! Taking a run directory: one trainer at a time (a lock naming its holder), and only for the
+//! config its files were made with — checked before the dataset is built, so a wrong directory
+//! fails in a moment, not after minutes of loading.
+
+use anyhow::{Result, bail, ensure};
+use featdrop_core::config::changed_fields;
+use featdrop_core::lock::DirLock;
+use featdrop_core::{RunConfig, RunDir};
+
+/// Locks `run` for this process and checks that what it holds belongs to `cfg`; the lock lasts
+/// as long as the returned value.
+pub(super) fn claim(cfg: &RunConfig, run: &RunDir) -> Result<DirLock> {
+    let lock = DirLock::acquire(run.root(), "featdrop-train")?;
+    check_config(cfg, run)?;
+    Ok(lock)
+}
+
+/// A run directory's files belong to the config in its `config.json`: another config is refused
+/// (naming what differs), and checkpoints without a `config.json` are refused too — resuming
+/// weights under a config they were not trained with would mix two runs.
+fn check_config(cfg: &RunConfig, run: &RunDir) -> Result<()> {
+    let path = run.config();
+    if path.exists() {
+        let old = RunConfig::from_file(&path)?;
+        let changed = changed_fields(&old, cfg);
+        ensure!(
+            changed.is_empty(),
+            "{} holds a different config (changed: {}); use a new run directory, or delete that one to start over",
+            path.display(),
+            changed.join(", ")
+        );
+        return Ok(());
+    }
+    if let Some(weights) = any_checkpoint(run) {
+        bail!(
+            "{} is missing but {} holds trained weights ({weights}): the config they were trained with is \
+             unknown, so they are not resumed under this one; put that run's config.json back, or delete {} \
+             to start this run over",
+            path.display(),
+            run.checkpoints().display(),
+            run.checkpoints().display()
+        );
+    }
+    Ok(())
+}
+
+/// The name of a weights file in the run's checkpoints folder, if it has one.
+fn any_checkpoint(run: &RunDir) -> Option<String> {
+    let entries = std::fs::read_dir(run.checkpoints()).ok()?;
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| n.ends_with(".safetensors") && !n.starts_with('.'))
+}

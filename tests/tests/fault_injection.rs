@@ -1,0 +1,400 @@
+//! Kills and concurrent writers (issue 19, items 14 and the fault-injection test).
+//!
+//! `cargo xtask reproduce` is run as a user runs it (the `xtask` binary with `--bin-dir`, in its
+//! own process group) on a tiny grid, and:
+//! - killed with SIGKILL of its whole process group at seeded random moments — during training,
+//!   evaluation and report writing — then restarted until it finishes: every cell ends with
+//!   results identical to an uninterrupted run's, and no `metrics.jsonl` line is missing or
+//!   written twice;
+//! - killed alone (SIGKILL of the `reproduce` process only): the trainer it started ends with it;
+//! - started twice at once on one folder: the second stops at once, naming the first one's pid,
+//!   and every result is written exactly once.
+//!
+//! Set `FEATDROP_FAULT_SEED` to replay another kill schedule.
+
+use featdrop_tests::{bin, bin_dir};
+use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The tests here start process trees and time their kills: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A tiny grid: photos+digits with expert and viewmaker views (the viewmaker adds optimiser
+/// state to every checkpoint), three epochs checkpointed after each, two-epoch probes, one-epoch
+/// destruction classifiers and a few-point theory sweep.
+fn write_experiment(dir: &Path, view_modes: &[&str], destruction: bool, theory: bool) -> PathBuf {
+    let exp = json!({
+        "name": "faults",
+        "datasets": ["photos+digits"],
+        "view_modes": view_modes,
+        "seeds": [0],
+        "run": {
+            "device": "cpu",
+            "data": {"source": "synthetic", "train_size": 64, "test_size": 64, "monitor_size": 32},
+            "encoder": {"arch": "small", "width": 4},
+            "train": {"epochs": 3, "batch_size": 32, "knn_k": 5, "checkpoint_every": 1, "view_grid_every": 0},
+            "viewmaker": {"width_mult": 0.125},
+            "probe": {"epochs": 2, "batch_size": 32, "lr_milestones": [1], "features": "cached"}
+        },
+        "destruction": destruction,
+        "destruction_args": ["--epochs", "1", "--width", "4", "--batch-size", "32", "--grid-rows", "0"],
+        "theory": if theory {
+            json!(["--p-values", "0,1", "--ratios", "0.5", "--ks", "2", "--seeds", "0", "--no-infonce",
+                   "--no-gd-check", "--probe-train", "200", "--probe-test", "200", "--no-figures", "--no-progress"])
+        } else {
+            Value::Null
+        },
+    });
+    let path = dir.join("faults.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&exp).unwrap()).unwrap();
+    path
+}
+
+/// `reproduce` with its steps on one libtorch thread each: on a small machine shared with other
+/// jobs, libtorch's spinning worker threads make every step many times slower. Every run of a
+/// test uses the same setting (the thread count can change float results).
+fn xtask() -> Command {
+    let mut cmd = Command::new(bin("xtask"));
+    cmd.env("OMP_NUM_THREADS", "1");
+    cmd
+}
+
+/// `reproduce` of `exp` into `root/runs` and `root/report`, in a process group of its own (so the
+/// whole tree can be killed at once), its output appended to `root/reproduce.log`.
+fn start(exp: &Path, root: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("reproduce.log")).unwrap();
+    xtask()
+        .args(["reproduce", "--experiment"])
+        .arg(exp)
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--out")
+        .arg(root.join("runs"))
+        .arg("--report")
+        .arg(root.join("report"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+fn log_of(root: &Path) -> String {
+    std::fs::read_to_string(root.join("reproduce.log")).unwrap_or_default()
+}
+
+/// Live (not zombie) processes of process group `pgid`, as (pid, command name).
+fn group_members(pgid: i32) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the name: state, ppid, pgrp.
+        if fields.len() > 2 && fields[0] != "Z" && fields[2].parse() == Ok(pgid) {
+            out.push((pid, stat[open + 1..close].to_string()));
+        }
+    }
+    out
+}
+
+/// Whether `pid` is a live process (a zombie is not: it has ended and awaits its reaper).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].split_whitespace().next() != Some("Z")))
+        .unwrap_or(false)
+}
+
+/// Waits until process group `pgid` has no live process (the leader already reaped).
+fn wait_group_gone(pgid: i32) {
+    let t0 = Instant::now();
+    while !group_members(pgid).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "process group {pgid} still alive: {:?}", group_members(pgid));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGKILL to `pid` (a negative one: a process group); one that has just ended is no error.
+fn sigkill(pid: i32) {
+    // SAFETY: kill(2) with a pid (or a negative process-group id) this test started.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "kill {pid}: {e}");
+    }
+}
+
+/// A small seeded generator (xorshift64*), so a kill schedule can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Training,
+    Evaluation,
+    Report,
+}
+
+/// Waits until `child` reaches `phase` (a trainer or evaluator of its group runs; the report:
+/// the theory sweep — the step before it — has recorded its arguments); false if it ended first.
+fn reached(child: &mut Child, phase: Phase, exp_dir: &Path) -> bool {
+    let pgid = child.id() as i32;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let running = |name: &str| group_members(pgid).iter().any(|(_, n)| n == name);
+        let there = match phase {
+            Phase::Training => running("featdrop-train"),
+            Phase::Evaluation => running("featdrop-eval"),
+            Phase::Report => exp_dir.join("theory/reproduce-args.json").exists(),
+        };
+        if there {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// How long the reference run spent after its theory sweep (writing the report), in ms.
+fn run_to_end(exp: &Path, root: &Path) -> u64 {
+    let mut child = start(exp, root);
+    let exp_dir = root.join("runs/faults");
+    let mut report_start = None;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "uninterrupted reproduce failed:\n{}", log_of(root));
+            break;
+        }
+        if report_start.is_none() && exp_dir.join("theory/reproduce-args.json").exists() {
+            report_start = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    report_start.expect("the sweep ran before the report").elapsed().as_millis() as u64
+}
+
+/// A JSON file without the fields that measure time (they differ between any two runs).
+fn timeless(path: &Path) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                // first_epoch_loss: of the first epoch a process ran, so it moves with a resume.
+                m.retain(|k, _| {
+                    !(k.ends_with("seconds") || matches!(k.as_str(), "wall_s" | "images_per_s" | "first_epoch_loss"))
+                });
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    strip(&mut v);
+    v
+}
+
+/// `metrics.jsonl` as records without their timings, every line required to be whole.
+fn metrics(run: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(text.ends_with('\n'), "{}: a torn last line", run.display());
+    text.lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", run.display()));
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+/// Every result of cell `id` in `b` is the same as in `a`.
+fn assert_same_cell(a: &Path, b: &Path, id: &str, schedule: &str) {
+    let (ra, rb) = (a.join("runs/faults").join(id), b.join("runs/faults").join(id));
+    for file in ["probe.json", "destruction.json", "config.json"] {
+        assert_eq!(timeless(&ra.join(file)), timeless(&rb.join(file)), "{id}/{file} differs after {schedule}");
+    }
+    let done = |r: &Path| timeless(&r.join("pretrain.done.json"));
+    assert_eq!(done(&ra), done(&rb), "{id}/pretrain.done.json differs after {schedule}");
+    let weights = "checkpoints/epoch-0003.safetensors";
+    let (wa, wb) = (std::fs::read(ra.join(weights)).unwrap(), std::fs::read(rb.join(weights)).unwrap());
+    assert!(wa == wb, "{id}: final weights differ (byte for byte) after {schedule}");
+    let (ma, mb) = (metrics(&ra), metrics(&rb));
+    let key = |r: &Value| (r["kind"].to_string(), r["epoch"].to_string(), r["step"].to_string());
+    let keys: Vec<_> = mb.iter().map(key).collect();
+    let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "{id}: a metrics line written twice after {schedule}: {keys:?}");
+    assert_eq!(ma.iter().map(key).collect::<Vec<_>>(), keys, "{id}: metrics lines missing or moved after {schedule}");
+    assert_eq!(ma, mb, "{id}: metrics values differ after {schedule}");
+}
+
+/// The fault-injection test of issue 19: a seeded schedule of SIGKILLs of the whole process
+/// group, each at a random moment of one phase, then a restart that must finish, with results
+/// identical to an uninterrupted run's.
+#[test]
+fn killed_and_restarted_study_ends_identical_to_an_uninterrupted_one() {
+    let _serial = serial();
+    let t0 = Instant::now();
+    let seed: u64 = std::env::var("FEATDROP_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(19);
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), &["expert", "viewmaker"], true, true);
+    let (a, b) = (tmp.path().join("straight"), tmp.path().join("killed"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let report_ms = run_to_end(&exp, &a);
+    let straight_s = t0.elapsed().as_secs_f64();
+
+    let plan = [
+        Phase::Training,
+        Phase::Training,
+        Phase::Evaluation,
+        Phase::Training,
+        Phase::Evaluation,
+        Phase::Evaluation,
+        Phase::Report,
+        Phase::Report,
+    ];
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let (mut landed, mut schedule) = (Vec::new(), Vec::new());
+    let exp_dir = b.join("runs/faults");
+    for phase in plan {
+        let mut child = start(&exp, &b);
+        let pgid = child.id() as i32;
+        if !reached(&mut child, phase, &exp_dir) {
+            // Finished (or failed) before this phase came: the restarts below find out which.
+            continue;
+        }
+        let limit = if phase == Phase::Report { report_ms * 9 / 10 } else { 400 };
+        let delay = rng.below(limit);
+        std::thread::sleep(Duration::from_millis(delay));
+        let killed_live = child.try_wait().unwrap().is_none();
+        sigkill(-pgid);
+        child.wait().unwrap();
+        wait_group_gone(pgid);
+        schedule.push(format!("{phase:?}+{delay}ms"));
+        if killed_live {
+            landed.push(phase);
+        }
+    }
+    let schedule = format!("kills [{}] (seed {seed})", schedule.join(", "));
+    for phase in [Phase::Training, Phase::Evaluation, Phase::Report] {
+        assert!(landed.contains(&phase), "no kill landed during {phase:?}: {schedule}\n{}", log_of(&b));
+    }
+    let mut last = start(&exp, &b);
+    let status = last.wait().unwrap();
+    assert!(status.success(), "the restart after {schedule} failed:\n{}", log_of(&b));
+
+    for id in ["photos+digits/expert/seed-0", "photos+digits/viewmaker/seed-0"] {
+        assert_same_cell(&a, &b, id, &schedule);
+    }
+    let theory = |r: &Path| timeless(&r.join("runs/faults/theory/theory.json"));
+    assert_eq!(theory(&a), theory(&b), "theory.json differs after {schedule}");
+    let results = |r: &Path| timeless(&r.join("report/results.json"));
+    assert_eq!(results(&a), results(&b), "report/results.json differs after {schedule}");
+    let total = t0.elapsed().as_secs_f64();
+    eprintln!("fault injection: {schedule}; uninterrupted {straight_s:.1} s, whole test {total:.1} s");
+}
+
+/// SIGKILL of `reproduce` alone (not its group): the trainer it started ends with it, so no
+/// orphan goes on writing the run directory; a restart then finishes the study.
+#[test]
+fn a_killed_reproduce_leaves_no_trainer_running() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), &["expert"], false, false);
+    let mut child = start(&exp, tmp.path());
+    let pgid = child.id() as i32;
+    let t0 = Instant::now();
+    let trainer = loop {
+        if let Some((pid, _)) = group_members(pgid).into_iter().find(|(_, n)| n == "featdrop-train") {
+            break pid;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "reproduce ended before training:\n{}", log_of(tmp.path()));
+        assert!(t0.elapsed() < Duration::from_secs(60), "no trainer started:\n{}", log_of(tmp.path()));
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    sigkill(child.id() as i32);
+    child.wait().unwrap();
+    let t1 = Instant::now();
+    while alive(trainer) && t1.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let orphan = alive(trainer);
+    if orphan {
+        sigkill(trainer);
+    }
+    assert!(!orphan, "featdrop-train (pid {trainer}) outlived the reproduce that started it");
+    wait_group_gone(pgid);
+    let status = start(&exp, tmp.path()).wait().unwrap();
+    assert!(status.success(), "restart failed:\n{}", log_of(tmp.path()));
+}
+
+/// Two `reproduce` at once on one folder: one runs the study, the other stops at once with an
+/// error naming the first one's pid (it does not wait); every step ran once, every metrics line
+/// is written once.
+#[test]
+fn two_reproduce_on_one_folder_write_every_result_once() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), &["expert", "dropout:0.5"], false, false);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    for d in [&one, &two] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // Both write the same runs folder; each keeps its own log.
+    let runs = tmp.path().join("shared");
+    let spawn = |log_dir: &Path| {
+        let log = std::fs::File::create(log_dir.join("reproduce.log")).unwrap();
+        xtask()
+            .args(["reproduce", "--experiment"])
+            .arg(&exp)
+            .arg("--bin-dir")
+            .arg(bin_dir())
+            .arg("--out")
+            .arg(&runs)
+            .arg("--report")
+            .arg(log_dir.join("report"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let (mut c1, mut c2) = (spawn(&one), spawn(&two));
+    let (pid1, pid2) = (c1.id(), c2.id());
+    let (s1, s2) = (c1.wait().unwrap(), c2.wait().unwrap());
+    let (l1, l2) = (log_of(&one), log_of(&two));
+    assert!(s1.success() != s2.success(), "exactly one must run the study:\n--- one\n{l1}\n--- two\n{l2}");
+    let (winner, loser_log) = if s1.success() { (pid1, &l2) } else { (pid2, &l1) };
+    let last = loser_log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("cargo xtask reproduce (pid {winner}) holds its lock"))
+            && last.contains(&runs.join("faults").display().to_string()),
+        "the second writer must name the first one's pid and the folder: {last}"
+    );
+    for id in ["photos+digits/expert/seed-0", "photos+digits/dropout-0.5/seed-0"] {
+        let run = runs.join("faults").join(id);
+        let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
+        let started: Vec<&str> = log.lines().filter(|l| l.starts_with("$ ")).collect();
+        assert_eq!(started.len(), 2, "{id}: each step (train, probe) runs once: {started:?}");
+        let epochs: Vec<String> =
+            metrics(&run).iter().filter(|r| r["kind"] == "epoch").map(|r| r["epoch"].to_string()).collect();
+        assert_eq!(epochs, ["1", "2", "3"], "{id}: every epoch logged once");
+    }
+}
