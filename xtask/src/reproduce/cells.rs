@@ -172,7 +172,7 @@ pub fn run_theory(exp_dir: &Path, extra: &[String], bins: &Bins) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::failure_summary;
+    use super::*;
 
     /// A panic's message survives a long backtrace (only the last lines used to be kept).
     #[test]
@@ -189,11 +189,6 @@ mod tests {
         let plain = "a\nb\nc\nd\ne\nf\nerror: reading x.json: not found";
         assert_eq!(failure_summary(plain), "b | c | d | e | f | error: reading x.json: not found");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     /// Issue 15.8: the paper grid probes the published earlier epochs besides the last, and a cell
     /// is finished only once probe.json holds every one of them.
