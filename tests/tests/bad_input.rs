@@ -315,3 +315,42 @@ fn audio_stats_peak_memory_grows_with_the_audio_not_with_the_split() {
         large - small
     );
 }
+
+/// Fonts and experiment files, broken as a user's copy can be: a file that is not a font (a
+/// truncated TTF header) given with `--font`, and an experiment file with a JSON syntax error and
+/// one with a misspelt field. Each is an error naming the file (and the field), before any work.
+#[test]
+fn a_broken_font_or_experiment_file_is_named_in_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let font = dir.path().join("Arial.ttf");
+    // The first bytes of a TrueType file (version 1.0, 12 tables) and nothing after them.
+    std::fs::write(&font, [0u8, 1, 0, 0, 0, 12, 0, 128, 0, 3, 0, 32]).unwrap();
+    let mut cmd = data();
+    cmd.args(["-q", "stats", "--dataset", "photos+letters", "--source", "real", "--data-dir"]).arg(dir.path());
+    cmd.arg("--font").arg(&font);
+    fails_with(&mut cmd, &[&font.display().to_string(), "not a usable TTF/OTF font"]);
+
+    let out = dir.path().join("runs");
+    for (name, text, needles) in [
+        ("syntax.json", "{\"name\": \"x\", \"datasets\": [\"photos\",]", vec!["syntax.json", "line 1"]),
+        (
+            "field.json",
+            "{\"name\": \"x\", \"datasets\": [\"photos\"], \"view_mode\": [\"expert\"]}",
+            vec!["field.json", "view_mode"],
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let mut cmd = Command::new(bin("xtask"));
+        cmd.args(["reproduce", "--dry-run", "--experiment"]).arg(&file).arg("--out").arg(&out);
+        cmd.arg("--bin-dir").arg(featdrop_tests::bin_dir()); // this build's binaries: no release build
+        cmd.env("OMP_NUM_THREADS", "1");
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && !err.contains("panicked"), "{name}: expected an error:\n{err}");
+        for n in needles {
+            assert!(err.contains(n), "`{n}` missing from the error for {name}:\n{err}");
+        }
+    }
+    assert!(!out.exists(), "nothing may be written for a broken experiment file");
+}
