@@ -1,41 +1,33 @@
 //! The two published expert audio variants (docs/PROTOCOL.md §3.1): *waveform* (crop to a fraction and
-//! coloured noise, in random order, on `[N, samples]`) and *spectral* (a frequency and a time mask
-//! plus Gaussian noise, on the `[N, 1, F, T]` normalised log-mel). Implements the audio views of
-//! the published code of Tamkin et al., "Feature Dropout" (NeurIPS 2023).
+//! additive white noise, in random order, on `[N, samples]`) and *spectral* (a frequency and a time
+//! mask on the mel power, then Gaussian noise on the log-mel in dB). Implements the audio views of
+//! the published code of Tamkin et al., "Feature Dropout" (NeurIPS 2023). The spectral operations
+//! act inside the log-mel front end, which lives in `featdrop-data`; the view families that chain
+//! them are assembled in `featdrop-contrastive`.
 
 use crate::{check_prob, check_range, coin, per_sample, uniform, with_seed};
 use anyhow::{Result, ensure};
-use featdrop_core::ViewFamily;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-/// The waveform recipe. The crop range is the published one; the noise ranges (SNR U[3, 30] dB,
-/// spectral slope U[−2, 2], i.e. violet to brown) follow torch-audiomentations' `AddColoredNoise`
-/// defaults, the usual choice when the paper gives none.
+/// The waveform recipe; the defaults are the published values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WaveformRecipe {
     /// Probability of the crop: 1.
     pub crop_p: f64,
-    /// Fraction of the clip kept, U[lo, hi]: [0.08, 1].
+    /// Fraction of the clip kept in place, U[lo, hi]: [0.08, 1].
     pub crop_fraction: [f64; 2],
     /// Probability of the noise: 1.
     pub noise_p: f64,
-    /// Signal-to-noise ratio in dB, U[lo, hi]: [3, 30].
-    pub noise_snr_db: [f64; 2],
-    /// Spectral slope: noise power ∝ f^(−slope), U[lo, hi]: [−2, 2] (0 white, 1 pink, 2 brown).
-    pub noise_slope: [f64; 2],
+    /// Multiplier on the published white noise (the inverse real FFT of a standard-normal
+    /// spectrum, std ≈ 1/√samples: 0.0045 at 50 000 samples): 1.
+    pub noise_scale: f64,
 }
 
 impl Default for WaveformRecipe {
     fn default() -> Self {
-        Self {
-            crop_p: 1.0,
-            crop_fraction: [0.08, 1.0],
-            noise_p: 1.0,
-            noise_snr_db: [3.0, 30.0],
-            noise_slope: [-2.0, 2.0],
-        }
+        Self { crop_p: 1.0, crop_fraction: [0.08, 1.0], noise_p: 1.0, noise_scale: 1.0 }
     }
 }
 
@@ -45,8 +37,9 @@ impl WaveformRecipe {
         check_prob("crop_p", self.crop_p)?;
         check_range("crop_fraction", self.crop_fraction, f64::MIN_POSITIVE, 1.0)?;
         check_prob("noise_p", self.noise_p)?;
-        check_range("noise_snr_db", self.noise_snr_db, -200.0, 200.0)?;
-        check_range("noise_slope", self.noise_slope, -10.0, 10.0)
+        let s = self.noise_scale;
+        ensure!(s.is_finite() && s >= 0.0, "field `noise_scale` = {s} is out of range; expected a finite number >= 0");
+        Ok(())
     }
 }
 
@@ -65,32 +58,16 @@ pub fn window_mask(start: &Tensor, len: &Tensor, size: i64) -> Tensor {
     idx.ge_tensor(&start).logical_and(&idx.lt_tensor(&(&start + len.unsqueeze(1))))
 }
 
-/// Coloured noise `[N, samples]` with unit mean power per row: white Gaussian noise whose spectrum
-/// is shaped so that power ∝ f^(−slope) (`slope` `[N]`); the DC bin keeps weight 1.
-pub fn coloured_noise(slope: &Tensor, samples: i64) -> Tensor {
-    let n = slope.size()[0];
-    let device = slope.device();
-    let white = Tensor::randn([n, samples], (Kind::Float, device));
-    let bins = samples / 2 + 1;
-    let freq = Tensor::arange(bins, (Kind::Float, device)).clamp_min(1.0).unsqueeze(0);
-    // Amplitude is the square root of power, hence the half slope.
-    let gain = freq.pow(&(slope.unsqueeze(1) * -0.5));
-    let shaped = (white.fft_rfft(samples, -1, "backward") * gain).fft_irfft(samples, -1, "backward");
-    let power = shaped.square().mean_dim(-1, true, Kind::Float);
-    shaped / (power + 1e-12).sqrt()
+/// The published white noise `[N, samples]`: the inverse real FFT (`backward` norm) of a real
+/// standard-normal spectrum of `samples / 2 + 1` bins, so its std is about `1/√samples` (0.0045 at
+/// 50 000 samples) whatever the clip's loudness.
+pub fn white_noise(n: i64, samples: i64, device: Device) -> Tensor {
+    let spectrum = Tensor::randn([n, samples / 2 + 1], (Kind::Float, device));
+    spectrum.fft_irfft(samples, -1, "backward")
 }
 
-/// Adds unit-power `noise` (`[N, samples]`) to `waves`, scaled so each row's signal-to-noise ratio
-/// is `snr_db` (`[N]`); a silent row stays silent.
-pub fn add_noise_at_snr(waves: &Tensor, noise: &Tensor, snr_db: &Tensor) -> Tensor {
-    let signal_power = waves.square().mean_dim(-1, true, waves.kind());
-    let ratio = (snr_db.unsqueeze(1) * (std::f64::consts::LN_10 / 10.0)).exp();
-    waves + noise * (signal_power / ratio).sqrt()
-}
-
-/// The waveform variant of the expert audio views. Its inputs are waveforms, not the
-/// `[N, 1, 64, 64]` log-mel, so it is not a [`ViewFamily`]; [`Self::view_waveform`] follows the
-/// same seeding rule.
+/// The waveform variant of the expert audio views, on waveforms `[N, samples]` (the log-mel that
+/// follows is the view family's job, in `featdrop-contrastive`).
 #[derive(Clone, Debug)]
 pub struct ExpertWaveform {
     recipe: WaveformRecipe,
@@ -125,22 +102,17 @@ impl ExpertWaveform {
         let (start, len) = sample_windows(&uniform(n, r.crop_fraction, device), samples);
         let keep = window_mask(&start, &len, samples).logical_or(&crop_on.logical_not());
         let noise_on = per_sample(&coin(n, r.noise_p, device), 1);
-        let noise = coloured_noise(&uniform(n, r.noise_slope, device), samples).to_kind(waves.kind());
-        let snr = uniform(n, r.noise_snr_db, device);
+        let noise = (white_noise(n, samples, device) * r.noise_scale).to_kind(waves.kind());
         let crop_first = per_sample(&coin(n, 0.5, device), 1);
         let crop = |w: &Tensor| w.zeros_like().where_self(&keep.logical_not(), w);
-        let add = |w: &Tensor| add_noise_at_snr(w, &noise, &snr).where_self(&noise_on, w);
+        let add = |w: &Tensor| (w + &noise).where_self(&noise_on, w);
         add(&crop(waves)).where_self(&crop_first, &crop(&add(waves)))
     }
 }
 
-/// The spectral recipe (published values as defaults).
-///
-/// The published noise is Gaussian with std 0.25 × 11.799 dB added to the log-mel *before*
-/// normalisation. The inputs here are already normalised, `(log-mel − mean) / 11.799`, which
-/// divides that noise's std by 11.799 too, so the noise added to the normalised spectrogram has
-/// std `noise_std_db / log_mel_std` = 0.25. Both numbers are fields so a different dataset
-/// normalisation keeps the same noise in dB.
+/// The spectral recipe (published values as defaults). The masks zero bands of the mel *power*,
+/// so after the log they sit at the example's floor (`max(10·log10(amin), peak − top_db)`), not at
+/// 0 of the normalised spectrogram; the noise is added to the log-mel in dB, before normalisation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpectralRecipe {
@@ -148,17 +120,14 @@ pub struct SpectralRecipe {
     pub freq_mask_max: i64,
     /// Largest time-mask width in frames: 40.
     pub time_mask_max: i64,
-    /// Value written into masked bins, in normalised units: 0 (the dataset mean level).
-    pub mask_value: f64,
-    /// Noise std in dB on the unnormalised log-mel: 0.25 × 11.799.
+    /// Noise std in dB on the unnormalised log-mel: 0.25 × 11.799 (a quarter of the dataset's
+    /// normalisation std, so 0.25 on the normalised spectrogram).
     pub noise_std_db: f64,
-    /// The dataset's log-mel normalisation std in dB: 11.799 (docs/PROTOCOL.md §2.2).
-    pub log_mel_std: f64,
 }
 
 impl Default for SpectralRecipe {
     fn default() -> Self {
-        Self { freq_mask_max: 40, time_mask_max: 40, mask_value: 0.0, noise_std_db: 0.25 * 11.799, log_mel_std: 11.799 }
+        Self { freq_mask_max: 40, time_mask_max: 40, noise_std_db: 0.25 * 11.799 }
     }
 }
 
@@ -168,15 +137,8 @@ impl SpectralRecipe {
         for (name, v) in [("freq_mask_max", self.freq_mask_max), ("time_mask_max", self.time_mask_max)] {
             ensure!(v >= 0, "field `{name}` = {v} is out of range; expected >= 0");
         }
-        ensure!(self.mask_value.is_finite(), "field `mask_value` = {} must be finite", self.mask_value);
         ensure!(self.noise_std_db.is_finite() && self.noise_std_db >= 0.0, "field `noise_std_db` must be >= 0");
-        ensure!(self.log_mel_std.is_finite() && self.log_mel_std > 0.0, "field `log_mel_std` must be > 0");
         Ok(())
-    }
-
-    /// Noise std on the normalised spectrogram.
-    pub fn noise_std(&self) -> f64 {
-        self.noise_std_db / self.log_mel_std
     }
 }
 
@@ -196,40 +158,35 @@ fn sample_windows_with_len(len: Tensor, size: i64) -> (Tensor, Tensor) {
     (start.to_kind(Kind::Int64), len.to_kind(Kind::Int64))
 }
 
-/// The spectral variant of the expert audio views, a [`ViewFamily`] on the normalised log-mel
-/// `[N, 1, F, T]`: one frequency mask, one time mask, then Gaussian noise.
+/// The spectral variant of the expert audio views: its two stages, called by the log-mel front end
+/// from libtorch's current generator state (the caller seeds): [`Self::mask_power`] on the mel
+/// power `[N, F, T]`, then [`Self::add_noise_db`] on the log-mel in dB.
 #[derive(Clone, Debug)]
 pub struct ExpertSpectral {
     recipe: SpectralRecipe,
 }
 
 impl ExpertSpectral {
-    /// The family for a validated recipe.
+    /// The operations of a validated recipe.
     pub fn new(recipe: SpectralRecipe) -> Result<Self> {
         recipe.validate()?;
         Ok(Self { recipe })
     }
 
-    /// One view drawn from libtorch's current generator state.
-    pub fn augment(&self, spec: &Tensor) -> Tensor {
-        let s = spec.size();
-        assert!(s.len() == 4, "expected spectrograms [N, C, F, T]; got shape {s:?}");
-        let (n, f, t, device) = (s[0], s[2], s[3], spec.device());
+    /// One frequency band and one time band of each example's mel power `[N, F, T]` set to zero.
+    pub fn mask_power(&self, power: &Tensor) -> Tensor {
+        let s = power.size();
+        assert!(s.len() == 3, "expected mel power [N, F, T]; got shape {s:?}");
+        let (n, f, t, device) = (s[0], s[1], s[2], power.device());
         let (fs, fw) = sample_bands(n, f, self.recipe.freq_mask_max, device);
         let (ts, tw) = sample_bands(n, t, self.recipe.time_mask_max, device);
-        let in_f = window_mask(&fs, &fw, f).view([n, 1, f, 1]);
-        let in_t = window_mask(&ts, &tw, t).view([n, 1, 1, t]);
-        let masked = spec.where_scalarother(&in_f.logical_or(&in_t).logical_not(), self.recipe.mask_value);
-        masked + Tensor::randn_like(spec) * self.recipe.noise_std()
-    }
-}
-
-impl ViewFamily for ExpertSpectral {
-    fn name(&self) -> String {
-        "expert".into()
+        let in_f = window_mask(&fs, &fw, f).view([n, f, 1]);
+        let in_t = window_mask(&ts, &tw, t).view([n, 1, t]);
+        power.where_scalarother(&in_f.logical_or(&in_t).logical_not(), 0.0)
     }
 
-    fn view(&self, inputs: &Tensor, seed: u64) -> Tensor {
-        with_seed(seed, || self.augment(inputs))
+    /// Gaussian noise of the recipe's std added to a log-mel in dB.
+    pub fn add_noise_db(&self, db: &Tensor) -> Tensor {
+        db + Tensor::randn_like(db) * self.recipe.noise_std_db
     }
 }

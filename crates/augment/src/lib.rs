@@ -6,9 +6,9 @@
 //!   [`ExpertImage`] is the `expert` view family; [`ExpertImage::augment`] is the same recipe
 //!   without the final normalisation (for `expert+viewmaker`), and [`Identity`] is the `none`
 //!   family (normalisation only).
-//! * Audio: [`ExpertWaveform`] (crop to a fraction plus coloured noise, on `[N, samples]`) and
-//!   [`ExpertSpectral`] (frequency and time masks plus Gaussian noise, on the `[N, 1, 64, 64]`
-//!   normalised log-mel).
+//! * Audio: [`ExpertWaveform`] (crop to a fraction plus white noise, on `[N, samples]`) and
+//!   [`ExpertSpectral`] (frequency and time masks on the mel power, Gaussian noise on the log-mel
+//!   in dB: stages the log-mel front end calls).
 //!
 //! Every random draw comes from libtorch's generator on the inputs' device; a view call seeds it
 //! from its `seed` ([`with_seed`]) so the same seed gives the same views on the CPU.

@@ -1,6 +1,6 @@
 //! The view families through their public interface (docs/PROTOCOL.md §3.1, §3.3).
 
-use featdrop_augment::audio::{add_noise_at_snr, coloured_noise, sample_bands};
+use featdrop_augment::audio::{sample_bands, white_noise};
 use featdrop_augment::{
     ExpertImage, ExpertSpectral, ExpertWaveform, Identity, ImageRecipe, Normalize, SpectralRecipe, WaveformRecipe,
     with_seed,
@@ -100,9 +100,10 @@ fn same_seed_same_views_different_seeds_differ() {
     assert!(!a.equal(&family.view(&x, 43)));
     assert!(!family.view(&x, 2).equal(&family.view(&x, 3)));
     let spectral = ExpertSpectral::new(SpectralRecipe::default()).unwrap();
-    let s = with_seed(1, || Tensor::randn([4, 1, 64, 64], CPU));
-    assert!(spectral.view(&s, 5).equal(&spectral.view(&s, 5)));
-    assert!(!spectral.view(&s, 5).equal(&spectral.view(&s, 6)));
+    let s = with_seed(1, || Tensor::rand([4, 64, 64], CPU));
+    let view = |seed| with_seed(seed, || spectral.add_noise_db(&spectral.mask_power(&s)));
+    assert!(view(5).equal(&view(5)));
+    assert!(!view(5).equal(&view(6)));
     let wave = ExpertWaveform::new(WaveformRecipe::default()).unwrap();
     let w = with_seed(1, || Tensor::randn([4, 1000], CPU));
     assert!(wave.view_waveform(&w, 5).equal(&wave.view_waveform(&w, 5)));
@@ -138,19 +139,22 @@ fn recipes_parse_with_defaults_and_reject_bad_fields() {
     assert!(ExpertImage::new(ImageRecipe { blur_truncate: 0.0, ..ImageRecipe::default() }).is_err());
     assert!(ExpertImage::new(ImageRecipe { crop_scale: [0.5, 0.2], ..ImageRecipe::default() }).is_err());
     assert!(ExpertWaveform::new(WaveformRecipe { crop_fraction: [0.0, 1.0], ..WaveformRecipe::default() }).is_err());
-    assert!(ExpertSpectral::new(SpectralRecipe { log_mel_std: 0.0, ..SpectralRecipe::default() }).is_err());
+    assert!(ExpertSpectral::new(SpectralRecipe { noise_std_db: -1.0, ..SpectralRecipe::default() }).is_err());
+    assert!(ExpertWaveform::new(WaveformRecipe { noise_scale: f64::NAN, ..WaveformRecipe::default() }).is_err());
 }
 
 #[test]
-fn spectral_masks_have_bounded_widths_and_the_noise_std_is_quarter() {
+fn spectral_masks_zero_bounded_bands_of_power_and_the_noise_std_is_a_quarter_of_the_scale() {
     let n = 512;
-    let spec = Tensor::ones([n, 1, 64, 64], CPU) * 3.0;
-    let masks_only = ExpertSpectral::new(SpectralRecipe { noise_std_db: 0.0, ..SpectralRecipe::default() }).unwrap();
-    let v = masks_only.view(&spec, 1);
+    let power = Tensor::ones([n, 64, 64], CPU) * 3.0;
+    let ops = ExpertSpectral::new(SpectralRecipe::default()).unwrap();
+    let v = with_seed(1, || ops.mask_power(&power));
+    // Zero power, not a value of the normalised spectrogram: the log turns it into the floor.
     let masked = v.eq(0.0);
+    assert!(v.masked_select(&masked.logical_not()).eq(3.0).all().int64_value(&[]) == 1);
     // A masked row (frequency band) is zero across all frames; count those rows and columns.
-    let freq_width = masked.all_dim(3, false).sum_dim_intlist(-1, false, Kind::Int64);
-    let time_width = masked.all_dim(2, false).sum_dim_intlist(-1, false, Kind::Int64);
+    let freq_width = masked.all_dim(2, false).sum_dim_intlist(-1, false, Kind::Int64);
+    let time_width = masked.all_dim(1, false).sum_dim_intlist(-1, false, Kind::Int64);
     for w in [&freq_width, &time_width] {
         assert!(scalar(&w.max()) <= 40.0 && scalar(&w.min()) >= 0.0);
         // Widths uniform in 0..=40: mean 20.
@@ -162,11 +166,11 @@ fn spectral_masks_have_bounded_widths_and_the_noise_std_is_quarter() {
     let tw = time_width.to_kind(Kind::Float);
     let expected = scalar(&((&fw + &tw) * 64.0 - &fw * &tw).sum(Kind::Float));
     assert_eq!(total, expected);
-    let noise_only = ExpertSpectral::new(SpectralRecipe { freq_mask_max: 0, time_mask_max: 0, ..Default::default() });
-    let d = noise_only.unwrap().view(&spec, 2) - &spec;
+    let db = Tensor::zeros([n, 64, 64], CPU);
+    let d = with_seed(2, || ops.add_noise_db(&db));
     let std = scalar(&d.std(true));
-    assert!((std - 0.25).abs() < 0.003, "noise std {std}");
-    assert!(scalar(&d.mean(Kind::Float)).abs() < 0.003);
+    assert!((std - 0.25 * 11.799).abs() < 0.01, "noise std {std} dB");
+    assert!(scalar(&d.mean(Kind::Float)).abs() < 0.01);
 }
 
 #[test]
@@ -199,24 +203,25 @@ fn waveform_crop_keeps_the_specified_fraction_contiguously() {
 }
 
 #[test]
-fn waveform_noise_hits_the_snr_and_its_colour() {
-    let t = 4096;
-    let clean = (Tensor::arange(t, CPU) * 0.05).sin().unsqueeze(0).repeat([8, 1]);
-    let recipe = WaveformRecipe { crop_p: 0.0, noise_snr_db: [10.0, 10.0], ..WaveformRecipe::default() };
-    let noisy = ExpertWaveform::new(recipe).unwrap().view_waveform(&clean, 12);
-    let power = |x: &Tensor| x.square().mean_dim(1, false, Kind::Float);
-    let snr = (power(&clean) / power(&(&noisy - &clean))).log10() * 10.0;
-    assert!((snr - 10.0).abs().max().double_value(&[]) < 1e-3);
-    // Brown noise (slope 2) puts most power in low frequencies, violet (−2) in high ones.
-    let slopes = Tensor::from_slice(&[2.0f32, -2.0]);
-    let noise = with_seed(11, || coloured_noise(&slopes, t));
+fn waveform_noise_is_the_published_white_noise_whatever_the_signal() {
+    // The published construction: irfft of a standard-normal spectrum, std 1/√samples (0.0045 at
+    // 50 000 samples), added at that level to loud and silent clips alike (not at an SNR).
+    let t = 50_000;
+    let noise = with_seed(11, || white_noise(16, t, Device::Cpu));
+    let std = scalar(&noise.std(true));
+    assert!((std - 0.004472).abs() < 0.0001, "white noise std {std}");
+    // White: as much power in the top 1000 bins as in the bottom 1000 (above DC).
     let spec = noise.fft_rfft(t, -1, "backward").abs().square();
-    let low = spec.narrow(1, 1, 64).sum_dim_intlist(1, false, Kind::Float);
-    let high = spec.narrow(1, (t / 2) - 64, 64).sum_dim_intlist(1, false, Kind::Float);
-    let ratio = Vec::<f32>::try_from(low / high).unwrap();
-    assert!(ratio[0] > 100.0 && ratio[1] < 0.01, "{ratio:?}");
-    let silent = Tensor::zeros([2, t], CPU);
-    assert!(add_noise_at_snr(&silent, &noise, &Tensor::from_slice(&[10.0f32, 10.0])).equal(&silent));
+    let low = scalar(&spec.narrow(1, 1, 1000).mean(Kind::Float));
+    let high = scalar(&spec.narrow(1, t / 2 - 1000, 1000).mean(Kind::Float));
+    assert!((low / high - 1.0).abs() < 0.1, "low/high power {}", low / high);
+    let recipe = WaveformRecipe { crop_p: 0.0, ..WaveformRecipe::default() };
+    let ops = ExpertWaveform::new(recipe).unwrap();
+    for level in [0.0, 1.0] {
+        let clean = Tensor::ones([8, t], CPU) * level;
+        let added = scalar(&(ops.view_waveform(&clean, 12) - &clean).std(true));
+        assert!((added - 0.004472).abs() < 0.0002, "level {level}: added noise std {added}");
+    }
 }
 
 #[test]

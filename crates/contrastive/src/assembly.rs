@@ -3,10 +3,12 @@
 //! so a config means the same thing to both (docs/PROTOCOL.md §2–§5).
 
 use crate::encoder::{Encoder, EncoderSpec, ResNet, Stem};
-use crate::views::{ExpertFirst, ViewmakerViews, clean};
+use crate::views::{AudioOps, AudioViews, ExpertFirst, ViewmakerViews, clean};
 use anyhow::{Context, Result};
-use featdrop_augment::{ExpertImage, ExpertSpectral, ImageRecipe, Normalize, SpectralRecipe};
-use featdrop_core::config::Arch;
+use featdrop_augment::{
+    ExpertImage, ExpertSpectral, ExpertWaveform, ImageRecipe, Normalize, SpectralRecipe, WaveformRecipe,
+};
+use featdrop_core::config::{Arch, AudioExpert, ViewmakerInput};
 use featdrop_core::seed::with_torch_seed;
 use featdrop_core::{BaseViews, Modality, RunConfig, Seeds, Stream, ViewFamily, catalogue};
 use featdrop_data::{DatasetSpec, MultiTaskDataset};
@@ -78,19 +80,48 @@ pub fn encoder_spec(cfg: &RunConfig, modality: Modality) -> EncoderSpec {
     EncoderSpec { embed_dim: cfg.encoder.embed_dim as i64, projection_head: cfg.encoder.projection_head, ..base }
 }
 
-/// The expert family of a modality (§3.1): the SimCLR recipe for images, the spectral recipe on
-/// the normalised log-mel for audio.
-pub fn expert_family(modality: Modality) -> Result<Box<dyn ViewFamily>> {
+/// The expert family of a config's modality (§3.1): the SimCLR recipe for images; for audio the
+/// waveform or spectral variant (`views.audio_expert`), from the mixed waveform to the log-mel.
+pub fn expert_family(cfg: &RunConfig, modality: Modality, device: Device) -> Result<Box<dyn ViewFamily>> {
     Ok(match modality {
         Modality::Image => Box::new(ExpertImage::new(ImageRecipe::default())?),
-        Modality::Audio => Box::new(ExpertSpectral::new(SpectralRecipe::default())?),
+        Modality::Audio => Box::new(AudioViews::new(audio_expert_ops(cfg.views.audio_expert)?, device)),
+    })
+}
+
+fn audio_expert_ops(variant: AudioExpert) -> Result<AudioOps> {
+    Ok(match variant {
+        AudioExpert::Waveform => AudioOps::Waveform(ExpertWaveform::new(WaveformRecipe::default())?),
+        AudioExpert::Spectral => AudioOps::Spectral(ExpertSpectral::new(SpectralRecipe::default())?),
+    })
+}
+
+/// What runs before the viewmaker (§3.2–§3.3). Images: nothing for `viewmaker`, the expert recipe
+/// for `expert+viewmaker`. Audio always goes through the log-mel first: `viewmaker` perturbs the
+/// log-mel of waveform-augmented clips (`views.viewmaker_input = waveform-views`, published) or of
+/// the clean clip; `expert+viewmaker` the `views.audio_expert` variant's view.
+fn viewmaker_first(cfg: &RunConfig, modality: Modality, device: Device) -> Result<Option<ExpertFirst>> {
+    let expert = cfg.view_mode.base == BaseViews::ExpertViewmaker;
+    Ok(match (modality, expert) {
+        (Modality::Image, false) => None,
+        (Modality::Image, true) => Some(ExpertFirst::Image(ImageRecipe::default())),
+        (Modality::Audio, true) => {
+            Some(ExpertFirst::Audio(AudioViews::new(audio_expert_ops(cfg.views.audio_expert)?, device)))
+        }
+        (Modality::Audio, false) => Some(ExpertFirst::Audio(AudioViews::new(
+            match cfg.views.viewmaker_input {
+                ViewmakerInput::WaveformViews => audio_expert_ops(AudioExpert::Waveform)?,
+                ViewmakerInput::Clean => AudioOps::Clean,
+            },
+            device,
+        ))),
     })
 }
 
 /// The view family of a config's view mode. Only the base family matters here: the
 /// feature-dropout modifier acts on how pairs are drawn, not on each view (§3.3).
 pub fn view_family(cfg: &RunConfig, modality: Modality, device: Device) -> Result<Box<dyn ViewFamily>> {
-    let viewmaker = |expert_first: Option<ExpertFirst>| -> Result<Box<dyn ViewFamily>> {
+    let viewmaker = || -> Result<Box<dyn ViewFamily>> {
         let epsilon = cfg.viewmaker.epsilon.with_context(|| {
             format!(
                 "viewmaker.epsilon: dataset `{}` is not in the catalogue ({}), so it has no published budget; set one",
@@ -107,13 +138,14 @@ pub fn view_family(cfg: &RunConfig, modality: Modality, device: Device) -> Resul
         };
         // Images are normalised after the perturbation; spectrograms already are.
         let normalize = (modality == Modality::Image).then(Normalize::default);
-        Ok(Box::new(ViewmakerViews::new(spec, device, expert_first, normalize)?))
+        let first = viewmaker_first(cfg, modality, device)?;
+        let name = if cfg.view_mode.base == BaseViews::ExpertViewmaker { "expert+viewmaker" } else { "viewmaker" };
+        Ok(Box::new(ViewmakerViews::new(spec, device, first, normalize)?.named(name)))
     };
     match cfg.view_mode.base {
-        BaseViews::Expert => expert_family(modality),
-        BaseViews::None => Ok(clean(modality)),
-        BaseViews::Viewmaker => viewmaker(None),
-        BaseViews::ExpertViewmaker => viewmaker(Some(ExpertFirst::for_modality(modality)?)),
+        BaseViews::Expert => expert_family(cfg, modality, device),
+        BaseViews::None => Ok(clean(modality, device)),
+        BaseViews::Viewmaker | BaseViews::ExpertViewmaker => viewmaker(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016) with the small-image
 //! stem SimCLR uses for 32×32 inputs.
 
+use featdrop_core::init;
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn, nn::ModuleT};
 
@@ -111,26 +112,11 @@ impl EncoderSpec {
     }
 }
 
-/// PyTorch's default initialisation of a layer with `fan_in` inputs (docs/PROTOCOL.md §3.1):
-/// U(−1/√fan_in, 1/√fan_in). tch's default (Kaiming-uniform with a ReLU gain) is √6 times wider.
-fn torch_default_init(fan_in: i64) -> nn::Init {
-    let bound = 1.0 / (fan_in as f64).sqrt();
-    nn::Init::Uniform { lo: -bound, up: bound }
-}
-
-/// A linear layer initialised as PyTorch's `nn.Linear`.
-fn linear(vs: nn::Path, cin: i64, cout: i64) -> nn::Linear {
-    let init = torch_default_init(cin);
-    nn::linear(vs, cin, cout, nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true })
-}
-
-/// Batch norm as PyTorch's `nn.BatchNorm2d`: γ = 1, β = 0 (tch draws γ from U(0, 1)), momentum 0.1
-/// and ε = 1e-5 (tch's defaults, the same as PyTorch's). Its running statistics are the VarStore
-/// variables `running_mean` and `running_var`, torchvision's names; PyTorch's extra
+/// Batch norm as PyTorch's `nn.BatchNorm2d` ([`init::batch_norm2d`]). Its running statistics are
+/// the VarStore variables `running_mean` and `running_var`, torchvision's names; PyTorch's extra
 /// `num_batches_tracked` counter is only read when momentum is None, so featdrop keeps none.
 fn batch_norm(vs: nn::Path, channels: i64) -> nn::BatchNorm {
-    let cfg = nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), ..Default::default() };
-    nn::batch_norm2d(vs, channels, cfg)
+    init::batch_norm2d(vs, channels)
 }
 
 /// A bias-free convolution followed by batch norm; `conv` and `bn` are the two layers' full
@@ -143,9 +129,8 @@ struct ConvBn {
 
 impl ConvBn {
     fn new(conv: nn::Path, bn: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
-        let ws_init = torch_default_init(cin * k * k);
-        let cfg = nn::ConvConfig { stride, padding: k / 2, bias: false, ws_init, ..Default::default() };
-        Self { conv: nn::conv2d(conv, cin, cout, k, cfg), bn: batch_norm(bn, cout) }
+        let cfg = nn::ConvConfig { stride, padding: k / 2, bias: false, ..Default::default() };
+        Self { conv: init::conv2d(conv, cin, cout, k, cfg), bn: batch_norm(bn, cout) }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
@@ -222,9 +207,9 @@ impl ResNet {
         let c = spec.feature_channels();
         let head = if spec.projection_head {
             // As `fc = nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, embed_dim))`.
-            vec![linear(vs / "fc" / 0, c, c), linear(vs / "fc" / 2, c, spec.embed_dim)]
+            vec![init::linear(vs / "fc" / 0, c, c), init::linear(vs / "fc" / 2, c, spec.embed_dim)]
         } else {
-            vec![linear(vs / "fc", c, spec.embed_dim)]
+            vec![init::linear(vs / "fc", c, spec.embed_dim)]
         };
         Self { spec, stem, blocks, head }
     }

@@ -163,7 +163,7 @@ impl Trainer {
         let sgd = Sgd::new(named_trainable(&enc_vs), t.lr, t.momentum, t.weight_decay);
         let vm_params = views.trainable();
         let adam = (!vm_params.is_empty()).then(|| Adam::new(vm_params, cfg.viewmaker.lr));
-        let clean = views::clean(dataset.modality());
+        let clean = views::clean(dataset.modality(), dataset.device());
         let seeds = Seeds::new(cfg.seed);
         let mut me = Self {
             cfg,

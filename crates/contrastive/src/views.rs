@@ -1,35 +1,81 @@
-//! The learned viewmaker as a view family (docs/PROTOCOL.md §3.2), the expert operations it can
-//! run first (`expert+viewmaker`, §3.3), and the clean transforms probes and monitors use. Which
-//! family a view mode gets is decided in [`crate::assembly`].
+//! The learned viewmaker as a view family (docs/PROTOCOL.md §3.2), what it can run first (the
+//! image expert operations for `expert+viewmaker`, an audio front stage), the audio families that
+//! go from mixed waveforms to log-mel spectrograms (§3.1), and the clean transforms probes and
+//! monitors use. Which family a view mode gets is decided in [`crate::assembly`].
 
 use anyhow::Result;
-use featdrop_augment::{ExpertSpectral, Identity, ImageRecipe, Normalize, SpectralRecipe, with_seed};
+use featdrop_augment::{ExpertSpectral, ExpertWaveform, Identity, ImageRecipe, Normalize, with_seed};
 use featdrop_core::{Modality, ViewFamily};
+use featdrop_data::audio::{LogMel, MelConfig};
 use featdrop_viewmaker::{Viewmaker, ViewmakerSpec};
 use tch::{Device, Tensor, nn::VarStore};
 
-/// Expert operations applied before the viewmaker in `expert+viewmaker` (unseeded: they run
-/// inside the viewmaker family's seeded call).
-pub enum ExpertFirst {
-    /// The image recipe without its normalisation ([0, 1] in and out).
-    Image(ImageRecipe),
-    /// The spectral audio recipe (normalised log-mel in and out).
+/// What an audio view does to the mixed waveform on its way to the normalised log-mel.
+pub enum AudioOps {
+    /// Nothing: the log-mel of the clip (the clean transform).
+    Clean,
+    /// The waveform expert operations, then the log-mel.
+    Waveform(ExpertWaveform),
+    /// The log-mel with the spectral expert operations inside it (masks on the mel power, noise
+    /// on the log-mel in dB).
     Spectral(ExpertSpectral),
 }
 
-impl ExpertFirst {
-    /// The expert operations of a modality, as the viewmaker's first stage.
-    pub fn for_modality(modality: Modality) -> Result<Self> {
-        Ok(match modality {
-            Modality::Image => Self::Image(ImageRecipe::default()),
-            Modality::Audio => Self::Spectral(ExpertSpectral::new(SpectralRecipe::default())?),
-        })
+/// An audio view family: mixed waveforms `[N, samples]` in, normalised log-mel `[N, 1, 64, 64]`
+/// out, through the published front end (docs/PROTOCOL.md §2.2) and the chosen operations.
+pub struct AudioViews {
+    ops: AudioOps,
+    mel: LogMel,
+}
+
+impl AudioViews {
+    /// The family of `ops` with the published log-mel front end on `device`.
+    pub fn new(ops: AudioOps, device: Device) -> Self {
+        Self { ops, mel: LogMel::new(MelConfig::default(), device) }
     }
 
+    /// One view from libtorch's current generator state (the caller seeds).
+    pub fn apply(&self, waves: &Tensor) -> Tensor {
+        match &self.ops {
+            AudioOps::Clean => self.mel.features(waves),
+            AudioOps::Waveform(w) => self.mel.features(&w.augment(waves)),
+            AudioOps::Spectral(s) => self.mel.features_via(waves, |p| s.mask_power(&p), |db| s.add_noise_db(&db)),
+        }
+    }
+}
+
+impl ViewFamily for AudioViews {
+    fn name(&self) -> String {
+        match self.ops {
+            AudioOps::Clean => "identity",
+            AudioOps::Waveform(_) | AudioOps::Spectral(_) => "expert",
+        }
+        .into()
+    }
+
+    fn view(&self, inputs: &Tensor, seed: u64) -> Tensor {
+        match self.ops {
+            // Deterministic: no generator to seed (and no lock to take).
+            AudioOps::Clean => self.apply(inputs),
+            _ => with_seed(seed, || self.apply(inputs)),
+        }
+    }
+}
+
+/// What runs before the viewmaker, unseeded (inside the viewmaker family's seeded call).
+pub enum ExpertFirst {
+    /// The image recipe without its normalisation ([0, 1] in and out): `expert+viewmaker`.
+    Image(ImageRecipe),
+    /// An audio family from the waveform to the normalised log-mel: the clean log-mel, the
+    /// waveform operations (the published audio viewmaker's input) or the spectral ones.
+    Audio(AudioViews),
+}
+
+impl ExpertFirst {
     fn apply(&self, x: &Tensor) -> Tensor {
         match self {
             Self::Image(r) => r.augment(x),
-            Self::Spectral(s) => s.augment(x),
+            Self::Audio(a) => a.apply(x),
         }
     }
 }
@@ -38,6 +84,7 @@ impl ExpertFirst {
 /// `normalise(expert_unnormalised(x) + δ)` (audio: no normalisation, the spectrogram already is).
 /// Its parameters are [`ViewFamily::trainable`], so a trainer optimises it adversarially.
 pub struct ViewmakerViews {
+    name: String,
     vs: VarStore,
     net: Viewmaker,
     expert_first: Option<ExpertFirst>,
@@ -46,7 +93,8 @@ pub struct ViewmakerViews {
 
 impl ViewmakerViews {
     /// A freshly initialised viewmaker on `device` (initialisation draws from torch's current
-    /// generator state: seed it first).
+    /// generator state: seed it first), named `viewmaker` or, with image expert operations first,
+    /// `expert+viewmaker` (see [`Self::named`]).
     pub fn new(
         spec: ViewmakerSpec,
         device: Device,
@@ -55,7 +103,14 @@ impl ViewmakerViews {
     ) -> Result<Self> {
         let vs = VarStore::new(device);
         let net = Viewmaker::new(&vs.root(), spec)?;
-        Ok(Self { vs, net, expert_first, normalize })
+        let name = if matches!(expert_first, Some(ExpertFirst::Image(_))) { "expert+viewmaker" } else { "viewmaker" };
+        Ok(Self { name: name.into(), vs, net, expert_first, normalize })
+    }
+
+    /// The same family under another name (audio: the front stage alone does not say whether it
+    /// is the `viewmaker` or the `expert+viewmaker` mode).
+    pub fn named(self, name: &str) -> Self {
+        Self { name: name.into(), ..self }
     }
 
     /// The perturbed view before normalisation.
@@ -72,7 +127,7 @@ impl ViewmakerViews {
 
 impl ViewFamily for ViewmakerViews {
     fn name(&self) -> String {
-        if self.expert_first.is_some() { "expert+viewmaker" } else { "viewmaker" }.into()
+        self.name.clone()
     }
 
     fn view(&self, inputs: &Tensor, seed: u64) -> Tensor {
@@ -90,24 +145,11 @@ impl ViewFamily for ViewmakerViews {
     }
 }
 
-/// The clean transform for a modality: what probes and monitors feed the encoder (normalised
-/// images; audio spectrograms are normalised already).
-pub fn clean(modality: Modality) -> Box<dyn ViewFamily> {
+/// The clean transform for a modality on `device`: what probes and monitors feed the encoder
+/// (normalised images; for audio, the log-mel of the mixed clip).
+pub fn clean(modality: Modality, device: Device) -> Box<dyn ViewFamily> {
     match modality {
         Modality::Image => Box::new(Identity::default()),
-        Modality::Audio => Box::new(AudioIdentity),
-    }
-}
-
-/// The identity family for normalised spectrograms (named `identity` like the image one).
-pub struct AudioIdentity;
-
-impl ViewFamily for AudioIdentity {
-    fn name(&self) -> String {
-        "identity".into()
-    }
-
-    fn view(&self, inputs: &Tensor, _seed: u64) -> Tensor {
-        inputs.shallow_clone()
+        Modality::Audio => Box::new(AudioViews::new(AudioOps::Clean, device)),
     }
 }

@@ -137,6 +137,42 @@ closed_set! {
     }
 }
 
+closed_set! {
+    /// Which published expert views `speech+noise` gets (§3.1).
+    #[derive(Default)]
+    AudioExpert {
+        /// Crop to a fraction of the clip and add white noise, on the waveform, before the log-mel.
+        #[default]
+        Waveform,
+        /// A frequency and a time mask on the mel power, then Gaussian noise on the log-mel.
+        Spectral,
+    }
+}
+
+closed_set! {
+    /// What the audio `viewmaker` view mode perturbs (§3.2).
+    #[derive(Default)]
+    ViewmakerInput {
+        /// The log-mel of clips that went through the waveform expert operations first
+        /// (published).
+        #[default]
+        WaveformViews,
+        /// The log-mel of the clean mixed clip.
+        Clean,
+    }
+}
+
+/// Choices of view family a view mode leaves open (they only concern audio datasets).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewsConfig {
+    /// The audio expert variant of `expert` and `expert+viewmaker` (published: both exist;
+    /// default `waveform`).
+    pub audio_expert: AudioExpert,
+    /// The audio `viewmaker` input (published: `waveform-views`).
+    pub viewmaker_input: ViewmakerInput,
+}
+
 /// Data of a run: where it comes from and how much of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -332,6 +368,9 @@ pub struct RunConfig {
     /// Pretraining.
     #[serde(default)]
     pub train: TrainConfig,
+    /// Choices of view family (audio).
+    #[serde(default)]
+    pub views: ViewsConfig,
     /// Viewmaker.
     #[serde(default)]
     pub viewmaker: ViewmakerConfig,
@@ -384,7 +423,7 @@ pub fn is_name(name: &str) -> bool {
 
 /// The sections whose defaults [`RunConfig::from_value`] fills in (the cell's identity —
 /// experiment, dataset, view mode, seed — must be given).
-const SECTIONS: [&str; 6] = ["device", "data", "encoder", "train", "viewmaker", "probe"];
+const SECTIONS: [&str; 7] = ["device", "data", "encoder", "train", "views", "viewmaker", "probe"];
 
 impl RunConfig {
     /// A config with every default for one grid cell; the defaults that depend on the dataset
@@ -399,6 +438,7 @@ impl RunConfig {
             data: DataConfig::default(),
             encoder: EncoderConfig::default(),
             train: TrainConfig::default(),
+            views: ViewsConfig::default(),
             viewmaker: ViewmakerConfig::default(),
             probe: ProbeConfig::default(),
         };

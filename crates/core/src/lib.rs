@@ -14,6 +14,8 @@ pub mod catalogue;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+#[cfg(feature = "torch")]
+pub mod init;
 pub mod io;
 pub mod layout;
 pub mod lock;

@@ -109,7 +109,8 @@ pub trait MultiTaskDataset: Send {
     fn len(&self, split: Split) -> usize;
     /// Human names of task `task`'s classes, by label (for grids and reports).
     fn class_names(&self, task: usize) -> Vec<String>;
-    /// One batch: inputs (images `[B, 3, 32, 32]` in [0, 1]) and labels per task.
+    /// One batch: inputs (images `[B, 3, 32, 32]` in [0, 1]; audio: mixed waveforms
+    /// `[B, samples]`, which the view families turn into log-mel spectrograms) and labels per task.
     fn batch(&self, split: Split, indices: &Tensor, seed: u64) -> Batch;
     /// Two views of each example; with probability `redraw_p` the second view's overlay is
     /// re-drawn independently (the `dropout:<p>` control, docs/PROTOCOL.md §3.3), otherwise shared.

@@ -4,7 +4,7 @@ use anyhow::{Result, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 use featdrop_core::logging::{self, Verbosity};
 use featdrop_core::{DeviceChoice, Modality, Seeds, Split, Stream};
-use featdrop_data::audio::{SPEECH_NOISE, dataset::Mix, spectrogram_images, wav};
+use featdrop_data::audio::{LogMel, MelConfig, SPEECH_NOISE, dataset::Mix, spectrogram_images, wav};
 use featdrop_data::{DatasetSpec, MultiTaskDataset, PairNoise, Source, SpeechNoiseDataset, grid, open};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
@@ -234,7 +234,10 @@ fn preview_grid(p: &Preview, ds: &dyn MultiTaskDataset) -> Result<()> {
     };
     let cols = if p.pairs { 8 } else { 8.min(n as usize).max(1) };
     let (images, scale) = match ds.modality() {
-        Modality::Audio => (spectrogram_images(&images), (p.scale / 2).max(1)),
+        Modality::Audio => (
+            spectrogram_images(&LogMel::new(MelConfig::default(), ds.device()).features(&images)),
+            (p.scale / 2).max(1),
+        ),
         Modality::Image => (images, p.scale),
     };
     grid::write_grid(&p.out, &images, &labels, cols, scale)?;

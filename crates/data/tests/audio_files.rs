@@ -147,7 +147,7 @@ fn real_folder_layout_loads_and_errors_name_what_is_wrong() {
         assert!((p - 0.05).abs() < 1e-6, "{p}");
     }
     let b = ds.batch(Split::Test, &tch::Tensor::from_slice(&[0i64]), 0);
-    assert_eq!(b.inputs.size(), [1, 1, 64, 64]);
+    assert_eq!(ds.features(&b.inputs).size(), [1, 1, 64, 64]);
     assert_eq!(b.labels[0].int64_value(&[0]), 9);
     // A badly named file is an error naming it.
     let bad = root.join("02").join("x_02_0.wav");
@@ -168,4 +168,35 @@ fn written_wav_reads_back() {
     let clip = decode(&path).unwrap();
     assert_eq!((clip.sample_rate, clip.samples.len()), (48_000, 1000));
     assert!(clip.samples.iter().zip(&x).all(|(a, b)| (a - b).abs() < 1e-4));
+}
+
+#[test]
+fn each_noise_recording_gives_its_own_first_and_last_segments() {
+    // Recordings of different lengths (as the published three are): the "last" segment of each
+    // ends at its own last sample, not at the shortest recording's.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (speaker, digit) in [(1, 3), (5, 9)] {
+        let folder = root.join(format!("{speaker:02}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let x = tone(400.0, 48_000, 24_000, 0.4);
+        write(&folder.join(format!("{digit}_{speaker:02}_0.wav")), spec(1, 48_000, 32, true), &mono(&x));
+    }
+    std::fs::create_dir_all(root.join("noise")).unwrap();
+    let lengths = [60_000usize, 75_000, 52_000];
+    let ramps: Vec<Vec<f64>> = lengths.iter().map(|&n| (0..n).map(|i| (i + 1) as f64 / n as f64).collect()).collect();
+    for (name, ramp) in ["babble", "traffic", "machinery"].iter().zip(&ramps) {
+        write(&root.join("noise").join(format!("{name}.wav")), spec(1, 48_000, 32, true), &mono(ramp));
+    }
+    let ds = SpeechNoiseDataset::build(&real_spec(root)).unwrap();
+    for (class, ramp) in ramps.iter().enumerate() {
+        let n = ramp.len();
+        // Peak-scaled to 0.05: the ramp's last sample is its peak (1.0).
+        let want_last: Vec<f32> = ramp[n - 50_000..].iter().map(|v| (v * 0.05) as f32).collect();
+        let want_first: Vec<f32> = ramp[..50_000].iter().map(|v| (v * 0.05) as f32).collect();
+        let got = |last| Vec::<f32>::try_from(ds.noise_segment(class as i64, last)).unwrap();
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(&got(true), &want_last), "class {class}: the last segment ends at its own end");
+        assert!(close(&got(false), &want_first), "class {class}: the first segment");
+    }
 }

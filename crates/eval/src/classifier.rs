@@ -2,6 +2,7 @@
 //! task's clean, normalised training inputs.
 
 use anyhow::{Result, ensure};
+use featdrop_core::init;
 use featdrop_core::seed::with_torch_seed;
 use featdrop_core::{Seeds, Split, Stream, ViewFamily};
 use featdrop_data::{MultiTaskDataset, epoch_indices};
@@ -20,8 +21,8 @@ pub struct SmallCnn {
 fn stage(p: &nn::Path, cin: i64, cout: i64, pool: bool) -> nn::SequentialT {
     let conv = nn::ConvConfig { padding: 1, bias: false, ..Default::default() };
     let s = nn::seq_t()
-        .add(nn::conv2d(p / "conv", cin, cout, 3, conv))
-        .add(nn::batch_norm2d(p / "bn", cout, Default::default()))
+        .add(init::conv2d(p / "conv", cin, cout, 3, conv))
+        .add(init::batch_norm2d(p / "bn", cout))
         .add_fn(|x| x.relu());
     if pool { s.add_fn(|x| x.max_pool2d_default(2)) } else { s }
 }
@@ -37,7 +38,7 @@ impl SmallCnn {
                 .add(stage(&(&r / "s2"), width, 2 * width, true))
                 .add(stage(&(&r / "s3"), 2 * width, 4 * width, false))
                 .add_fn(|x| x.adaptive_avg_pool2d([4, 4]).flatten(1, -1))
-                .add(nn::linear(&r / "fc", 16 * 4 * width, classes, Default::default()))
+                .add(init::linear(&r / "fc", 16 * 4 * width, classes))
         });
         Self { vs, net }
     }
@@ -120,7 +121,7 @@ pub fn train_classifier(
 ) -> Result<SmallCnn> {
     cfg.validate()?;
     let classes = dataset.tasks().0[task].num_classes as i64;
-    let probe = dataset.batch(Split::Train, &Tensor::from_slice(&[0i64]), 0).inputs;
+    let probe = clean.view(&dataset.batch(Split::Train, &Tensor::from_slice(&[0i64]), 0).inputs, 0);
     let net = SmallCnn::new(
         probe.size()[1],
         classes,
@@ -158,4 +159,21 @@ pub fn train_steps(n: usize, cfg: &DestructionConfig) -> u64 {
 pub fn accuracy(net: &SmallCnn, x: &Tensor, labels: &Tensor) -> (i64, i64) {
     let hit = net.predict(x).eq_tensor(&labels.to_device(x.device())).sum(Kind::Int64).int64_value(&[]);
     (hit, x.size()[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classifier_starts_as_pytorch_starts_it() {
+        let net = SmallCnn::new(3, 10, 8, Device::Cpu, 1);
+        let vars = net.var_store().variables();
+        let max = |n: &str| vars[n].abs().max().double_value(&[]);
+        let bound = |fan_in: f64| 1.0 / fan_in.sqrt();
+        assert!(max("s1.conv.weight") <= bound(27.0) && max("s1.conv.weight") > 0.8 * bound(27.0));
+        assert!(max("fc.weight") <= bound(16.0 * 32.0) && max("fc.bias") > 0.0);
+        // Batch norm γ = 1 (tch would draw it from U(0, 1)), β = 0.
+        assert_eq!((vars["s2.bn.weight"].min().double_value(&[]), max("s2.bn.bias")), (1.0, 0.0));
+    }
 }

@@ -137,10 +137,10 @@ fn classifier(
     progress: bool,
     cache: Option<&ClassifierCache>,
 ) -> Result<SmallCnn> {
-    let clean = clean_family(dataset.modality());
+    let clean = clean_family(dataset);
     let t = &dataset.tasks().0[task];
     if let Some(cache) = cache {
-        let probe = dataset.batch(Split::Train, &Tensor::from_slice(&[0i64]), 0).inputs;
+        let probe = clean.view(&dataset.batch(Split::Train, &Tensor::from_slice(&[0i64]), 0).inputs, 0);
         let mut net = SmallCnn::new(probe.size()[1], t.num_classes as i64, cfg.width, dataset.device(), 0);
         if cache.load_into(&mut net)? {
             tracing::info!(task = %t.name, "classifier reused from the cache");
@@ -168,7 +168,7 @@ fn score_task(
     sources: &[ViewSource<'_>],
     seeds: &Seeds,
 ) -> Result<DestructionTask> {
-    let clean = clean_family(dataset.modality());
+    let clean = clean_family(dataset);
     let t = &dataset.tasks().0[task];
     let clean_accuracy = score(dataset, task, net, &ViewSource::Family(clean.as_ref()), seeds)?;
     ensure!(clean_accuracy > 0.0, "the classifier for `{}` got no clean test input right; train it longer", t.name);
@@ -189,7 +189,7 @@ fn score(
     seeds: &Seeds,
 ) -> Result<f64> {
     let n = ds.len(Split::Test) as i64;
-    let clean = clean_family(ds.modality());
+    let clean = clean_family(ds);
     let (mut hits, mut total) = (0i64, 0i64);
     for (c, start) in (0..n).step_by(CHUNK as usize).enumerate() {
         let idx = Tensor::arange_start(start, (start + CHUNK).min(n), (Kind::Int64, tch::Device::Cpu));
@@ -213,9 +213,10 @@ fn score(
     Ok(hits as f64 / total as f64)
 }
 
-/// What a classifier sees as clean input: normalised images (the `identity` family).
-fn clean_family(modality: Modality) -> Box<dyn ViewFamily> {
-    featdrop_contrastive::views::clean(modality)
+/// What a classifier sees as clean input: normalised images or the log-mel of the clean clip
+/// (the `identity` family).
+fn clean_family(ds: &dyn MultiTaskDataset) -> Box<dyn ViewFamily> {
+    featdrop_contrastive::views::clean(ds.modality(), ds.device())
 }
 
 /// The families of §5.2 for a run: identity, expert, the run's viewmaker (when it has one) and
@@ -244,8 +245,8 @@ fn dropout_p(mode: ViewMode) -> f64 {
 pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionReport> {
     opts.classifier.validate()?;
     let ds = run.dataset.as_ref();
-    let expert = featdrop_contrastive::assembly::expert_family(ds.modality())?;
-    let identity = clean_family(ds.modality());
+    let expert = featdrop_contrastive::assembly::expert_family(&run.cfg, ds.modality(), ds.device())?;
+    let identity = clean_family(ds);
     let sources = run_sources(run, identity.as_ref(), expert.as_ref());
     let mut report = existing(run, opts)?;
     let seeds = Seeds::new(run.cfg.seed);

@@ -6,6 +6,7 @@ use anyhow::{Result, ensure};
 use featdrop_contrastive::optim::Sgd;
 use featdrop_contrastive::trainer::named_trainable;
 use featdrop_core::config::ProbeConfig;
+use featdrop_core::init;
 use featdrop_core::seed::with_torch_seed;
 use featdrop_data::epoch_indices;
 use indicatif::ProgressBar;
@@ -26,7 +27,7 @@ impl LinearProbes {
     pub fn new(dim: i64, tasks: &[(usize, i64)], cfg: &ProbeConfig, device: Device, seed: u64) -> Self {
         let vs = VarStore::new(device);
         let heads = with_torch_seed(seed, || {
-            tasks.iter().map(|&(t, c)| nn::linear(vs.root() / format!("task{t}"), dim, c, Default::default())).collect()
+            tasks.iter().map(|&(t, c)| init::linear(vs.root() / format!("task{t}"), dim, c)).collect()
         });
         // Published protocol: no weight decay on the probes.
         let sgd = Sgd::new(named_trainable(&vs), cfg.lr, cfg.momentum, 0.0);
@@ -150,6 +151,20 @@ mod tests {
             Tensor::cat(&[signal + Tensor::randn([n, 4], (Kind::Float, Device::Cpu)) * 0.1, noise], 1),
             vec![carried, absent],
         )
+    }
+
+    #[test]
+    fn heads_start_as_pytorch_linear_layers() {
+        let probes = LinearProbes::new(2048, &[(0, 10), (1, 3)], &ProbeConfig::default(), Device::Cpu, 4);
+        let bound = 1.0 / 2048f64.sqrt();
+        for h in &probes.heads {
+            let bias = h.bs.as_ref().expect("a bias");
+            for (what, t) in [("weight", &h.ws), ("bias", bias)] {
+                let max = t.abs().max().double_value(&[]);
+                // tch's default weight bound is √6 times wider.
+                assert!(max <= bound && max > 0.5 * bound, "{what}: max {max} for U(±{bound})");
+            }
+        }
     }
 
     #[test]

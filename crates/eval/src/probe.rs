@@ -275,14 +275,14 @@ fn train_and_test(
 pub fn feature_dim(frozen: &FrozenEncoder) -> i64 {
     let ds = frozen.dataset;
     let x = ds.batch(Split::Test, &Tensor::from_slice(&[0i64]), 0).inputs;
-    frozen.features(&clean(ds.modality()).view(&x, 0)).size()[1]
+    frozen.features(&clean(ds.modality(), ds.device()).view(&x, 0)).size()[1]
 }
 
 /// Clean features and labels of a whole split, in index order, computed in chunks; batches are
 /// seeded from the [`Stream::Eval`] stream at `counter + chunk`.
 pub fn clean_features(frozen: &FrozenEncoder, split: Split, counter: u64) -> Result<(Tensor, Vec<Tensor>)> {
     let ds = frozen.dataset;
-    let views = clean(ds.modality());
+    let views = clean(ds.modality(), ds.device());
     let n = ds.len(split) as i64;
     let seeds = Seeds::new(frozen.seed);
     let (mut feats, mut labels): (Vec<Tensor>, Vec<Vec<Tensor>>) = (Vec::new(), Vec::new());

@@ -1,5 +1,7 @@
-//! Building blocks: reflection-padded convolutions, affine instance norm, residual blocks.
+//! Building blocks: reflection-padded convolutions, affine instance norm, residual blocks, all
+//! initialised as PyTorch initialises them (convolutions U(±1/√fan_in), instance norm γ = 1, β = 0).
 
+use featdrop_core::init;
 use tch::{Tensor, nn, nn::Module};
 
 /// A convolution applied after reflection padding of kernel/2 on each side (stride as given).
@@ -39,7 +41,7 @@ pub struct ConvIn {
 impl ConvIn {
     pub fn new(vs: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
         let cfg = nn::ConvConfig { stride, ..Default::default() };
-        Self { conv: nn::conv2d(vs / "conv", cin, cout, k, cfg), norm: InstanceNorm::new(&(vs / "in"), cout), k }
+        Self { conv: init::conv2d(vs / "conv", cin, cout, k, cfg), norm: InstanceNorm::new(&(vs / "in"), cout), k }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
@@ -59,7 +61,7 @@ impl ResBlock {
     pub fn new(vs: &nn::Path, channels: i64) -> Self {
         Self {
             first: ConvIn::new(&(vs / "a"), channels, channels, 3, 1),
-            conv: nn::conv2d(vs / "b", channels, channels, 3, Default::default()),
+            conv: init::conv2d(vs / "b", channels, channels, 3, Default::default()),
             norm: InstanceNorm::new(&(vs / "b_in"), channels),
         }
     }

@@ -19,6 +19,7 @@
 
 mod layers;
 
+use featdrop_core::init;
 use layers::{ConvIn, ResBlock};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
@@ -74,7 +75,7 @@ impl Viewmaker {
         let n = spec.num_res_blocks as i64;
         let blocks = (1..=n).map(|i| ResBlock::new(&(vs / format!("res{i}")), w3 + i)).collect();
         let up = vec![ConvIn::new(&(vs / "up0"), w3 + n, w2, 3, 1), ConvIn::new(&(vs / "up1"), w2, w1, 3, 1)];
-        let out = nn::conv2d(vs / "out", w1, c, 9, Default::default());
+        let out = init::conv2d(vs / "out", w1, c, 9, Default::default());
         Ok(Self { spec, down, blocks, up, out })
     }
 

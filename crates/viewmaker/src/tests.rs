@@ -91,3 +91,21 @@ fn gradients_reach_every_parameter() {
         assert!(g.defined() && f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0, "no gradient for {name}");
     }
 }
+
+#[test]
+fn every_layer_starts_as_pytorch_starts_it() {
+    let _g = serial();
+    let (vs, _vm) = net(ViewmakerSpec::published(3, 0.05));
+    let vars = vs.variables();
+    let max = |n: &str| vars[n].abs().max().double_value(&[]);
+    // Convolution weights and biases: U(±1/√fan_in); the first conv sees 3 + 1 noise channels, 9×9.
+    for (name, fan_in) in [("down0.conv", 4.0 * 81.0), ("out", 32.0 * 81.0)] {
+        let bound = 1.0 / f64::sqrt(fan_in);
+        let (w, b) = (max(&format!("{name}.weight")), max(&format!("{name}.bias")));
+        assert!(w <= bound && w > 0.9 * bound, "{name}.weight: max |w| {w} for bound {bound}");
+        // tch would start the bias at 0; PyTorch draws it from the same range.
+        assert!(b <= bound && b > 0.0, "{name}.bias: max |b| {b} for bound {bound}");
+    }
+    // Instance norms: γ = 1, β = 0.
+    assert_eq!((vars["down1.in.weight"].min().double_value(&[]), max("down1.in.bias")), (1.0, 0.0));
+}

@@ -247,11 +247,14 @@ fn load_cell(exp_dir: &Path, id: &str, status: Option<Status>) -> Result<Cell> {
     };
     let dir = exp_dir.join(id);
     let config: Option<Value> = read_optional(&dir.join("config.json"))?;
-    // The config's spelling wins over the folder's (`dropout:0.50` and `dropout-0.5` agree).
-    let mode = config
-        .as_ref()
-        .and_then(|c| c["view_mode"].as_str().map(str::to_string))
-        .unwrap_or_else(|| mode_from_dir(mode_dir));
+    // The config's spelling wins over the folder's (`dropout:0.50` and `dropout-0.5` agree); a
+    // variant cell (`expert@spectral`) keeps its label from the folder.
+    let (base_dir, variant) = match mode_dir.split_once('@') {
+        Some((b, v)) => (b, format!("@{v}")),
+        None => (*mode_dir, String::new()),
+    };
+    let base = config.as_ref().and_then(|c| c["view_mode"].as_str().map(str::to_string));
+    let mode = base.unwrap_or_else(|| mode_from_dir(base_dir)) + &variant;
     Ok(Cell {
         id: id.to_string(),
         dataset: ds.to_string(),

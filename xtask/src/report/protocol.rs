@@ -55,6 +55,14 @@ const ITEMS: &[Item] = &[
     // With `+dropout:p` (featdrop's control) the noise must be shared; the published code has no such mode.
     item!("§2.2", "audio pair noise", "/data/pair_noise", Audio, |d, m| (!m.contains("dropout"))
         .then(|| json!("independent"))),
+    // Both audio expert variants are published; the paper grid runs `spectral` as `expert@spectral`.
+    item!("§3.1", "audio expert views", "/views/audio_expert", Audio, |d, m| m
+        .split('@')
+        .next()
+        .is_some_and(|b| b == "expert")
+        .then(|| { json!(if m.ends_with("@spectral") { "spectral" } else { "waveform" }) })),
+    item!("§3.2", "audio viewmaker input", "/views/viewmaker_input", Audio, |d, m| (m == "viewmaker")
+        .then(|| json!("waveform-views"))),
     item!("§3.2", "viewmaker budget ε", "/viewmaker/epsilon", Viewmaker, |d, m| Some(json!(d.epsilon))),
     item!("§3.2", "viewmaker residual blocks", "/viewmaker/num_res_blocks", Viewmaker, 3),
     item!("§3.2", "viewmaker width multiplier", "/viewmaker/width_mult", Viewmaker, 1.0),

@@ -26,7 +26,9 @@ pub fn agg(values: &[f64]) -> Option<Agg> {
 
 /// Paper order: expert, viewmaker, expert+viewmaker, dropout:p by p, none, anything else.
 pub fn mode_key(mode: &str) -> (u8, u64, String) {
-    let rank = match mode {
+    // A variant (`expert@spectral`) sorts right after its view mode.
+    let base = mode.split('@').next().unwrap_or(mode);
+    let rank = match base {
         "expert" => 0,
         "viewmaker" => 1,
         "expert+viewmaker" => 2,
@@ -34,7 +36,7 @@ pub fn mode_key(mode: &str) -> (u8, u64, String) {
         "none" => 4,
         _ => 5,
     };
-    let p = mode.strip_prefix("dropout:").and_then(|p| p.parse::<f64>().ok()).unwrap_or(0.0);
+    let p = base.strip_prefix("dropout:").and_then(|p| p.parse::<f64>().ok()).unwrap_or(0.0);
     (rank, (p * 1e6) as u64, mode.to_string())
 }
 

@@ -12,6 +12,8 @@
 //!   "run": { … },                          // fields of featdrop_core::RunConfig shared by all cells
 //!   "per_dataset": { "speech+noise": { … } },  // further RunConfig fields for one dataset
 //!   "per_cell": { "speech+noise/dropout:0.5": { … } },  // further fields for one dataset/view mode
+//!   "variants": { "speech+noise/expert@spectral": { … } },  // an extra cell per seed beside
+//!                                          // speech+noise/expert, with these fields on top
 //!   "destruction": true,                   // run featdrop-eval destruction per cell
 //!   "destruction_args": ["--epochs", "3"], // extra featdrop-eval destruction arguments
 //!   "theory": ["--seeds", "0,1"],          // extra featdrop-theory sweep arguments (null: no sweep)
@@ -19,8 +21,9 @@
 //! }
 //! ```
 //! The run config of a cell is its dataset's defaults (the catalogue's published values), then
-//! `run`, then `per_dataset[dataset]`, then `per_cell["dataset/view_mode"]`, then the cell's dataset, view mode and seed — parsed and
-//! validated once, by `RunConfig::from_value`, before anything runs. Each binary then gets the
+//! `run`, then `per_dataset[dataset]`, then `per_cell["dataset/view_mode"]`, then for a variant
+//! cell `variants["dataset/view_mode@label"]`, then the cell's dataset, view mode and seed — parsed
+//! and validated once, by `RunConfig::from_value`, before anything runs. Each binary then gets the
 //! cell's one config file.
 
 use anyhow::{Context, Result, bail, ensure};
@@ -48,6 +51,11 @@ pub struct Experiment {
     /// Further fields for one dataset and view mode, keyed `"dataset/view_mode"`.
     #[serde(default)]
     pub per_cell: BTreeMap<String, Map<String, Value>>,
+    /// Extra cells beside a grid cell, keyed `"dataset/view_mode@label"`: the same dataset, view
+    /// mode and seeds with further fields (e.g. the other audio expert variant). Their folders are
+    /// `<dataset>/<view-mode dir>@<label>/seed-<n>` and the report shows them as `view_mode@label`.
+    #[serde(default)]
+    pub variants: BTreeMap<String, Map<String, Value>>,
     #[serde(default = "yes")]
     pub destruction: bool,
     #[serde(default)]
@@ -73,6 +81,8 @@ pub struct Cell {
     pub id: String,
     pub dataset: String,
     pub view_mode: ViewMode,
+    /// The label of a variant cell (`spectral` of `expert@spectral`).
+    pub variant: Option<String>,
     pub seed: u64,
     /// The run directory (`runs/<experiment>/<id>`).
     pub run_dir: PathBuf,
@@ -130,6 +140,15 @@ impl Experiment {
             let known = self.datasets.iter().any(|d| self.view_modes.iter().any(|m| *key == format!("{d}/{m}")));
             ensure!(known, "{f}: field `per_cell.{key}` names no dataset/view_mode pair of the grid");
         }
+        for key in self.variants.keys() {
+            let known = self.variant_cells().any(|(d, m, label)| *key == format!("{d}/{m}@{label}"));
+            ensure!(
+                known
+                    && key.rsplit_once('@').is_some_and(|(_, l)| featdrop_core::config::is_name(l) && !l.contains('@')),
+                "{f}: field `variants.{key}` must be `<dataset>/<view_mode>@<label>` with a dataset/view_mode pair of \
+                 the grid and a label that can be part of a folder name"
+            );
+        }
         for reserved in ["experiment", "dataset", "view_mode", "seed"] {
             ensure!(!self.run.contains_key(reserved), "{f}: field `run.{reserved}` is set by the grid; remove it");
         }
@@ -143,30 +162,69 @@ impl Experiment {
         let mut out = Vec::new();
         for dataset in &self.datasets {
             for &mode in &self.view_modes {
-                for &seed in &self.seeds {
-                    let id = format!("{dataset}/{}/seed-{seed}", mode.dir_name());
-                    let mut value = Value::Object(self.run.clone());
-                    if let Some(extra) = self.per_dataset.get(dataset) {
-                        merge_json(&mut value, &Value::Object(extra.clone()));
+                let labels = self.variants.keys().filter_map(|k| k.strip_prefix(&format!("{dataset}/{mode}@")));
+                for variant in std::iter::once(None).chain(labels.map(Some)) {
+                    for &seed in &self.seeds {
+                        out.push(self.cell(runs_root, device, dataset, mode, variant, seed)?);
                     }
-                    if let Some(extra) = self.per_cell.get(&format!("{dataset}/{mode}")) {
-                        merge_json(&mut value, &Value::Object(extra.clone()));
-                    }
-                    let cell = serde_json::json!({"experiment": self.name, "dataset": dataset,
-                        "view_mode": mode.to_string(), "seed": seed});
-                    merge_json(&mut value, &cell);
-                    if let Some(d) = device {
-                        set_path(&mut value, "device", d.into());
-                    }
-                    let origin = format!("{} (cell {id})", self.file.display());
-                    let config = RunConfig::from_value(value, &origin)
-                        .with_context(|| format!("{} resolves to an invalid run config", self.file.display()))?;
-                    let run_dir = runs_root.join(&self.name).join(&id);
-                    out.push(Cell { id, dataset: dataset.clone(), view_mode: mode, seed, run_dir, config });
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Every `(dataset, view_mode, label)` a `variants` key may name (labels left open).
+    fn variant_cells(&self) -> impl Iterator<Item = (&String, ViewMode, String)> {
+        self.variants.keys().filter_map(move |k| {
+            let (head, label) = k.rsplit_once('@')?;
+            let (d, m) = self
+                .datasets
+                .iter()
+                .flat_map(|d| self.view_modes.iter().map(move |m| (d, *m)))
+                .find(|(d, m)| head == format!("{d}/{m}"))?;
+            Some((d, m, label.to_string()))
+        })
+    }
+
+    fn cell(
+        &self,
+        runs_root: &Path,
+        device: Option<&str>,
+        dataset: &str,
+        mode: ViewMode,
+        variant: Option<&str>,
+        seed: u64,
+    ) -> Result<Cell> {
+        let label = variant.map(|v| format!("@{v}")).unwrap_or_default();
+        let id = format!("{dataset}/{}{label}/seed-{seed}", mode.dir_name());
+        let mut value = Value::Object(self.run.clone());
+        let layers = [
+            self.per_dataset.get(dataset),
+            self.per_cell.get(&format!("{dataset}/{mode}")),
+            variant.and_then(|_| self.variants.get(&format!("{dataset}/{mode}{label}"))),
+        ];
+        for extra in layers.into_iter().flatten() {
+            merge_json(&mut value, &Value::Object(extra.clone()));
+        }
+        let cell = serde_json::json!({"experiment": self.name, "dataset": dataset,
+            "view_mode": mode.to_string(), "seed": seed});
+        merge_json(&mut value, &cell);
+        if let Some(d) = device {
+            set_path(&mut value, "device", d.into());
+        }
+        let origin = format!("{} (cell {id})", self.file.display());
+        let config = RunConfig::from_value(value, &origin)
+            .with_context(|| format!("{} resolves to an invalid run config", self.file.display()))?;
+        let run_dir = runs_root.join(&self.name).join(&id);
+        Ok(Cell {
+            id,
+            dataset: dataset.into(),
+            view_mode: mode,
+            variant: variant.map(str::to_string),
+            seed,
+            run_dir,
+            config,
+        })
     }
 }
 
@@ -225,6 +283,42 @@ mod tests {
         v["per_cell"] = serde_json::json!({"speech+noise/viewmaker": {}});
         let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
         assert!(e.contains("`per_cell.speech+noise/viewmaker` names no dataset/view_mode pair"), "{e}");
+    }
+
+    #[test]
+    fn a_variant_adds_cells_beside_its_grid_cell_with_its_fields_on_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = base();
+        v["variants"] = serde_json::json!({"photos/expert@slow": {"train": {"lr": 0.01}}});
+        let cells = Experiment::load(&write(dir.path(), v.clone())).unwrap().cells(Path::new("r"), None).unwrap();
+        assert_eq!(cells.len(), 8 + 2, "one extra cell per seed");
+        let slow = cells.iter().find(|c| c.id == "photos/expert@slow/seed-1").unwrap();
+        assert_eq!((slow.config.train.lr, slow.config.train.epochs), (0.01, 5), "variant over per_dataset");
+        assert_eq!(
+            (slow.variant.as_deref(), slow.run_dir.clone()),
+            (Some("slow"), "r/t/photos/expert@slow/seed-1".into())
+        );
+        let plain = cells.iter().find(|c| c.id == "photos/expert/seed-1").unwrap();
+        assert_eq!((plain.config.train.lr, plain.variant.as_deref()), (0.1, None));
+        for bad in ["photos/viewmaker@x", "photos/expert", "photos/expert@a/b"] {
+            v["variants"] = serde_json::json!({ bad: {} });
+            let e = Experiment::load(&write(dir.path(), v.clone())).unwrap_err().to_string();
+            assert!(e.contains(&format!("field `variants.{bad}` must be")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_paper_grid_runs_both_audio_expert_variants_and_the_published_viewmaker_input() {
+        use featdrop_core::config::{AudioExpert, ViewmakerInput};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/paper.json");
+        let cells = Experiment::load(&path).unwrap().cells(Path::new("r"), None).unwrap();
+        let audio = |mode: &'static str| {
+            cells.iter().filter(move |c| c.dataset == "speech+noise" && c.id.split('/').nth(1) == Some(mode))
+        };
+        assert!(audio("expert").count() > 0 && audio("expert").count() == audio("expert@spectral").count());
+        assert!(audio("expert").all(|c| c.config.views.audio_expert == AudioExpert::Waveform));
+        assert!(audio("expert@spectral").all(|c| c.config.views.audio_expert == AudioExpert::Spectral));
+        assert!(audio("viewmaker").all(|c| c.config.views.viewmaker_input == ViewmakerInput::WaveformViews));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::loss::{nt_xent, simclr_published};
 use anyhow::Result;
 use featdrop_core::config::{Objective, UpdateOrder};
 use featdrop_core::io::{JsonLines, write_json_atomic};
-use featdrop_core::{Split, Stream, checkpoint};
+use featdrop_core::{Modality, Split, Stream, checkpoint};
 use featdrop_data::epoch_indices;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -272,7 +272,12 @@ impl Trainer {
                 batch.labels.iter().enumerate().map(class).collect::<Vec<_>>().join("\n")
             })
             .collect();
-        (batch.inputs, v1, v2, labels)
+        // The original column: images as they are, audio as the clean clip's log-mel.
+        let original = match self.dataset.modality() {
+            Modality::Image => batch.inputs,
+            Modality::Audio => tch::no_grad(|| self.clean.view(&batch.inputs, 0)),
+        };
+        (original, v1, v2, labels)
     }
 }
 

@@ -151,7 +151,8 @@ impl SpeechNoiseDataset {
             test.len(),
             t0.elapsed().as_secs_f64()
         )];
-        let (segments, noise_peaks) = noise_segments(&recordings.to_device(spec.device), &config)?;
+        let recordings: Vec<Tensor> = recordings.iter().map(|r| r.to_device(spec.device)).collect();
+        let (segments, noise_peaks) = noise_segments(&recordings, &config)?;
         let n_test = test.len() as i64;
         let test_noise = with_seed(seeds.derive(Stream::Data, BUILD_COUNTER + 3), || {
             Tensor::randint(3, [n_test], (Kind::Int64, spec.device))
@@ -327,30 +328,34 @@ impl MultiTaskDataset for SpeechNoiseDataset {
         }
     }
 
+    /// Inputs are the mixed waveforms `[B, clip_samples]`: every audio view family (the clean one
+    /// included) starts from the waveform, because the published waveform views act before the
+    /// log-mel (docs/PROTOCOL.md §3.1).
     fn batch(&self, split: Split, indices: &Tensor, seed: u64) -> Batch {
         let m = self.waves(split, indices, seed);
-        Batch { inputs: self.features(&m.waves), labels: vec![m.digit, m.noise] }
+        Batch { inputs: m.waves, labels: vec![m.digit, m.noise] }
     }
 
     fn pair(&self, split: Split, indices: &Tensor, redraw_p: f64, seed: u64) -> Pair {
         let (a, b) = self.pair_waves(split, indices, redraw_p, seed);
-        // One STFT call for both views.
-        let both = self.features(&Tensor::cat(&[&a.waves, &b.waves], 0));
-        let n = a.waves.size()[0];
-        let first = Batch { inputs: both.narrow(0, 0, n), labels: vec![a.digit.shallow_clone(), a.noise] };
-        Pair { first, second: both.narrow(0, n, n), second_labels: vec![b.digit, b.noise] }
+        let first = Batch { inputs: a.waves, labels: vec![a.digit, a.noise] };
+        Pair { first, second: b.waves, second_labels: vec![b.digit, b.noise] }
     }
 }
 
-/// Scales each recording `[3, L]` to peak `noise_peak` and cuts its first and last segments.
-fn noise_segments(recordings: &Tensor, config: &AudioConfig) -> Result<(Tensor, Vec<f64>)> {
-    let (clip, len) = (config.clip_samples, recordings.size()[1]);
-    ensure!(len >= clip, "noise recordings hold {len} samples; at least {clip} are needed");
-    let peak = recordings.abs().amax([1], true).clamp_min(1e-12);
-    let scaled = recordings / peak * config.noise_peak;
-    let peaks = Vec::<f64>::try_from(scaled.abs().amax([1], false).to_kind(Kind::Double).to_device(Device::Cpu))?;
-    let segs = Tensor::stack(&[scaled.narrow(1, 0, clip), scaled.narrow(1, len - clip, clip)], 1);
-    Ok((segs, peaks))
+/// Scales each recording to peak `noise_peak` and cuts its own first and last segments (each
+/// recording keeps its length: the published code cuts each from its own ends).
+fn noise_segments(recordings: &[Tensor], config: &AudioConfig) -> Result<(Tensor, Vec<f64>)> {
+    let clip = config.clip_samples;
+    let (mut segs, mut peaks) = (Vec::with_capacity(recordings.len()), Vec::with_capacity(recordings.len()));
+    for rec in recordings {
+        let len = rec.size()[0];
+        ensure!(len >= clip, "noise recordings hold {len} samples; at least {clip} are needed");
+        let scaled = rec / rec.abs().max().clamp_min(1e-12) * config.noise_peak;
+        peaks.push(scaled.abs().max().double_value(&[]));
+        segs.push(Tensor::stack(&[scaled.narrow(0, 0, clip), scaled.narrow(0, len - clip, clip)], 0));
+    }
+    Ok((Tensor::stack(&segs, 0), peaks))
 }
 
 /// `(speakers, digits)` of `n` synthetic examples of a split: digits cycle fastest, then speakers,
@@ -360,7 +365,9 @@ fn synthetic_plan(split: Split, n: usize) -> (Vec<i64>, Vec<i64>) {
     (0..n).map(|i| (speakers[(i / 10) % speakers.len()], (i % 10) as i64)).unzip()
 }
 
-type Sources = (Speech, Speech, Tensor, String);
+/// Train and test speech, the three noise recordings (each `[L_i]`), and a line saying where they
+/// came from.
+type Sources = (Speech, Speech, Vec<Tensor>, String);
 
 fn synthetic_sources(spec: &DatasetSpec, seeds: &Seeds) -> Result<Sources> {
     let size = |n: usize, split| if n == 0 { split_speakers(split).len() * 10 * SYNTH_REPS } else { n };
@@ -374,7 +381,7 @@ fn synthetic_sources(spec: &DatasetSpec, seeds: &Seeds) -> Result<Sources> {
     let test = make(Split::Test, size(spec.test_size, Split::Test), 1);
     let seed = seeds.derive(Stream::Data, BUILD_COUNTER + 2);
     let samples = (SYNTH_NOISE_SECONDS * synth::RATE) as i64;
-    let noise = with_seed(seed, || synth::noise_recordings(samples, seed, spec.device));
+    let noise = with_seed(seed, || synth::noise_recordings(samples, seed, spec.device)).unbind(0);
     Ok((train, test, noise, "speech and noise: synthetic".into()))
 }
 
@@ -445,9 +452,8 @@ fn split_files<'a>(files: &'a [AudioFile], split: Split, n: usize, root: &Path) 
 }
 
 /// Decodes the three noise recordings in `noise_dir` (WAV or FLAC) at `rate`, each checked to
-/// hold at least `clip` samples (errors name the file), cut to the shortest so they stack `[3, L]`
-/// (only their ends are used).
-fn noise_recordings(noise_dir: &Path, rate: u32, clip: i64) -> Result<Tensor> {
+/// hold at least `clip` samples (errors name the file).
+fn noise_recordings(noise_dir: &Path, rate: u32, clip: i64) -> Result<Vec<Tensor>> {
     let mut recs = Vec::new();
     for name in synth::NOISE_CLASSES {
         let path = ["wav", "flac"].map(|e| noise_dir.join(format!("{name}.{e}"))).into_iter().find(|p| p.is_file());
@@ -461,10 +467,9 @@ fn noise_recordings(noise_dir: &Path, rate: u32, clip: i64) -> Result<Tensor> {
             rec.len() as f64 / rate as f64,
             clip as f64 / rate as f64
         );
-        recs.push(rec);
+        recs.push(Tensor::from_slice(&rec));
     }
-    let shortest = recs.iter().map(Vec::len).min().unwrap_or(0);
-    Ok(Tensor::stack(&recs.iter().map(|r| Tensor::from_slice(&r[..shortest])).collect::<Vec<_>>(), 0))
+    Ok(recs)
 }
 
 /// Decoded samples gathered on the CPU before they move into the split's tensor: 64 MiB, above

@@ -170,11 +170,22 @@ impl LogMel {
     /// Works through [`FEATURE_CHUNK`] examples at a time: the complex STFT of one 50 000-sample
     /// example takes about 0.5 MB, so a whole `stats` pass at once would need gigabytes.
     pub fn features(&self, waves: &Tensor) -> Tensor {
+        self.features_via(waves, |power| power, |db| db)
+    }
+
+    /// [`Self::features`] with an operation on the mel power `[n, F, T]` before the log and one on
+    /// the log-mel in dB after it (the spectral expert views' masks and noise), chunk by chunk.
+    pub fn features_via(
+        &self,
+        waves: &Tensor,
+        on_power: impl Fn(Tensor) -> Tensor,
+        on_db: impl Fn(Tensor) -> Tensor,
+    ) -> Tensor {
         let c = &self.config;
         let chunks: Vec<Tensor> = waves
             .split(FEATURE_CHUNK, 0)
             .iter()
-            .map(|w| ((self.log_of_mel(&self.mel_power(w)) - c.mean) / c.std).unsqueeze(1))
+            .map(|w| ((on_db(self.log_of_mel(&on_power(self.mel_power(w)))) - c.mean) / c.std).unsqueeze(1))
             .collect();
         Tensor::cat(&chunks, 0)
     }
