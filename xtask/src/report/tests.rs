@@ -1,6 +1,7 @@
 //! Fake run directories in a tempdir, a report written from them, and checks on what came out.
 
 use super::stats::{Agg, Verdict, agg, compare};
+use super::welch::Alternative;
 use super::write;
 use plotters::prelude::*;
 use serde_json::{Value, json};
@@ -168,11 +169,21 @@ fn aggregates_are_mean_and_sample_std() {
     assert!((a.mean - 0.42).abs() < 1e-12 && (a.std.unwrap() - 0.02).abs() < 1e-12 && a.n == 3);
     assert_eq!(agg(&[0.5]).unwrap(), Agg { mean: 0.5, std: None, n: 1 });
     assert!(agg(&[]).is_none());
+    // Welch one-sided p (SciPy 1.17.1, `ttest_ind_from_stats(..., equal_var=False)`): 0.45 ± 3 vs
+    // 0.40 ± 2 (n 3 each) p = 0.042 for a gain; 0.42 p = 0.20; 0.30 ± 1 p = 0.0024 for a loss.
     let e = Agg { mean: 0.40, std: Some(0.02), n: 3 };
-    assert_eq!(compare(&e, &Agg { mean: 0.45, std: Some(0.03), n: 3 }).2, Verdict::Beats);
-    assert_eq!(compare(&e, &Agg { mean: 0.42, std: Some(0.03), n: 3 }).2, Verdict::WithinSpread);
-    assert_eq!(compare(&e, &Agg { mean: 0.30, std: Some(0.01), n: 3 }).2, Verdict::Worse);
-    assert_eq!(compare(&e, &Agg { mean: 0.90, std: None, n: 1 }).2, Verdict::SingleSeed);
+    let v = |other: Agg, alt| compare(&e, &other, alt).1;
+    assert_eq!(v(Agg { mean: 0.45, std: Some(0.03), n: 3 }, Alternative::Greater), Verdict::Beats);
+    assert_eq!(v(Agg { mean: 0.45, std: Some(0.03), n: 3 }, Alternative::Less), Verdict::Beats);
+    assert_eq!(v(Agg { mean: 0.42, std: Some(0.03), n: 3 }, Alternative::Greater), Verdict::NoSignificantDifference);
+    assert_eq!(v(Agg { mean: 0.30, std: Some(0.01), n: 3 }, Alternative::Greater), Verdict::Worse);
+    assert_eq!(v(Agg { mean: 0.30, std: Some(0.01), n: 3 }, Alternative::Less), Verdict::Worse);
+    assert_eq!(v(Agg { mean: 0.90, std: None, n: 1 }, Alternative::Greater), Verdict::SingleSeed);
+    let (t, verdict) =
+        compare(&Agg { std: Some(0.0), ..e.clone() }, &Agg { mean: 0.5, std: Some(0.0), n: 2 }, Alternative::Greater);
+    assert_eq!((verdict, t.p), (Verdict::NoVariance, None));
+    let p = compare(&e, &Agg { mean: 0.30, std: Some(0.01), n: 3 }, Alternative::Less).0.p.unwrap();
+    assert!((p - 0.0023989998495640226).abs() < 1e-8, "{p}");
     assert_eq!(super::load::mode_from_dir("dropout-0.5"), "dropout:0.5");
     assert_eq!(super::load::mode_from_dir("expert+viewmaker"), "expert+viewmaker");
 }
@@ -218,24 +229,57 @@ fn results_json_holds_the_same_numbers() {
     assert_eq!(again, js);
 }
 
+/// The verdicts follow Welch's test over seeds (numbers checked against SciPy 1.17.1's
+/// `ttest_ind(equal_var=False)`: p = 0.0018 and CI [5.47, 14.53] for WIN, p = 0.29 and
+/// CI [−3.53, 5.53] for TIE).
 #[test]
 fn effect_statement_follows_the_numbers() {
     let (_t, win, js) = report(WIN);
     assert!(
-        win.contains("`dropout:0.5`: beats expert on photo by 10.0 points (52.0 % vs 42.0 %; larger seed std 2.0)"),
+        win.contains(
+            "`dropout:0.5`: beats expert on photo: +10.0 points (52.0 % vs 42.0 %), 95 % CI [+5.5, +14.5], \
+             one-sided p = 0.0018 (Welch, 3 vs 3 seeds)"
+        ),
         "{win}"
     );
-    assert!(win.contains("on digit it costs 10.0 points"), "{win}");
+    assert!(win.contains("on digit it costs: -10.0 points (82.0 % vs 92.0 %), 95 % CI [-14.5, -5.5]"), "{win}");
+    // 95.0 on every seed of both: exact, no test.
+    assert!(
+        win.contains("on shape: +1.0 points (96.0 % vs 95.0 %); no seed-to-seed variation in either group"),
+        "{win}"
+    );
+    assert!(
+        win.contains("Welch's t-test over seeds") && win.contains("With one seed in either group no test is possible")
+    );
+    assert!(!win.contains("larger seed std"), "the old rule is gone");
     assert!(
         win.contains("The published effect is shown on photos+digits (dropout:0.5); not shown on photos+shapes"),
         "{win}"
     );
-    let verdicts: Vec<&str> =
-        js["experiments"][0]["effects"].as_array().unwrap().iter().map(|e| e["verdict"].as_str().unwrap()).collect();
-    assert!(verdicts.contains(&"beats") && verdicts.contains(&"worse") && verdicts.contains(&"within-spread"));
+    let effects = js["experiments"][0]["effects"].as_array().unwrap();
+    let verdicts: Vec<&str> = effects.iter().map(|e| e["verdict"].as_str().unwrap()).collect();
+    assert!(
+        verdicts.contains(&"beats")
+            && verdicts.contains(&"worse")
+            && verdicts.contains(&"no-significant-difference")
+            && verdicts.contains(&"no-variance"),
+        "{verdicts:?}"
+    );
+    let e = effects.iter().find(|e| e["dataset"] == "photos+digits" && e["task"] == "photo").unwrap();
+    assert_eq!((e["test"].as_str(), e["alternative"].as_str()), (Some("welch"), Some("greater")), "{e}");
+    assert!((e["diff"].as_f64().unwrap() - 0.1).abs() < 1e-12 && (e["p"].as_f64().unwrap() - 0.0018011).abs() < 1e-6);
+    assert!((e["ci95"][0].as_f64().unwrap() - 0.0546608).abs() < 1e-6, "{e}");
+    let cost = effects.iter().find(|e| e["dataset"] == "photos+digits" && e["task"] == "digit").unwrap();
+    assert_eq!(cost["alternative"], "less", "an overlay task asks about a cost");
 
     let (_t, tie, _) = report(TIE);
-    assert!(tie.contains("vs expert on photo: +1.0 points (43.0 % vs 42.0 %), within the seed spread"), "{tie}");
+    assert!(
+        tie.contains(
+            "no significant difference from expert on photo: +1.0 points (43.0 % vs 42.0 %), 95 % CI [-3.5, +5.5], \
+             one-sided p = 0.29"
+        ),
+        "{tie}"
+    );
     assert!(!tie.contains("beats expert on photo"));
     assert!(tie.contains("The published effect is not shown on any dataset (photos+digits, photos+shapes)"), "{tie}");
 }
