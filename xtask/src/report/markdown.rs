@@ -2,6 +2,7 @@
 
 use super::figures::Figures;
 use super::load::Experiment;
+use super::mechanism::test_text;
 use super::stats::{Agg, Comparison, Summary, Verdict, can_drop_overlay, is_best, task_roles};
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -48,6 +49,7 @@ pub fn section(
     out.push_str(&super::protocol::markdown(protocol));
     out.push_str(&probe_table(s));
     out.push_str(&epoch_table(s));
+    out.push_str(&super::mechanism::markdown(&s.mechanism));
     out.push_str(&effect_md(s));
     out.push_str(&failed_md(exp));
     out.push_str(&destruction_table(s));
@@ -157,26 +159,22 @@ fn probe_cell(s: &Summary, ds: &str, task: Option<&String>, mode: &str) -> Strin
     if best { format!("**{text}**") } else { text }
 }
 
-/// One comparison, in words.
+/// One comparison, in words: the verdict, then the difference (mode − expert), its 95 % interval
+/// and the one-sided p of the direction asked (a gain on the suppressed task, a cost on an overlay).
 fn phrase(c: &Comparison, suppressed: bool) -> String {
-    let (d, t) = (c.difference * 100.0, &c.task);
-    let nums = format!("{} % vs {} %", pct(c.other.mean), pct(c.expert.mean));
-    let spread = c.spread.map(|s| format!("{:.1}", s * 100.0)).unwrap_or_default();
-    let on = if suppressed { "vs expert on" } else { "on" };
-    match (c.verdict, suppressed) {
-        (Verdict::Beats, true) => format!("beats expert on {t} by {d:.1} points ({nums}; larger seed std {spread})"),
-        (Verdict::Worse, true) => {
-            format!("trails expert on {t} by {:.1} points ({nums}; larger seed std {spread})", -d)
-        }
-        (Verdict::Beats, false) => format!("on {t} it gains {d:.1} points ({nums}; beyond the seed std {spread})"),
-        (Verdict::Worse, false) => format!("on {t} it costs {:.1} points ({nums}; beyond the seed std {spread})", -d),
-        (Verdict::WithinSpread, _) => {
-            format!("{on} {t}: {d:+.1} points ({nums}), within the seed spread (larger std {spread})")
-        }
-        (Verdict::SingleSeed, _) => {
-            format!("{on} {t}: {d:+.1} points ({nums}); with one seed the difference cannot be told from seed spread")
-        }
-    }
+    let t = &c.task;
+    let nums = test_text(&c.test, &c.other, &c.expert);
+    let head = match (c.verdict, suppressed) {
+        (Verdict::Beats, true) => format!("beats expert on {t}"),
+        (Verdict::Worse, true) => format!("trails expert on {t}"),
+        (Verdict::Beats, false) => format!("on {t} it gains"),
+        (Verdict::Worse, false) => format!("on {t} it costs"),
+        (Verdict::NoSignificantDifference, true) => format!("no significant difference from expert on {t}"),
+        (Verdict::NoSignificantDifference, false) => format!("on {t} no significant difference"),
+        (_, true) => format!("vs expert on {t}"),
+        (_, false) => format!("on {t}"),
+    };
+    format!("{head}: {nums}")
 }
 
 /// The comparison lines of one dataset; returns the modes that beat expert on the suppressed task.
@@ -211,8 +209,11 @@ fn effect_md(s: &Summary) -> String {
     let mut out = String::from("### Does this run show the published effect?\n\n");
     out.push_str(
         "Question: does a view mode that can drop the overlay (viewmaker, expert+viewmaker, dropout:p) beat `expert` \
-         on the task that expert views suppress, and what does it cost on the overlay task? \"Beats\" requires the \
-         difference of means to exceed the larger of the two seed standard deviations.\n\n",
+         on the task that expert views suppress, and what does it cost on the overlay task? Each difference (mode − \
+         expert, in points) is tested by Welch's t-test over seeds (unequal variances), one-sided at α 0.05 in the \
+         direction asked: a gain on the suppressed task, a cost on an overlay task; a significant result the other \
+         way is reported as \"trails\" or \"gains\". The 95 % interval is two-sided. With one seed in either group no \
+         test is possible, and with no seed-to-seed variation in both the difference is exact and not tested.\n\n",
     );
     let (mut shown, mut not_shown) = (Vec::new(), Vec::new());
     for ds in &s.datasets {
@@ -230,7 +231,11 @@ fn effect_md(s: &Summary) -> String {
         (false, true) => format!("shown on every dataset with an overlay: {}", shown.join("; ")),
         (false, false) => format!("shown on {}; not shown on {}", shown.join("; "), not_shown.join(", ")),
     };
-    let _ = writeln!(out, "\n**Verdict.** The published effect is {verdict}.\n");
+    let _ = writeln!(
+        out,
+        "\n**Verdict.** The published effect is {verdict}. {}\n",
+        super::mechanism::verdict(&s.mechanism)
+    );
     out
 }
 

@@ -11,11 +11,13 @@
 mod figures;
 mod load;
 mod markdown;
+mod mechanism;
 mod protocol;
 mod results;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod welch;
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;

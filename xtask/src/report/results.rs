@@ -181,6 +181,7 @@ pub fn experiment(
         "clean_accuracy": clean,
         "effects": s.comparisons,
         "effect_shown": shown,
+        "mechanism": s.mechanism,
         "failed": failed,
         "theory": theory(exp),
     })

@@ -2,6 +2,7 @@
 //! results.json so the two always hold the same numbers.
 
 use super::load::{Cell, Experiment};
+use super::welch::{Alternative, Kind, Test, welch};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,16 +69,21 @@ fn ordered_tasks(set: BTreeSet<String>) -> Vec<String> {
     }
 }
 
+/// One view mode against `expert`, decided by Welch's t-test over seeds ([`welch`]), each
+/// direction one-sided at [`ALPHA`](super::welch::ALPHA).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
-    /// The difference of means exceeds the larger of the two standard deviations, in its favour.
+    /// The mode's mean is significantly above expert's.
     Beats,
-    /// Likewise, against it.
+    /// Significantly below.
     Worse,
-    WithinSpread,
-    /// One side has a single seed: no spread to compare with.
+    /// Neither direction is significant.
+    NoSignificantDifference,
+    /// One side has a single seed: no test is possible.
     SingleSeed,
+    /// No seed-to-seed variation on either side: the difference is exact, no test is made.
+    NoVariance,
 }
 
 /// One view mode against `expert` on one task of one dataset.
@@ -90,23 +96,28 @@ pub struct Comparison {
     pub role: &'static str,
     pub expert: Agg,
     pub other: Agg,
-    pub difference: f64,
-    pub spread: Option<f64>,
+    /// Mode minus expert: `diff`, `ci95`, `p` (one-sided, for a gain on the suppressed task and
+    /// a cost on an overlay task), `test`.
+    #[serde(flatten)]
+    pub test: Test,
     pub verdict: Verdict,
 }
 
-pub fn compare(expert: &Agg, other: &Agg) -> (f64, Option<f64>, Verdict) {
-    let diff = other.mean - expert.mean;
-    let (Some(se), Some(so)) = (expert.std, other.std) else { return (diff, None, Verdict::SingleSeed) };
-    let spread = se.max(so);
-    let v = if diff > spread {
-        Verdict::Beats
-    } else if diff < -spread {
-        Verdict::Worse
-    } else {
-        Verdict::WithinSpread
+/// Welch's test of `other − expert` in the direction asked, and the verdict it gives.
+pub fn compare(expert: &Agg, other: &Agg, alternative: Alternative) -> (Test, Verdict) {
+    let t = welch(other, expert, alternative);
+    let gain = match alternative {
+        Alternative::Greater => (t.significant(), t.opposite_significant()),
+        Alternative::Less => (t.opposite_significant(), t.significant()),
     };
-    (diff, Some(spread), v)
+    let v = match (t.test, gain) {
+        (Kind::OneSeed, _) => Verdict::SingleSeed,
+        (Kind::NoVariance, _) => Verdict::NoVariance,
+        (Kind::Welch, (true, _)) => Verdict::Beats,
+        (Kind::Welch, (_, true)) => Verdict::Worse,
+        (Kind::Welch, _) => Verdict::NoSignificantDifference,
+    };
+    (t, v)
 }
 
 /// Whether `key`'s mean is the highest among the view modes of its (dataset, task); only when
@@ -138,6 +149,8 @@ pub struct Summary {
     pub clean: BTreeMap<(String, String), Agg>,
     pub families: Vec<String>,
     pub comparisons: Vec<Comparison>,
+    /// The mechanism study's questions, those whose cells exist.
+    pub mechanism: Vec<super::mechanism::Question>,
 }
 
 pub fn summarise(exp: &Experiment) -> Summary {
@@ -170,6 +183,7 @@ pub fn summarise(exp: &Experiment) -> Summary {
     s.probe_by_epoch = by_epoch(cells);
     summarise_destruction(cells, &mut s);
     s.comparisons = comparisons(&s);
+    s.mechanism = super::mechanism::questions(&s);
     s
 }
 
@@ -238,7 +252,9 @@ fn comparisons(s: &Summary) -> Vec<Comparison> {
             for (task, role) in std::iter::once((&main, "suppressed")).chain(overlays.iter().map(|t| (t, "overlay"))) {
                 let get = |mode: &str| s.probe.get(&(ds.clone(), task.clone(), mode.to_string()));
                 let (Some(e), Some(o)) = (get("expert"), get(m)) else { continue };
-                let (difference, spread, verdict) = compare(e, o);
+                // The question: a gain on the suppressed task, a cost on an overlay task.
+                let alt = if role == "suppressed" { Alternative::Greater } else { Alternative::Less };
+                let (test, verdict) = compare(e, o, alt);
                 out.push(Comparison {
                     dataset: ds.clone(),
                     mode: m.clone(),
@@ -246,8 +262,7 @@ fn comparisons(s: &Summary) -> Vec<Comparison> {
                     role,
                     expert: e.clone(),
                     other: o.clone(),
-                    difference,
-                    spread,
+                    test,
                     verdict,
                 });
             }

@@ -1,6 +1,7 @@
 //! Fake run directories in a tempdir, a report written from them, and checks on what came out.
 
 use super::stats::{Agg, Verdict, agg, compare};
+use super::welch::Alternative;
 use super::write;
 use plotters::prelude::*;
 use serde_json::{Value, json};
@@ -168,11 +169,21 @@ fn aggregates_are_mean_and_sample_std() {
     assert!((a.mean - 0.42).abs() < 1e-12 && (a.std.unwrap() - 0.02).abs() < 1e-12 && a.n == 3);
     assert_eq!(agg(&[0.5]).unwrap(), Agg { mean: 0.5, std: None, n: 1 });
     assert!(agg(&[]).is_none());
+    // Welch one-sided p (SciPy 1.17.1, `ttest_ind_from_stats(..., equal_var=False)`): 0.45 ± 3 vs
+    // 0.40 ± 2 (n 3 each) p = 0.042 for a gain; 0.42 p = 0.20; 0.30 ± 1 p = 0.0024 for a loss.
     let e = Agg { mean: 0.40, std: Some(0.02), n: 3 };
-    assert_eq!(compare(&e, &Agg { mean: 0.45, std: Some(0.03), n: 3 }).2, Verdict::Beats);
-    assert_eq!(compare(&e, &Agg { mean: 0.42, std: Some(0.03), n: 3 }).2, Verdict::WithinSpread);
-    assert_eq!(compare(&e, &Agg { mean: 0.30, std: Some(0.01), n: 3 }).2, Verdict::Worse);
-    assert_eq!(compare(&e, &Agg { mean: 0.90, std: None, n: 1 }).2, Verdict::SingleSeed);
+    let v = |other: Agg, alt| compare(&e, &other, alt).1;
+    assert_eq!(v(Agg { mean: 0.45, std: Some(0.03), n: 3 }, Alternative::Greater), Verdict::Beats);
+    assert_eq!(v(Agg { mean: 0.45, std: Some(0.03), n: 3 }, Alternative::Less), Verdict::Beats);
+    assert_eq!(v(Agg { mean: 0.42, std: Some(0.03), n: 3 }, Alternative::Greater), Verdict::NoSignificantDifference);
+    assert_eq!(v(Agg { mean: 0.30, std: Some(0.01), n: 3 }, Alternative::Greater), Verdict::Worse);
+    assert_eq!(v(Agg { mean: 0.30, std: Some(0.01), n: 3 }, Alternative::Less), Verdict::Worse);
+    assert_eq!(v(Agg { mean: 0.90, std: None, n: 1 }, Alternative::Greater), Verdict::SingleSeed);
+    let (t, verdict) =
+        compare(&Agg { std: Some(0.0), ..e.clone() }, &Agg { mean: 0.5, std: Some(0.0), n: 2 }, Alternative::Greater);
+    assert_eq!((verdict, t.p), (Verdict::NoVariance, None));
+    let p = compare(&e, &Agg { mean: 0.30, std: Some(0.01), n: 3 }, Alternative::Less).0.p.unwrap();
+    assert!((p - 0.0023989998495640226).abs() < 1e-8, "{p}");
     assert_eq!(super::load::mode_from_dir("dropout-0.5"), "dropout:0.5");
     assert_eq!(super::load::mode_from_dir("expert+viewmaker"), "expert+viewmaker");
 }
@@ -218,24 +229,57 @@ fn results_json_holds_the_same_numbers() {
     assert_eq!(again, js);
 }
 
+/// The verdicts follow Welch's test over seeds (numbers checked against SciPy 1.17.1's
+/// `ttest_ind(equal_var=False)`: p = 0.0018 and CI [5.47, 14.53] for WIN, p = 0.29 and
+/// CI [−3.53, 5.53] for TIE).
 #[test]
 fn effect_statement_follows_the_numbers() {
     let (_t, win, js) = report(WIN);
     assert!(
-        win.contains("`dropout:0.5`: beats expert on photo by 10.0 points (52.0 % vs 42.0 %; larger seed std 2.0)"),
+        win.contains(
+            "`dropout:0.5`: beats expert on photo: +10.0 points (52.0 % vs 42.0 %), 95 % CI [+5.5, +14.5], \
+             one-sided p = 0.0018 (Welch, 3 vs 3 seeds)"
+        ),
         "{win}"
     );
-    assert!(win.contains("on digit it costs 10.0 points"), "{win}");
+    assert!(win.contains("on digit it costs: -10.0 points (82.0 % vs 92.0 %), 95 % CI [-14.5, -5.5]"), "{win}");
+    // 95.0 on every seed of both: exact, no test.
+    assert!(
+        win.contains("on shape: +1.0 points (96.0 % vs 95.0 %); no seed-to-seed variation in either group"),
+        "{win}"
+    );
+    assert!(
+        win.contains("Welch's t-test over seeds") && win.contains("With one seed in either group no test is possible")
+    );
+    assert!(!win.contains("larger seed std"), "the old rule is gone");
     assert!(
         win.contains("The published effect is shown on photos+digits (dropout:0.5); not shown on photos+shapes"),
         "{win}"
     );
-    let verdicts: Vec<&str> =
-        js["experiments"][0]["effects"].as_array().unwrap().iter().map(|e| e["verdict"].as_str().unwrap()).collect();
-    assert!(verdicts.contains(&"beats") && verdicts.contains(&"worse") && verdicts.contains(&"within-spread"));
+    let effects = js["experiments"][0]["effects"].as_array().unwrap();
+    let verdicts: Vec<&str> = effects.iter().map(|e| e["verdict"].as_str().unwrap()).collect();
+    assert!(
+        verdicts.contains(&"beats")
+            && verdicts.contains(&"worse")
+            && verdicts.contains(&"no-significant-difference")
+            && verdicts.contains(&"no-variance"),
+        "{verdicts:?}"
+    );
+    let e = effects.iter().find(|e| e["dataset"] == "photos+digits" && e["task"] == "photo").unwrap();
+    assert_eq!((e["test"].as_str(), e["alternative"].as_str()), (Some("welch"), Some("greater")), "{e}");
+    assert!((e["diff"].as_f64().unwrap() - 0.1).abs() < 1e-12 && (e["p"].as_f64().unwrap() - 0.0018011).abs() < 1e-6);
+    assert!((e["ci95"][0].as_f64().unwrap() - 0.0546608).abs() < 1e-6, "{e}");
+    let cost = effects.iter().find(|e| e["dataset"] == "photos+digits" && e["task"] == "digit").unwrap();
+    assert_eq!(cost["alternative"], "less", "an overlay task asks about a cost");
 
     let (_t, tie, _) = report(TIE);
-    assert!(tie.contains("vs expert on photo: +1.0 points (43.0 % vs 42.0 %), within the seed spread"), "{tie}");
+    assert!(
+        tie.contains(
+            "no significant difference from expert on photo: +1.0 points (43.0 % vs 42.0 %), 95 % CI [-3.5, +5.5], \
+             one-sided p = 0.29"
+        ),
+        "{tie}"
+    );
     assert!(!tie.contains("beats expert on photo"));
     assert!(tie.contains("The published effect is not shown on any dataset (photos+digits, photos+shapes)"), "{tie}");
 }
@@ -515,4 +559,155 @@ fn protocol_table_of_the_small_scale_marks_its_documented_reductions() {
     assert!(md.contains("| §4 | pretraining epochs | 200 | 3 | **differs** |"), "{md}");
     assert!(md.contains("| §5.1 | probe batch size | photos, photos+shapes, photos+digits, photos+letters: 128; speech+noise: 256 | 128 | **differs** (speech+noise) |"), "{md}");
     assert!(md.contains("14 protocol number(s) differ from the published ones."), "{md}");
+}
+
+/// A probed run of the mechanism experiment: config.json (for the view mode's spelling) and
+/// probe.json with the given top-1 per task; nothing else.
+fn probed(root: &Path, ds: &str, mode: &str, seed: u64, tasks: &[(&str, f64)]) {
+    let dir = root.join("mechanism").join(ds).join(mode.replace(':', "-")).join(format!("seed-{seed}"));
+    put(&dir.join("config.json"), &json!({"experiment": "mechanism", "dataset": ds, "view_mode": mode, "seed": seed}));
+    let protocol = json!({"features": "cached", "feature_dim": 64, "epochs": 5, "batch_size": 128,
+        "train_size": 1024, "test_size": 256});
+    let tasks: serde_json::Map<String, Value> =
+        tasks.iter().map(|(t, a)| (t.to_string(), json!({"top1": a, "chance": 0.1}))).collect();
+    put(
+        &dir.join("probe.json"),
+        &json!({"schema": "featdrop.probe/2", "checkpoint": "epoch-0003", "protocol": protocol, "tasks": tasks}),
+    );
+}
+
+/// Photo (and, on photos+digits, digit) probe top-1 of each mechanism cell, before seed jitter.
+struct Means {
+    clean: f64,
+    colour: (f64, f64),
+    half: (f64, f64),
+    full: (f64, f64),
+}
+
+/// The mechanism experiment over `seeds`: each group's seeds are `mean + 0.01·(−2 … 2)` in a
+/// group-specific order, so every group of five seeds has std 0.0158 and the mean given.
+fn mechanism_report(m: &Means, seeds: u64) -> (tempfile::TempDir, String, Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let jit = |seed: u64, k: u64| if seeds == 1 { 0.0 } else { 0.01 * (((seed + k) % 5) as f64 - 2.0) };
+    let pd = "photos+digits";
+    for seed in 0..seeds {
+        probed(&runs, "photos", "colour", seed, &[("photo", m.clean + jit(seed, 0))]);
+        probed(&runs, "photos", "expert", seed, &[("photo", 0.5 + jit(seed, 1))]);
+        for (k, (mode, (photo, digit))) in [
+            ("colour", m.colour),
+            ("colour+dropout:0.5", m.half),
+            ("colour+dropout:1", m.full),
+            ("expert", (0.3, 0.9)),
+            ("viewmaker", (0.35, 0.8)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let k = k as u64 + 1;
+            probed(&runs, pd, mode, seed, &[("photo", photo + jit(seed, k)), ("digit", digit + jit(seed, k + 2))]);
+        }
+    }
+    write(&runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let js: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    (tmp, md, js)
+}
+
+/// The report line starting with `start`.
+fn line_of<'a>(md: &'a str, start: &str) -> &'a str {
+    md.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no line `{start}` in\n{md}"))
+}
+
+fn question<'a>(js: &'a Value, q: &str, mode: &str) -> &'a Value {
+    let qs = js["experiments"][0]["mechanism"].as_array().unwrap();
+    qs.iter().find(|x| x["question"] == q && x["view_mode"] == mode).unwrap_or_else(|| panic!("no {q} {mode}: {qs:?}"))
+}
+
+/// Issue 17: suppression (photos 60 % vs photos+digits 40 % under colour views) and cure
+/// (dropout lifts the photo probe back, at a cost on digits) are both clearly present.
+#[test]
+fn mechanism_questions_are_observed_when_the_effects_are_there() {
+    let m = Means { clean: 0.60, colour: (0.40, 0.95), half: (0.55, 0.90), full: (0.58, 0.60) };
+    let (_t, md, js) = mechanism_report(&m, 5);
+    assert!(md.contains("### The mechanism"), "{md}");
+    let sup = line_of(&md, "- **Suppression**");
+    assert!(
+        sup.starts_with(
+            "- **Suppression** (photo probe with `colour` views, photos − photos+digits): +20.0 points (60.0 % vs \
+             40.0 %), 95 % CI [+"
+        ),
+        "{sup}"
+    );
+    assert!(sup.contains("one-sided p < 0.001 (Welch, 5 vs 5 seeds)") && sup.ends_with(": **observed**."), "{sup}");
+    let q = question(&js, "suppression", "colour");
+    assert!(q["p"].as_f64().unwrap() < 0.05 && q["answer"] == "observed" && q["test"] == "welch", "{q}");
+    assert!(q["ci95"][0].as_f64().unwrap() > 0.0 && q["seeds_needed"].is_null(), "{q}");
+
+    let half = line_of(&md, "- **Cure with `colour+dropout:0.5`**");
+    assert!(half.contains("+15.0 points (55.0 % vs 40.0 %)") && half.contains("**observed**."), "{half}");
+    assert!(
+        half.contains("Cost on digit (one-sided for a loss): -5.0 points (90.0 % vs 95.0 %), 95 % CI [-"),
+        "{half}"
+    );
+    let full = line_of(&md, "- **Cure with `colour+dropout:1`**");
+    assert!(full.contains("Cost on digit (one-sided for a loss): -35.0 points (60.0 % vs 95.0 %)"), "{full}");
+    for mode in ["colour+dropout:0.5", "colour+dropout:1"] {
+        let q = question(&js, "cure", mode);
+        assert!(q["p"].as_f64().unwrap() < 0.05 && q["answer"] == "observed", "{q}");
+        let c = &q["cost"];
+        assert!(c["p"].as_f64().unwrap() < 0.05 && c["ci95"][1].as_f64().unwrap() < 0.0 && c["alternative"] == "less");
+    }
+    let verdict = line_of(&md, "**Verdict.**");
+    assert!(
+        verdict.contains(
+            "The mechanism study: suppression observed (p < 0.001); cure with `colour+dropout:0.5` observed (p < \
+             0.001), with `colour+dropout:1` observed (p < 0.001)."
+        ),
+        "{verdict}"
+    );
+}
+
+/// No effect: the photo probe barely moves (+0.5 points, seed std 1.6), so neither question is
+/// answered yes; the interval is finite and holds 0, and the seeds needed are stated.
+#[test]
+fn mechanism_questions_are_not_observed_without_an_effect() {
+    let m = Means { clean: 0.505, colour: (0.50, 0.95), half: (0.505, 0.95), full: (0.49, 0.95) };
+    let (_t, md, js) = mechanism_report(&m, 5);
+    let sup = line_of(&md, "- **Suppression**");
+    assert!(
+        sup.contains("+0.5 points (50.5 % vs 50.0 %), 95 % CI [-") && sup.contains("**not observed at this size**")
+    );
+    // n ≈ 2·((z₀.₉₅ + z₀.₈₀)·s/d)² with s² = 0.00025, d = 0.005: 2·2.4865²·10 = 123.7.
+    assert!(sup.contains("Measured effect +0.5 points") && sup.contains("needs about 124 seeds per group"), "{sup}");
+    for (q, mode) in [("suppression", "colour"), ("cure", "colour+dropout:0.5"), ("cure", "colour+dropout:1")] {
+        let q = question(&js, q, mode);
+        let (lo, hi) = (q["ci95"][0].as_f64().unwrap(), q["ci95"][1].as_f64().unwrap());
+        assert!(lo.is_finite() && hi.is_finite() && lo < 0.0 && 0.0 < hi, "{q}");
+        assert!(q["p"].as_f64().unwrap() >= 0.05 && q["answer"] == "not-observed", "{q}");
+    }
+    let full = line_of(&md, "- **Cure with `colour+dropout:1`**");
+    assert!(full.contains("-1.0 points") && full.contains("in the opposite direction: more seeds would not show it"));
+    let verdict = line_of(&md, "**Verdict.**");
+    assert!(verdict.contains("suppression not observed at this size (p = 0."), "{verdict}");
+    assert!(verdict.contains("with `colour+dropout:0.5` not observed at this size"), "{verdict}");
+}
+
+/// One seed: the questions are listed with their differences but no test, interval or p.
+#[test]
+fn mechanism_with_one_seed_says_no_test_is_possible() {
+    let m = Means { clean: 0.60, colour: (0.40, 0.95), half: (0.55, 0.90), full: (0.58, 0.60) };
+    let (_t, md, js) = mechanism_report(&m, 1);
+    let sup = line_of(&md, "- **Suppression**");
+    assert!(sup.ends_with("+20.0 points (60.0 % vs 40.0 %); one seed: no test is possible."), "{sup}");
+    assert!(!md.contains("**observed**") && !md.contains("95 % CI"), "{md}");
+    let q = question(&js, "cure", "colour+dropout:0.5");
+    assert!(q["test"] == "one-seed" && q["p"].is_null() && q["ci95"].is_null() && q["answer"] == "one-seed", "{q}");
+    let verdict = line_of(&md, "**Verdict.**");
+    assert!(verdict.contains("suppression not tested (one seed: no test is possible)"), "{verdict}");
+    // An experiment without colour runs has no such section, and its verdict says so.
+    let (_t, small, _) = report(WIN);
+    assert!(!small.contains("### The mechanism"));
+    assert!(small.contains("The mechanism study: suppression not answered"), "{small}");
 }
