@@ -23,7 +23,7 @@ struct Cli {
     /// Dataset: photos, photos+shapes, photos+digits, photos+letters, speech+noise.
     #[arg(long)]
     dataset: Option<String>,
-    /// View mode: expert, viewmaker, expert+viewmaker, none, each optionally `+dropout:<p>`;
+    /// View mode: expert, viewmaker, expert+viewmaker, none, colour (images only), each optionally `+dropout:<p>`;
     /// `dropout:<p>` alone is expert views with feature dropout.
     #[arg(long)]
     view_mode: Option<ViewMode>,

@@ -516,6 +516,9 @@ impl RunConfig {
                 "no +dropout:<p> on audio unless data.pair_noise = shared (independent re-draws every pair's noise)",
             )?;
         }
+        // `colour` recolours pixels; a spectrogram has no colours to change.
+        let colour = self.view_mode.base == BaseViews::Colour;
+        c.that("view_mode", format!("{} on audio", self.view_mode), !(audio && colour), "an image view family")?;
         Ok(())
     }
 }
@@ -730,6 +733,19 @@ mod tests {
         let mut v = base();
         v["data"] = serde_json::json!({"monitor_size": 0});
         assert!(err(v).contains("`data.monitor_size` = 0 is out of range"));
+    }
+
+    #[test]
+    fn colour_is_an_image_family() {
+        let mut v = base();
+        v["dataset"] = "speech+noise".into();
+        v["view_mode"] = "colour+dropout:0.5".into();
+        v["data"] = serde_json::json!({"pair_noise": "shared"});
+        let e = RunConfig::from_value(v.clone(), "exp.json").unwrap_err().to_string();
+        assert!(e.contains("field `view_mode`") && e.contains("image view family"), "{e}");
+        v["dataset"] = "photos+digits".into();
+        let cfg = RunConfig::from_value(v, "exp.json").unwrap();
+        assert_eq!(cfg.view_mode.to_string(), "colour+dropout:0.5");
     }
 
     #[test]
