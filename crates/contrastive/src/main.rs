@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 /// Pretrain an encoder with SimCLR on a multi-task dataset, with expert, learned (viewmaker),
-/// combined, identity or feature-dropout views. Flags override the config file; without a config
-/// the published defaults apply (ResNet-18, batch 256, 200 epochs), so pass --encoder small and a
-/// few --epochs on a CPU.
+/// combined, colour-only, identity or feature-dropout views. Flags override the config file;
+/// without a config the published defaults apply (ResNet-18, batch 256, 200 epochs), so pass
+/// --encoder small and a few --epochs on a CPU.
 #[derive(Parser)]
 #[command(name = "featdrop-train", version)]
 struct Cli {
@@ -23,8 +23,8 @@ struct Cli {
     /// Dataset: photos, photos+shapes, photos+digits, photos+letters, speech+noise.
     #[arg(long)]
     dataset: Option<String>,
-    /// View mode: expert, viewmaker, expert+viewmaker, none, colour (images only), each optionally `+dropout:<p>`;
-    /// `dropout:<p>` alone is expert views with feature dropout.
+    /// View mode: expert, viewmaker, expert+viewmaker, none, colour (images only), each optionally
+    /// `+dropout:<p>`; `dropout:<p>` alone is expert views with feature dropout.
     #[arg(long)]
     view_mode: Option<ViewMode>,
     /// Run seed.

@@ -130,3 +130,11 @@ fn the_photo_does_not_depend_on_the_dropout_probability() {
     assert!(differs(&p1).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]) > 0.99);
     assert!(!p0.second.equal(&p1.second));
 }
+
+#[test]
+fn colour_is_refused_for_audio_naming_the_field() {
+    // A dataset outside the catalogue skips the config's modality check; assembly still refuses.
+    let cfg = RunConfig::new("t", "my-own-audio", mode("colour+dropout:0.5"), 0);
+    let e = view_family(&cfg, Modality::Audio, Device::Cpu).err().expect("colour on audio must fail").to_string();
+    assert!(e.contains("field `view_mode`") && e.contains("image view family") && e.contains("my-own-audio"), "{e}");
+}

@@ -552,7 +552,8 @@ impl RunConfig {
         }
         // `colour` recolours pixels; a spectrogram has no colours to change.
         let colour = self.view_mode.base == BaseViews::Colour;
-        c.that("view_mode", format!("{} on audio", self.view_mode), !(audio && colour), "an image view family")?;
+        let audio_modes = "expert, viewmaker, expert+viewmaker or none on audio (`colour` is an image view family)";
+        c.that("view_mode", format!("{} on audio", self.view_mode), !(audio && colour), audio_modes)?;
         Ok(())
     }
 }
