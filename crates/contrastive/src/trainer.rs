@@ -219,9 +219,11 @@ impl Trainer {
     }
 
     /// Whether this run logs per-epoch label destruction: its view family is trainable (the
-    /// viewmaker modes) and `train.destruction.batch` is not 0.
+    /// viewmaker modes) and `train.destruction.batch` is not 0. A dataset without
+    /// a test split (a user's own) has nothing to score, so no monitor.
     pub fn monitors_destruction(&self) -> bool {
-        self.cfg.train.destruction.batch > 0 && !self.views.trainable().is_empty()
+        let has_test = self.dataset.len(featdrop_core::Split::Test) > 0;
+        self.cfg.train.destruction.batch > 0 && has_test && !self.views.trainable().is_empty()
     }
 
     /// Epochs finished so far (after a resume, those of the checkpoint).
