@@ -223,3 +223,32 @@ fn incomplete_run_names_what_is_missing() {
     let e = FrozenRun::load(&RunDir::at(tmp.path()), None).err().unwrap().to_string();
     assert!(e.contains("incomplete") && e.contains("pretrain.done.json (made by featdrop-train"), "{e}");
 }
+
+/// The trainer's destruction monitor stores its classifiers under the key `featdrop-eval
+/// destruction` looks up: with the same budget and cache folder, the analysis reuses them (a
+/// classifier swapped in behind its back changes its clean accuracy) instead of retraining.
+#[test]
+fn destruction_reuses_the_classifiers_the_trainer_monitor_cached() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("classifiers");
+    let cfg = tiny_config(BaseViews::Viewmaker, 64);
+    let run = RunDir::at(tmp.path().join("run"));
+    let mut trainer = Trainer::from_config(cfg.clone(), run.clone()).unwrap();
+    trainer.set_classifier_cache(&cache);
+    trainer.run(StopAfter(None)).unwrap();
+    drop(trainer);
+    let weights = cache.join("photos-digits.seed-0.digit.safetensors");
+    assert!(weights.exists(), "the trainer stored no classifier");
+    let budget = featdrop_contrastive::trainer::classifier_budget(&cfg.train.destruction);
+    SmallCnn::new(3, 10, budget.width, tch::Device::Cpu, 99).save(&weights).unwrap();
+    let frozen = FrozenRun::load(&run, None).unwrap();
+    let fresh = DestructionOptions { classifier: budget, ..Default::default() };
+    let trained = run_destruction(&frozen, &fresh).unwrap();
+    let cached = DestructionOptions { force: true, classifier_cache: Some(cache), ..fresh };
+    let reused = run_destruction(&frozen, &cached).unwrap();
+    // Retraining would reproduce `trained` exactly; the swapped digit classifier reads otherwise.
+    assert_ne!(reused.tasks["digit"].clean_accuracy, trained.tasks["digit"].clean_accuracy);
+    // The photo classifier the trainer cached is the one the analysis trains itself.
+    assert_eq!(reused.tasks["photo"], trained.tasks["photo"]);
+}
