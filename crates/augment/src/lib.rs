@@ -6,6 +6,8 @@
 //!   [`ExpertImage`] is the `expert` view family; [`ExpertImage::augment`] is the same recipe
 //!   without the final normalisation (for `expert+viewmaker`), and [`Identity`] is the `none`
 //!   family (normalisation only).
+//! * [`ColourImage`] is the `colour` family: the photometric ops of the recipe plus pixel noise,
+//!   no crop and no flip, so overlays stay in place ([`ColourRecipe`]).
 //! * Audio: [`ExpertWaveform`] (crop to a fraction plus white noise, on `[N, samples]`) and
 //!   [`ExpertSpectral`] (frequency and time masks on the mel power, Gaussian noise on the log-mel
 //!   in dB: stages the log-mel front end calls).
@@ -17,10 +19,12 @@
 pub mod audio;
 pub mod blur;
 pub mod color;
+pub mod colour;
 pub mod geometry;
 pub mod image;
 
 pub use audio::{ExpertSpectral, ExpertWaveform, SpectralRecipe, WaveformRecipe};
+pub use colour::{ColourImage, ColourParams, ColourRecipe};
 pub use geometry::CropBoxes;
 pub use image::{ExpertImage, Identity, ImageParams, ImageRecipe, Normalize};
 

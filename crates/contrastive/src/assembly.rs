@@ -146,7 +146,20 @@ pub fn view_family(cfg: &RunConfig, modality: Modality, device: Device) -> Resul
         BaseViews::Expert => expert_family(cfg, modality, device),
         BaseViews::None => Ok(clean(modality, device)),
         BaseViews::Viewmaker | BaseViews::ExpertViewmaker => viewmaker(),
+        BaseViews::Colour => colour_family(cfg, modality),
     }
+}
+
+/// The `colour` family (§3.3): photometric ops and pixel noise, no geometry, so overlays stay in
+/// place. It has no audio counterpart, so an audio dataset is a config error naming `view_mode`.
+fn colour_family(cfg: &RunConfig, modality: Modality) -> Result<Box<dyn ViewFamily>> {
+    anyhow::ensure!(
+        modality == Modality::Image,
+        "field `view_mode` = {}: `colour` is an image view family; dataset `{}` is {modality:?}",
+        cfg.view_mode,
+        cfg.dataset
+    );
+    Ok(Box::new(featdrop_augment::ColourImage::new(featdrop_augment::ColourRecipe::default())?))
 }
 
 /// The tensors a checkpoint stores for the model: the encoder's variables (batch-norm statistics

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod assembly;
+pub mod classifier;
 pub mod encoder;
 pub mod grid;
 pub mod knn;

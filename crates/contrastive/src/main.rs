@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 /// Pretrain an encoder with SimCLR on a multi-task dataset, with expert, learned (viewmaker),
-/// combined, identity or feature-dropout views. Flags override the config file; without a config
-/// the published defaults apply (ResNet-18, batch 256, 200 epochs), so pass --encoder small and a
-/// few --epochs on a CPU.
+/// combined, colour-only, identity or feature-dropout views. Flags override the config file;
+/// without a config the published defaults apply (ResNet-18, batch 256, 200 epochs), so pass
+/// --encoder small and a few --epochs on a CPU.
 #[derive(Parser)]
 #[command(name = "featdrop-train", version)]
 struct Cli {
@@ -23,8 +23,8 @@ struct Cli {
     /// Dataset: photos, photos+shapes, photos+digits, photos+letters, speech+noise.
     #[arg(long)]
     dataset: Option<String>,
-    /// View mode: expert, viewmaker, expert+viewmaker, none, each optionally `+dropout:<p>`;
-    /// `dropout:<p>` alone is expert views with feature dropout.
+    /// View mode: expert, viewmaker, expert+viewmaker, none, colour (images only), each optionally
+    /// `+dropout:<p>`; `dropout:<p>` alone is expert views with feature dropout.
     #[arg(long)]
     view_mode: Option<ViewMode>,
     /// Run seed.
@@ -91,6 +91,11 @@ struct Cli {
     /// file and the field), then exit.
     #[arg(long, value_name = "FILE", num_args = 1..)]
     check_config: Vec<PathBuf>,
+    /// Keep the per-epoch destruction monitor's task classifiers (viewmaker runs) in this folder
+    /// and reuse them from there; `featdrop-eval destruction --classifier-cache` shares the
+    /// folder (`cargo xtask reproduce` passes `runs/<experiment>/classifiers` to both).
+    #[arg(long, value_name = "DIR")]
+    classifier_cache: Option<PathBuf>,
     /// Examples in the --preview-views grid.
     #[arg(long, default_value_t = 8)]
     preview_count: i64,
@@ -175,6 +180,9 @@ fn main() {
         };
         tracing::info!(run = %run.root().display(), "run directory");
         let mut trainer = Trainer::from_config(cfg, run)?;
+        if let Some(dir) = &cli.classifier_cache {
+            trainer.set_classifier_cache(dir);
+        }
         let summary = trainer.run(StopAfter(cli.stop_after_epoch))?;
         println!("{}", serde_json::to_string_pretty(&summary)?);
         Ok(())

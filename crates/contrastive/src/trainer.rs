@@ -61,6 +61,10 @@ pub struct Trainer {
     adam: Option<Adam>,
     epochs_done: usize,
     last_epoch_loss: f64,
+    // Built at the start of `run` for a trainable view family (viewmaker modes) unless
+    // `train.destruction.batch` is 0.
+    destruction: Option<destruction::DestructionMonitor>,
+    classifier_cache: Option<std::path::PathBuf>,
     // Held while the trainer lives: no other trainer writes this run directory meanwhile.
     _lock: DirLock,
 }
@@ -179,6 +183,8 @@ impl Trainer {
             adam,
             epochs_done: 0,
             last_epoch_loss: f64::NAN,
+            destruction: None,
+            classifier_cache: None,
             _lock: lock,
         };
         me.prepare_run_dir()?;
@@ -203,6 +209,21 @@ impl Trainer {
     /// The run's config.
     pub fn config(&self) -> &RunConfig {
         &self.cfg
+    }
+
+    /// Keeps the destruction monitor's task classifiers in `dir` and reuses them from there (a
+    /// [`crate::classifier::ClassifierCache`], keyed as `featdrop-eval destruction` keys its own,
+    /// so a grid's cells and its destruction analysis share them when their budgets agree).
+    pub fn set_classifier_cache(&mut self, dir: impl Into<std::path::PathBuf>) {
+        self.classifier_cache = Some(dir.into());
+    }
+
+    /// Whether this run logs per-epoch label destruction: its view family is trainable (the
+    /// viewmaker modes) and `train.destruction.batch` is not 0. A dataset without
+    /// a test split (a user's own) has nothing to score, so no monitor.
+    pub fn monitors_destruction(&self) -> bool {
+        let has_test = self.dataset.len(featdrop_core::Split::Test) > 0;
+        self.cfg.train.destruction.batch > 0 && has_test && !self.views.trainable().is_empty()
     }
 
     /// Epochs finished so far (after a resume, those of the checkpoint).
@@ -277,6 +298,8 @@ fn scalar(t: &Tensor) -> f64 {
     f64::try_from(t.detach().to_kind(Kind::Double)).unwrap_or(f64::NAN)
 }
 
+mod destruction;
 mod run;
 mod run_dir;
+pub use destruction::classifier_budget;
 pub use run::StopAfter;

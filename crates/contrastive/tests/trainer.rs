@@ -264,3 +264,59 @@ fn audio_runs_train_with_learned_views() {
     let vm = trainer.state_tensors().into_iter().find(|(n, _)| n == "views.out.weight").expect("viewmaker output conv");
     assert_eq!(vm.1.size()[0], 1, "the viewmaker maps back to one channel");
 }
+
+/// The `destruction` of each epoch record, per task (`None`: the record has none).
+fn destruction_per_epoch(dir: &std::path::Path) -> Vec<Option<serde_json::Map<String, serde_json::Value>>> {
+    let recs: Vec<serde_json::Value> = featdrop_core::io::JsonLines::read_all(&dir.join("metrics.jsonl")).unwrap();
+    let epochs = recs.iter().filter(|r| r["kind"] == "epoch");
+    epochs.map(|r| r.get("destruction").map(|d| d.as_object().expect("an object of tasks").clone())).collect()
+}
+
+/// A viewmaker run logs a finite destruction rate for every task after every epoch (and keeps its
+/// classifiers in the cache under the names `featdrop-eval destruction` uses); a run whose views
+/// have nothing to train logs none.
+#[test]
+fn viewmaker_runs_log_label_destruction_every_epoch() {
+    let _serial = serial();
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = smoke_config(BaseViews::Viewmaker, 128, 2);
+    let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
+    assert!(trainer.monitors_destruction());
+    trainer.set_classifier_cache(cache.path());
+    trainer.run(StopAfter::default()).unwrap();
+    let per_epoch = destruction_per_epoch(dir.path());
+    assert_eq!(per_epoch.len(), 2);
+    for (e, rates) in per_epoch.iter().enumerate() {
+        let rates = rates.as_ref().unwrap_or_else(|| panic!("epoch {} has no destruction", e + 1));
+        assert_eq!(rates.keys().collect::<Vec<_>>(), ["digit", "photo"]);
+        for (task, r) in rates {
+            let r = r.as_f64().unwrap_or(f64::NAN);
+            assert!(r.is_finite() && (-0.5..=1.0).contains(&r), "epoch {} task {task}: destruction {r}", e + 1);
+        }
+    }
+    for task in ["digit", "photo"] {
+        let prefix = format!("photos-digits.seed-0.{task}.");
+        let stored =
+            std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        assert!(stored.filter(|n| n.starts_with(&prefix) && n.ends_with(".safetensors")).count() == 1, "{task}");
+    }
+
+    let plain = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::from_config(smoke_config(BaseViews::Expert, 64, 1), RunDir::at(plain.path())).unwrap();
+    assert!(!trainer.monitors_destruction());
+    trainer.run(StopAfter::default()).unwrap();
+    assert_eq!(destruction_per_epoch(plain.path()), vec![None]);
+}
+
+/// `train.destruction.batch = 0` turns the monitor off for a viewmaker run too.
+#[test]
+fn destruction_monitor_can_be_turned_off() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = smoke_config(BaseViews::Viewmaker, 64, 1);
+    cfg.train.destruction.batch = 0;
+    let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
+    assert!(!trainer.monitors_destruction());
+    trainer.run(StopAfter::default()).unwrap();
+    assert_eq!(destruction_per_epoch(dir.path()), vec![None]);
+}

@@ -262,6 +262,35 @@ pub struct TrainConfig {
     /// Channels-last memory format for the encoder and its inputs (a speed option; the results
     /// differ only by float rounding).
     pub channels_last: bool,
+    /// The per-epoch label-destruction monitor of runs with a trainable view family (viewmaker
+    /// modes): `destruction` per task in each epoch's `metrics.jsonl` record.
+    pub destruction: DestructionMonitorConfig,
+}
+
+/// The trainer's label-destruction monitor (§4, monitoring): once per run, a small CNN per task
+/// is trained on clean data (the §5.2 classifier, with this budget); after each epoch it scores
+/// the viewmaker's views of one fixed test batch, and `1 − accuracy on views / clean accuracy`
+/// is logged. The default budget is the CPU `small` scale's destruction budget, so the two share
+/// a classifier when the run has a classifier cache.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DestructionMonitorConfig {
+    /// Test examples in the fixed batch, the first of the test split (0 turns the monitor off): 256.
+    pub batch: usize,
+    /// Classifier training epochs over the clean training split: 4.
+    pub epochs: usize,
+    /// Classifier batch size: 64.
+    pub batch_size: usize,
+    /// Classifier Adam learning rate: 0.003.
+    pub lr: f64,
+    /// Channels of the classifier's first stage: 16.
+    pub width: usize,
+}
+
+impl Default for DestructionMonitorConfig {
+    fn default() -> Self {
+        Self { batch: 256, epochs: 4, batch_size: 64, lr: 0.003, width: 16 }
+    }
 }
 
 impl Default for TrainConfig {
@@ -281,6 +310,7 @@ impl Default for TrainConfig {
             view_grid_every: 10,
             bf16: false,
             channels_last: false,
+            destruction: DestructionMonitorConfig::default(),
         }
     }
 }
@@ -526,6 +556,10 @@ impl RunConfig {
             c.that("train.keep_epochs", format!("{:?}", t.keep_epochs), false, &within)?;
         }
         c.at_least("train.knn_k", t.knn_k, 1)?;
+        c.at_least("train.destruction.epochs", t.destruction.epochs, 1)?;
+        c.at_least("train.destruction.batch_size", t.destruction.batch_size, 1)?;
+        c.positive("train.destruction.lr", t.destruction.lr)?;
+        c.at_least("train.destruction.width", t.destruction.width, 1)?;
         let v = &self.viewmaker;
         c.positive("viewmaker.lr", v.lr)?;
         if let Some(eps) = v.epsilon {
@@ -556,6 +590,10 @@ impl RunConfig {
                 "no +dropout:<p> on audio unless data.pair_noise = shared (independent re-draws every pair's noise)",
             )?;
         }
+        // `colour` recolours pixels; a spectrogram has no colours to change.
+        let colour = self.view_mode.base == BaseViews::Colour;
+        let audio_modes = "expert, viewmaker, expert+viewmaker or none on audio (`colour` is an image view family)";
+        c.that("view_mode", format!("{} on audio", self.view_mode), !(audio && colour), audio_modes)?;
         Ok(())
     }
 }
@@ -770,6 +808,19 @@ mod tests {
         let mut v = base();
         v["data"] = serde_json::json!({"monitor_size": 0});
         assert!(err(v).contains("`data.monitor_size` = 0 is out of range"));
+    }
+
+    #[test]
+    fn colour_is_an_image_family() {
+        let mut v = base();
+        v["dataset"] = "speech+noise".into();
+        v["view_mode"] = "colour+dropout:0.5".into();
+        v["data"] = serde_json::json!({"pair_noise": "shared"});
+        let e = RunConfig::from_value(v.clone(), "exp.json").unwrap_err().to_string();
+        assert!(e.contains("field `view_mode`") && e.contains("image view family"), "{e}");
+        v["dataset"] = "photos+digits".into();
+        let cfg = RunConfig::from_value(v, "exp.json").unwrap();
+        assert_eq!(cfg.view_mode.to_string(), "colour+dropout:0.5");
     }
 
     #[test]

@@ -16,11 +16,14 @@ pub enum BaseViews {
     ExpertViewmaker,
     /// Identity views: a control.
     None,
+    /// The photometric expert ops plus pixel noise, no crop and no flip: an image family that
+    /// keeps an overlay in place in both views (§3.3).
+    Colour,
 }
 
 impl BaseViews {
     /// Every base family, in the order `--help` lists them.
-    pub const ALL: [Self; 4] = [Self::Expert, Self::Viewmaker, Self::ExpertViewmaker, Self::None];
+    pub const ALL: [Self; 5] = [Self::Expert, Self::Viewmaker, Self::ExpertViewmaker, Self::None, Self::Colour];
 
     fn name(self) -> &'static str {
         match self {
@@ -28,6 +31,7 @@ impl BaseViews {
             Self::Viewmaker => "viewmaker",
             Self::ExpertViewmaker => "expert+viewmaker",
             Self::None => "none",
+            Self::Colour => "colour",
         }
     }
 }
@@ -44,7 +48,7 @@ pub struct ViewMode {
 }
 
 /// The accepted spellings, for error messages and `--help`.
-pub const ACCEPTED: &str = "expert, viewmaker, expert+viewmaker, none, each optionally followed by +dropout:<p> \
+pub const ACCEPTED: &str = "expert, viewmaker, expert+viewmaker, none, colour (images only), each optionally followed by +dropout:<p> \
      with p in [0,1]; dropout:<p> alone means expert+dropout:<p>";
 
 impl From<BaseViews> for ViewMode {
@@ -159,6 +163,8 @@ mod tests {
             "viewmaker+dropout:0.25",
             "expert+viewmaker+dropout:1",
             "none+dropout:0.5",
+            "colour",
+            "colour+dropout:0.5",
         ] {
             let m: ViewMode = s.parse().unwrap();
             assert_eq!(m.to_string(), s);
@@ -173,6 +179,12 @@ mod tests {
         assert_eq!((vm.base, vm.dropout), (BaseViews::Viewmaker, Some(0.5)));
         assert!(vm.uses_viewmaker() && !vm.uses_expert() && vm.overlay_redraw_p() == 0.5);
         assert_eq!(ViewMode::from(BaseViews::Expert).overlay_redraw_p(), 0.0);
+        let colour = "colour+dropout:0.5".parse::<ViewMode>().unwrap();
+        assert_eq!((colour.base, colour.dropout), (BaseViews::Colour, Some(0.5)));
+        assert_eq!(colour.dir_name(), "colour+dropout-0.5");
+        assert_eq!("colour+dropout-0.5".parse::<ViewMode>().unwrap(), colour);
+        assert!(!colour.uses_viewmaker() && !colour.uses_expert() && colour.overlay_redraw_p() == 0.5);
+        assert!(ACCEPTED.contains("colour"));
     }
 
     #[test]

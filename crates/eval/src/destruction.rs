@@ -2,12 +2,13 @@
 //! inputs and on views of them; a family's destruction rate is `1 − accuracy on views / clean
 //! accuracy`. Resumable per task; written to `destruction.json` with a grid `destruction.png`.
 
+pub use crate::classifier::ClassifierCache;
 pub use crate::classifier::DestructionConfig;
-use crate::classifier::{SmallCnn, accuracy, train_classifier, train_steps};
+use crate::classifier::{SmallCnn, accuracy, cached_or_trained, train_steps};
 use crate::frozen::FrozenRun;
 use crate::pending::pending_tasks;
 use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, FamilyDestruction, read_report};
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use featdrop_contrastive::grid::{heat, show};
 use featdrop_core::io::write_json_atomic;
 use featdrop_core::{Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
@@ -52,63 +53,6 @@ pub struct DestructionOptions {
     pub classifier_cache: Option<PathBuf>,
 }
 
-/// Trained task classifiers kept on disk and reused. A classifier depends only on the dataset, its
-/// data settings, the seed, the task and the classifier budget — not on the run's views — so the
-/// cells of one grid that share those (the view modes of a dataset) train it once.
-///
-/// Each task's classifier is `<dir>/<name>.safetensors` with its key in `<name>.json`; a key that
-/// differs in any field means another classifier, which is retrained and replaces the file.
-pub struct ClassifierCache {
-    dir: PathBuf,
-    name: String,
-    key: serde_json::Value,
-}
-
-impl ClassifierCache {
-    /// The cache entry of task `task` of `run` under `dir`.
-    pub fn for_run(dir: &Path, run: &FrozenRun, task: &str, cfg: &DestructionConfig) -> Self {
-        let c = &run.cfg;
-        let key = serde_json::json!({
-            "dataset": c.dataset,
-            "data": c.data,
-            "seed": c.seed,
-            "task": task,
-            "classifier": cfg,
-            "device": format!("{:?}", run.device),
-        });
-        let name = format!("{}.seed-{}.{task}", c.dataset.replace('+', "-"), c.seed);
-        Self { dir: dir.to_path_buf(), name, key }
-    }
-
-    fn paths(&self) -> (PathBuf, PathBuf) {
-        (self.dir.join(format!("{}.safetensors", self.name)), self.dir.join(format!("{}.json", self.name)))
-    }
-
-    /// Loads the cached weights into `net` when the entry's key matches; whether it did.
-    fn load_into(&self, net: &mut SmallCnn) -> Result<bool> {
-        let (weights, key) = self.paths();
-        let stored: Option<serde_json::Value> =
-            std::fs::read_to_string(&key).ok().and_then(|t| serde_json::from_str(&t).ok());
-        if stored.as_ref() != Some(&self.key) || !weights.exists() {
-            return Ok(false);
-        }
-        net.load(&weights).with_context(|| format!("reading cached classifier {}", weights.display()))?;
-        Ok(true)
-    }
-
-    /// Stores `net` under this entry (weights first, then the key, each atomically).
-    fn store(&self, net: &SmallCnn) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-        let (weights, key) = self.paths();
-        // One temp file per process: with several cells at once (a Slurm array), the view modes of
-        // a dataset may store the same entry together. (tch picks the format by the extension.)
-        let tmp = weights.with_file_name(format!(".{}.{}.tmp.safetensors", self.name, std::process::id()));
-        net.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &weights).with_context(|| format!("writing {}", weights.display()))?;
-        write_json_atomic(&key, &self.key)
-    }
-}
-
 // Counters of the evaluation stream for test batches and views.
 const TEST_BATCH: u64 = 5 << 32;
 const TEST_VIEWS: u64 = 6 << 32;
@@ -137,26 +81,14 @@ fn classifier(
     progress: bool,
     cache: Option<&ClassifierCache>,
 ) -> Result<SmallCnn> {
-    let clean = clean_family(dataset);
     let t = &dataset.tasks().0[task];
-    if let Some(cache) = cache {
-        let probe = clean.view(&dataset.batch(Split::Train, &Tensor::from_slice(&[0i64]), 0).inputs, 0);
-        let mut net = SmallCnn::new(probe.size()[1], t.num_classes as i64, cfg.width, dataset.device(), 0);
-        if cache.load_into(&mut net)? {
-            tracing::info!(task = %t.name, "classifier reused from the cache");
-            return Ok(net);
-        }
-    }
     let bar = crate::progress::bar(
         train_steps(dataset.len(Split::Train), cfg),
         &format!("classifier `{}`", t.name),
         progress,
     );
-    let net = train_classifier(dataset, task, clean.as_ref(), cfg, seeds, &bar)?;
+    let net = cached_or_trained(dataset, task, cfg, seeds, &bar, cache)?;
     bar.finish_and_clear();
-    if let Some(cache) = cache {
-        cache.store(&net)?;
-    }
     Ok(net)
 }
 
@@ -251,7 +183,10 @@ pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<Des
     let mut report = existing(run, opts)?;
     let seeds = Seeds::new(run.cfg.seed);
     for (i, name) in pending_tasks(ds, opts.tasks.as_deref(), opts.force, |t| report.tasks.contains_key(t))? {
-        let cache = opts.classifier_cache.as_ref().map(|d| ClassifierCache::for_run(d, run, &name, &opts.classifier));
+        let cache = opts
+            .classifier_cache
+            .as_ref()
+            .map(|d| ClassifierCache::new(d, &run.cfg, run.device, &name, &opts.classifier));
         let net = classifier(ds, i, &opts.classifier, &seeds, opts.progress, cache.as_ref())?;
         let result = score_task(ds, i, &net, &sources, &seeds)?;
         let rates: Vec<String> =

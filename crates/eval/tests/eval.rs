@@ -128,7 +128,7 @@ fn probe_and_destruction_on_a_pretrained_run() {
     let cache = tmp.path().join("classifiers");
     let cached = DestructionOptions { force: true, classifier_cache: Some(cache.clone()), ..opts.clone() };
     assert_eq!(run_destruction(&frozen, &cached).unwrap().tasks, d.tasks);
-    let weights = cache.join(format!("photos-digits.seed-{}.digit.safetensors", frozen.cfg.seed));
+    let weights = cached_weights(&cache, "digit");
     assert!(weights.exists() && weights.with_extension("json").exists());
     // ... a later use loads instead of training: weights swapped behind its back change the score.
     let other = SmallCnn::new(3, 10, 4, tch::Device::Cpu, 99);
@@ -140,9 +140,18 @@ fn probe_and_destruction_on_a_pretrained_run() {
     let longer = DestructionConfig { epochs: 2, ..opts.classifier.clone() };
     let retrained = run_destruction(&frozen, &DestructionOptions { classifier: longer, ..cached.clone() }).unwrap();
     assert_ne!(retrained.tasks["digit"].clean_accuracy, swapped.tasks["digit"].clean_accuracy);
-    let key: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(weights.with_extension("json")).unwrap()).unwrap();
-    assert_eq!(key["classifier"]["epochs"], 2);
+    // Stored beside the first (a file per key), not over it.
+    let epochs: std::collections::BTreeSet<u64> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("photos-digits.seed-0.digit."))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let key: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            key["classifier"]["epochs"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(epochs, [opts.classifier.epochs as u64, 2].into_iter().collect());
 }
 
 /// Issue 15.8: an earlier checkpoint kept with `train.keep_epochs` is probed with `--epoch N` (the
@@ -222,4 +231,48 @@ fn incomplete_run_names_what_is_missing() {
     featdrop_core::io::write_json_atomic(&tmp.path().join("config.json"), &cfg).unwrap();
     let e = FrozenRun::load(&RunDir::at(tmp.path()), None).err().unwrap().to_string();
     assert!(e.contains("incomplete") && e.contains("pretrain.done.json (made by featdrop-train"), "{e}");
+}
+
+/// The trainer's destruction monitor stores its classifiers under the key `featdrop-eval
+/// destruction` looks up: with the same budget and cache folder, the analysis reuses them (a
+/// classifier swapped in behind its back changes its clean accuracy) instead of retraining.
+#[test]
+fn destruction_reuses_the_classifiers_the_trainer_monitor_cached() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("classifiers");
+    let cfg = tiny_config(BaseViews::Viewmaker, 64);
+    let run = RunDir::at(tmp.path().join("run"));
+    let mut trainer = Trainer::from_config(cfg.clone(), run.clone()).unwrap();
+    trainer.set_classifier_cache(&cache);
+    trainer.run(StopAfter(None)).unwrap();
+    drop(trainer);
+    let weights = cached_weights(&cache, "digit");
+    assert!(weights.exists(), "the trainer stored no classifier");
+    let budget = featdrop_contrastive::trainer::classifier_budget(&cfg.train.destruction);
+    SmallCnn::new(3, 10, budget.width, tch::Device::Cpu, 99).save(&weights).unwrap();
+    let frozen = FrozenRun::load(&run, None).unwrap();
+    let fresh = DestructionOptions { classifier: budget, ..Default::default() };
+    let trained = run_destruction(&frozen, &fresh).unwrap();
+    let cached = DestructionOptions { force: true, classifier_cache: Some(cache), ..fresh };
+    let reused = run_destruction(&frozen, &cached).unwrap();
+    // Retraining would reproduce `trained` exactly; the swapped digit classifier reads otherwise.
+    assert_ne!(reused.tasks["digit"].clean_accuracy, trained.tasks["digit"].clean_accuracy);
+    // The photo classifier the trainer cached is the one the analysis trains itself.
+    assert_eq!(reused.tasks["photo"], trained.tasks["photo"]);
+}
+
+/// The one cached classifier of `task` in `dir` (its file name ends in a hash of its key).
+fn cached_weights(dir: &std::path::Path, task: &str) -> std::path::PathBuf {
+    let prefix = format!("photos-digits.seed-0.{task}.");
+    let found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with(&prefix)
+                && p.extension().is_some_and(|e| e == "safetensors")
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {task} classifier in {}: {found:?}", dir.display());
+    found[0].clone()
 }

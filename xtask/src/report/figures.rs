@@ -100,10 +100,10 @@ fn copy_per_mode(
 }
 
 /// (epoch, value) points, the mean over seeds of each epoch.
-type Series = Vec<(f64, f64)>;
+pub type Series = Vec<(f64, f64)>;
 
 /// A panel: caption, y-axis label, one series per view mode.
-type Panel<'a> = (String, &'a str, Vec<(String, Series)>);
+pub type Panel<'a> = (String, &'a str, Vec<(String, Series)>);
 
 type ModeKey = (u8, u64, String);
 
@@ -119,30 +119,57 @@ fn mean_series(cells: &[&Cell], value: impl Fn(&super::load::EpochRecord) -> Opt
     by_epoch.into_iter().map(|(e, v)| (e as f64, v.iter().sum::<f64>() / v.len() as f64)).collect()
 }
 
-/// Loss and per-task kNN accuracy against epoch, one line per view mode. `Ok(false)`: no epochs.
+/// Loss, per-task kNN accuracy and — where the runs logged it (viewmaker modes) — the
+/// viewmaker's per-task label destruction against epoch, one line per view mode. `Ok(false)`: no
+/// epochs.
 fn learning_curves(exp: &Experiment, s: &Summary, ds: &str, path: &Path) -> Result<bool> {
-    let mut tasks: Vec<String> = s.tasks.get(ds).cloned().unwrap_or_default();
-    let knn_tasks =
-        exp.cells.iter().filter(|c| c.dataset == ds).flat_map(|c| c.epochs.iter().flat_map(|r| r.knn.keys()));
-    for t in knn_tasks {
+    let panels = curve_panels(exp, s, ds);
+    if panels[0].2.iter().all(|(_, s)| s.is_empty()) {
+        return Ok(false);
+    }
+    draw_panels(path, &format!("{ds}: learning curves (mean over seeds)"), &panels)?;
+    Ok(true)
+}
+
+/// Task names in first-seen order: the summary's, then those `keys` of the dataset's epoch
+/// records add.
+fn curve_tasks<'a, I: Iterator<Item = &'a String>>(
+    exp: &'a Experiment,
+    ds: &str,
+    first: Vec<String>,
+    keys: impl Fn(&'a super::load::EpochRecord) -> I,
+) -> Vec<String> {
+    let mut tasks = first;
+    let seen = exp.cells.iter().filter(|c| c.dataset == ds).flat_map(|c| c.epochs.iter().flat_map(&keys));
+    for t in seen {
         if !tasks.contains(t) {
             tasks.push(t.clone());
         }
     }
+    tasks
+}
+
+/// The data of a dataset's learning-curve figure: the loss panel, a kNN panel per task, and a
+/// destruction panel per task that some run logged destruction for (every panel has one series
+/// per view mode, in the summary's order, so a mode keeps its colour across panels).
+pub fn curve_panels(exp: &Experiment, s: &Summary, ds: &str) -> Vec<Panel<'static>> {
+    let tasks = curve_tasks(exp, ds, s.tasks.get(ds).cloned().unwrap_or_default(), |r| r.knn.keys());
+    let destroyed = curve_tasks(exp, ds, Vec::new(), |r| r.destruction.keys());
     let mut panels: Vec<Panel> = vec![("pretraining loss".into(), "loss", vec![])];
     panels.extend(tasks.iter().map(|t| (format!("kNN accuracy: {t}"), "accuracy (%)", vec![])));
+    panels.extend(destroyed.iter().map(|t| (format!("viewmaker destruction: {t}"), "destruction rate", vec![])));
     for m in &s.modes {
         let cells: Vec<&Cell> = exp.cells.iter().filter(|c| c.dataset == ds && &c.mode == m).collect();
         panels[0].2.push((m.clone(), mean_series(&cells, |r| Some(r.loss))));
         for (i, t) in tasks.iter().enumerate() {
             panels[i + 1].2.push((m.clone(), mean_series(&cells, |r| r.knn.get(t).map(|a| a * 100.0))));
         }
+        for (i, t) in destroyed.iter().enumerate() {
+            let series = mean_series(&cells, |r| r.destruction.get(t).copied().flatten());
+            panels[1 + tasks.len() + i].2.push((m.clone(), series));
+        }
     }
-    if panels[0].2.iter().all(|(_, s)| s.is_empty()) {
-        return Ok(false);
-    }
-    draw_panels(path, &format!("{ds}: learning curves (mean over seeds)"), &panels)?;
-    Ok(true)
+    panels
 }
 
 const COLOURS: [RGBColor; 8] = [

@@ -106,6 +106,9 @@ pub struct EpochRecord {
     pub loss: f64,
     #[serde(default)]
     pub knn: BTreeMap<String, f64>,
+    /// The viewmaker's label destruction per task (viewmaker runs only; `null` when undefined).
+    #[serde(default)]
+    pub destruction: BTreeMap<String, Option<f64>>,
 }
 
 /// One grid cell (dataset × view mode × seed) and whatever of it exists.

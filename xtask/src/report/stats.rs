@@ -3,6 +3,7 @@
 
 use super::load::{Cell, Experiment};
 use super::welch::{Alternative, Kind, Test, welch};
+use featdrop_core::{BaseViews, ViewMode};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,25 +26,73 @@ pub fn agg(values: &[f64]) -> Option<Agg> {
     Some(Agg { mean, std, n })
 }
 
-/// Paper order: expert, viewmaker, expert+viewmaker, dropout:p by p, none, anything else.
+/// Paper order: expert, viewmaker, expert+viewmaker, dropout:p by p, then colour and
+/// colour+dropout:p by p, other `+dropout:p` modes, none, anything else; a variant
+/// (`expert@spectral`) sorts right after its view mode.
 pub fn mode_key(mode: &str) -> (u8, u64, String) {
-    // A variant (`expert@spectral`) sorts right after its view mode.
     let base = mode.split('@').next().unwrap_or(mode);
-    let rank = match base {
-        "expert" => 0,
-        "viewmaker" => 1,
-        "expert+viewmaker" => 2,
-        m if m.starts_with("dropout:") => 3,
-        "none" => 4,
-        _ => 5,
+    let parsed = base.parse::<ViewMode>().ok();
+    let rank = match parsed.map(|m| (m.base, m.dropout.is_some())) {
+        Some((BaseViews::Expert, false)) => 0,
+        Some((BaseViews::Viewmaker, false)) => 1,
+        Some((BaseViews::ExpertViewmaker, false)) => 2,
+        Some((BaseViews::Expert, true)) => 3,
+        Some((BaseViews::Colour, false)) => 4,
+        Some((BaseViews::Colour, true)) => 5,
+        Some((BaseViews::None, false)) => 7,
+        Some((_, true)) => 6,
+        None => 8,
     };
-    let p = base.strip_prefix("dropout:").and_then(|p| p.parse::<f64>().ok()).unwrap_or(0.0);
+    let p = parsed.and_then(|m| m.dropout).unwrap_or(0.0);
     (rank, (p * 1e6) as u64, mode.to_string())
 }
 
-/// Modes that can drop the overlay between the two views of a pair.
+/// Modes that can drop the overlay between the two views of a pair: a viewmaker, or the
+/// feature-dropout modifier with p > 0 on any base family.
 pub fn can_drop_overlay(mode: &str) -> bool {
-    matches!(mode, "viewmaker" | "expert+viewmaker") || mode.starts_with("dropout:")
+    let base = mode.split('@').next().unwrap_or(mode);
+    base.parse::<ViewMode>().is_ok_and(|m| m.uses_viewmaker() || m.dropout.is_some_and(|p| p > 0.0))
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    #[test]
+    fn modes_sort_in_paper_order_and_every_dropout_mode_can_drop_the_overlay() {
+        let mut modes = [
+            "none",
+            "colour+dropout:1",
+            "dropout:0.5",
+            "colour",
+            "expert@spectral",
+            "viewmaker",
+            "expert",
+            "colour+dropout:0.5",
+            "viewmaker+dropout:0.5",
+        ];
+        modes.sort_by_key(|m| mode_key(m));
+        assert_eq!(
+            modes,
+            [
+                "expert",
+                "expert@spectral",
+                "viewmaker",
+                "dropout:0.5",
+                "colour",
+                "colour+dropout:0.5",
+                "colour+dropout:1",
+                "viewmaker+dropout:0.5",
+                "none"
+            ]
+        );
+        for m in ["viewmaker", "dropout:0.5", "colour+dropout:0.5", "viewmaker+dropout:1"] {
+            assert!(can_drop_overlay(m), "{m}");
+        }
+        for m in ["expert", "colour", "none", "colour+dropout:0", "expert@spectral"] {
+            assert!(!can_drop_overlay(m), "{m}");
+        }
+    }
 }
 
 /// The task the overlay suppresses and the overlay tasks, or `None` for a one-feature dataset.

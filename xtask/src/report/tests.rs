@@ -711,3 +711,46 @@ fn mechanism_with_one_seed_says_no_test_is_possible() {
     assert!(!small.contains("### The mechanism"));
     assert!(small.contains("The mechanism study: suppression not answered"), "{small}");
 }
+
+/// Epoch records with `destruction` (viewmaker runs) give one destruction panel per task, with
+/// the seed mean per epoch for the viewmaker and nothing for the modes that logged none.
+#[test]
+fn destruction_in_metrics_becomes_curves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    for seed in 0..2u64 {
+        run(&runs, "photos+digits", "expert", seed, Some((0.4, 0.9)));
+        run(&runs, "photos+digits", "viewmaker", seed, Some((0.45, 0.7)));
+        let dir = runs.join(EXP).join(format!("photos+digits/viewmaker/seed-{seed}"));
+        let lines: Vec<String> = (1..=2usize)
+            .map(|e| {
+                let digit = 0.1 * e as f64 + 0.1 * seed as f64;
+                // `null`: a classifier with no clean example right (the rate is undefined).
+                let photo = if e == 1 { Value::Null } else { json!(0.05) };
+                json!({"kind": "epoch", "epoch": e, "loss": 5.0, "knn": {"photo": 0.2, "digit": 0.4}, "seconds": 1.0,
+                    "destruction": {"digit": digit, "photo": photo}})
+                .to_string()
+            })
+            .collect();
+        std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    }
+    let exp = super::load::load_experiment(&runs.join(EXP), EXP).unwrap();
+    let summary = super::stats::summarise(&exp);
+    let panels = super::figures::curve_panels(&exp, &summary, "photos+digits");
+    let panel = |caption: &str| panels.iter().find(|p| p.0 == caption).unwrap_or_else(|| panic!("no {caption}"));
+    let series = |caption: &str, mode: &str| panel(caption).2.iter().find(|s| s.0 == mode).unwrap().1.clone();
+    let digit = series("viewmaker destruction: digit", "viewmaker");
+    assert_eq!(digit.len(), 2);
+    for ((e, v), want) in digit.iter().zip([0.15, 0.25]) {
+        assert!((v - want).abs() < 1e-9, "epoch {e}: {v}, expected the seed mean {want}");
+    }
+    assert_eq!(series("viewmaker destruction: photo", "viewmaker"), vec![(2.0, 0.05)]);
+    assert!(series("viewmaker destruction: digit", "expert").is_empty(), "expert logged no destruction");
+    assert!(panels.iter().any(|p| p.0 == "kNN accuracy: digit"), "the kNN panels stay");
+    // No destruction anywhere: no destruction panels.
+    let plain = tempfile::tempdir().unwrap();
+    run(plain.path(), "photos+digits", "expert", 0, Some((0.4, 0.9)));
+    let exp = super::load::load_experiment(&plain.path().join(EXP), EXP).unwrap();
+    let panels = super::figures::curve_panels(&exp, &super::stats::summarise(&exp), "photos+digits");
+    assert!(panels.iter().all(|p| !p.0.contains("destruction")));
+}

@@ -28,9 +28,11 @@ use std::time::Instant;
 /// `cargo xtask reproduce` options.
 #[derive(clap::Args, Debug)]
 pub struct ReproduceArgs {
-    /// Scale: smoke (seconds, tests), small (a 2-core CPU, ≤ 20 min), paper (real data, one GPU per
-    /// run, hours). Default: paper on a CUDA machine with the real data present, small otherwise.
-    #[arg(long, value_parser = ["smoke", "small", "paper"])]
+    /// Scale: smoke (seconds, tests), small (a 2-core CPU, ≤ 20 min), mechanism (the paper's
+    /// mechanism with statistics over five seeds on a 2-core CPU: suppression and its cure by
+    /// feature dropout), paper (real data, one GPU per run, hours). Default: paper on a CUDA
+    /// machine with the real data present, small otherwise.
+    #[arg(long, value_parser = ["smoke", "small", "mechanism", "paper"])]
     pub scale: Option<String>,
     /// An experiment file to run instead of `experiments/<scale>.json`.
     #[arg(long)]
@@ -324,6 +326,9 @@ fn print_plan(exp: &Experiment, exp_dir: &Path, cells: &[Cell], no_theory: bool,
 fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
     let cfg = config_file(exp_dir, c);
     let run = c.run_dir.display().to_string();
+    // The view modes of a dataset share its task classifiers (the trainer's destruction monitor
+    // and the destruction analysis): trained once per experiment and budget.
+    let cache = exp_dir.join("classifiers").display().to_string();
     let mut s = vec![
         vec![
             "featdrop-train".into(),
@@ -332,6 +337,8 @@ fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
             cfg.display().to_string(),
             "--run-dir".into(),
             run.clone(),
+            "--classifier-cache".into(),
+            cache.clone(),
         ],
         // The probe protocol (features, epochs, schedule) is the run's config.json; nothing here
         // overrides it.
@@ -343,8 +350,6 @@ fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
     }
     if exp.destruction {
         let mut d: Vec<String> = vec!["featdrop-eval".into(), "destruction".into(), "-q".into(), "--run".into(), run];
-        // The view modes of a dataset share its task classifiers: trained once per experiment.
-        let cache = exp_dir.join("classifiers").display().to_string();
         d.extend(["--classifier-cache".into(), cache]);
         d.extend(exp.destruction_args.iter().cloned());
         s.push(d);

@@ -1,5 +1,6 @@
 //! The training loop: steps, epochs, monitoring, view grids and checkpoints.
 
+use super::destruction::DestructionMonitor;
 use super::{TrainSummary, Trainer, TrainerState, scalar};
 use crate::knn::knn_accuracy;
 use crate::loss::{nt_xent, simclr_published};
@@ -172,6 +173,11 @@ impl Trainer {
                 return Ok(summary);
             }
         }
+        if self.destruction.is_none() && self.epochs_done < end && self.monitors_destruction() {
+            let cache = self.classifier_cache.clone();
+            let monitor = DestructionMonitor::build(&cfg, self.dataset.as_ref(), self.device, cache.as_deref())?;
+            self.destruction = Some(monitor);
+        }
         let mut metrics = JsonLines::append(&self.run.metrics())?;
         let started = Instant::now();
         let (mut images, mut first_loss) = (0u64, None);
@@ -202,7 +208,13 @@ impl Trainer {
             self.epochs_done = epoch + 1;
             self.last_epoch_loss = mean;
             let secs = t0.elapsed().as_secs_f64();
-            metrics.write(&json!({"kind": "epoch", "epoch": epoch + 1, "loss": mean, "knn": knn, "seconds": secs}))?;
+            let mut record = json!({"kind": "epoch", "epoch": epoch + 1, "loss": mean, "knn": knn, "seconds": secs});
+            if let Some(monitor) = &self.destruction {
+                let rates = monitor.measure(self.views.as_ref());
+                tracing::info!(epoch = epoch + 1, destruction = ?rates, "destruction");
+                record["destruction"] = json!(rates);
+            }
+            metrics.write(&record)?;
             tracing::info!(epoch = epoch + 1, loss = format!("{mean:.4}"), knn = ?knn, seconds = format!("{secs:.1}"), "epoch");
             self.after_epoch(epoch + 1)?;
         }
