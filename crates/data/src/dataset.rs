@@ -50,7 +50,7 @@ pub struct DatasetSpec {
 }
 
 impl DatasetSpec {
-    /// A synthetic dataset on the CPU.
+    /// A synthetic dataset on the CPU (audio pair noise `independent`, the published default).
     pub fn synthetic(name: &str, train_size: usize, test_size: usize, seed: u64) -> Self {
         Self {
             name: name.into(),
@@ -61,7 +61,7 @@ impl DatasetSpec {
             test_size,
             seed,
             device: Device::Cpu,
-            pair_noise: PairNoise::Shared,
+            pair_noise: PairNoise::Independent,
         }
     }
 }

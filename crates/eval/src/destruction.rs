@@ -151,15 +151,15 @@ fn clean_family(ds: &dyn MultiTaskDataset) -> Box<dyn ViewFamily> {
     featdrop_contrastive::views::clean(ds.modality(), ds.device())
 }
 
-/// The families of §5.2 for a run: identity, expert, the run's viewmaker (when it has one) and
-/// `dropout:p` (the run's p, or 1).
+/// The families of §5.2 for a run: identity, expert, the run's own family when it is neither
+/// (its frozen viewmaker, or `colour`) and `dropout:p` (the run's p, or 1).
 fn run_sources<'a>(
     run: &'a FrozenRun,
     identity: &'a dyn ViewFamily,
     expert: &'a dyn ViewFamily,
 ) -> Vec<ViewSource<'a>> {
     let mut s = vec![ViewSource::Family(identity), ViewSource::Family(expert)];
-    if run.has_viewmaker() {
+    if run.has_viewmaker() || run.cfg.view_mode.base == featdrop_core::BaseViews::Colour {
         s.push(ViewSource::Family(run.views.as_ref()));
     }
     s.push(ViewSource::Dropout(dropout_p(run.cfg.view_mode)));

@@ -276,3 +276,19 @@ fn cached_weights(dir: &std::path::Path, task: &str) -> std::path::PathBuf {
     assert_eq!(found.len(), 1, "one {task} classifier in {}: {found:?}", dir.display());
     found[0].clone()
 }
+
+/// A `colour` run's own family is scored beside identity and expert: its views keep the overlay
+/// in place, so they should destroy far less of the digit label than expert views do.
+#[test]
+fn destruction_of_a_colour_run_scores_the_colour_family() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pretrain(tiny_config(BaseViews::Colour, 256), tmp.path());
+    let frozen = FrozenRun::load(&run, None).unwrap();
+    let classifier = DestructionConfig { epochs: 3, batch_size: 64, lr: 3e-3, width: 8 };
+    let d = run_destruction(&frozen, &DestructionOptions { classifier, ..Default::default() }).unwrap();
+    let digit = &d.tasks["digit"].families;
+    assert_eq!(digit.keys().map(String::as_str).collect::<Vec<_>>(), ["colour", "dropout:1", "expert", "identity"]);
+    let (colour, expert) = (digit["colour"].destruction_rate, digit["expert"].destruction_rate);
+    assert!(colour < expert - 0.2, "colour views destroy {colour:.3} of the digit label, expert views {expert:.3}");
+}

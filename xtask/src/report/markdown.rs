@@ -160,10 +160,18 @@ fn probe_cell(s: &Summary, ds: &str, task: Option<&String>, mode: &str) -> Strin
 }
 
 /// One comparison, in words: the verdict, then the difference (mode − expert), its 95 % interval
-/// and the one-sided p of the direction asked (a gain on the suppressed task, a cost on an overlay).
+/// and the one-sided p of the direction the verdict is about (the direction asked — a gain on the
+/// suppressed task, a cost on an overlay — unless the test went significantly the other way).
 fn phrase(c: &Comparison, suppressed: bool) -> String {
     let t = &c.task;
-    let nums = test_text(&c.test, &c.other, &c.expert);
+    // A verdict against the question (trails on the suppressed task, gains on an overlay) is the
+    // other direction's test: show that one's p, not the p of the direction asked.
+    let against = matches!((c.verdict, suppressed), (Verdict::Worse, true) | (Verdict::Beats, false));
+    let nums = if against {
+        test_text(&c.test.reversed(), &c.other, &c.expert)
+    } else {
+        test_text(&c.test, &c.other, &c.expert)
+    };
     let head = match (c.verdict, suppressed) {
         (Verdict::Beats, true) => format!("beats expert on {t}"),
         (Verdict::Worse, true) => format!("trails expert on {t}"),

@@ -64,6 +64,15 @@ impl Test {
         self.p.is_some_and(|p| p < ALPHA)
     }
 
+    /// The same test asked the other way round (the one-sided p-values swapped).
+    pub fn reversed(&self) -> Self {
+        let alternative = match self.alternative {
+            Alternative::Greater => Alternative::Less,
+            Alternative::Less => Alternative::Greater,
+        };
+        Self { p: self.p_opposite, p_opposite: self.p, alternative, ..self.clone() }
+    }
+
     /// Whether the opposite direction is shown at [`ALPHA`].
     pub fn opposite_significant(&self) -> bool {
         self.p_opposite.is_some_and(|p| p < ALPHA)
@@ -166,6 +175,10 @@ mod tests {
         // The same pair asked the other way round.
         let t = welch(&a, &b, Alternative::Less);
         assert!(close(t.p.unwrap(), 0.9509694862951906, 1e-8) && !t.significant() && t.opposite_significant());
+        // Reversed: the other direction's p, as a verdict against the question reports it.
+        let r = t.reversed();
+        assert_eq!((r.alternative, r.p, r.p_opposite, r.ci95), (Alternative::Greater, t.p_opposite, t.p, t.ci95));
+        assert!(r.significant() && !r.opposite_significant());
 
         // One group without spread: df is the other group's n − 1 (here 3).
         let (a, b) = groups(&[0.30, 0.30, 0.30], &[0.25, 0.31, 0.28, 0.27]);
