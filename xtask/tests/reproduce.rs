@@ -100,6 +100,9 @@ fn smoke_study_reports_skips_and_resumes() {
     let report = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
     let rows = probe_rows(&report);
     assert_eq!(rows.len(), 1, "{report}");
+    // The protocol table, read from the runs' config.json: the run's 2 epochs (set above) are marked.
+    assert!(report.contains("### Protocol: the runs' values against the published ones"), "{report}");
+    assert!(report.contains("| §4 | pretraining epochs | 200 | 2 | **differs** |"), "{report}");
     for row in &rows {
         let cells: Vec<&str> = row.split('|').map(str::trim).filter(|c| !c.is_empty()).skip(2).collect();
         assert!(
