@@ -158,12 +158,12 @@ mod tests {
         let probes = LinearProbes::new(2048, &[(0, 10), (1, 3)], &ProbeConfig::default(), Device::Cpu, 4);
         let bound = 1.0 / 2048f64.sqrt();
         for h in &probes.heads {
-            let bias = h.bs.as_ref().expect("a bias");
-            for (what, t) in [("weight", &h.ws), ("bias", bias)] {
-                let max = t.abs().max().double_value(&[]);
-                // tch's default weight bound is √6 times wider.
-                assert!(max <= bound && max > 0.5 * bound, "{what}: max {max} for U(±{bound})");
-            }
+            // Thousands of weights reach near the bound; tch's default bound is √6 times wider.
+            let max = h.ws.abs().max().double_value(&[]);
+            assert!(max <= bound && max > 0.9 * bound, "weight: max {max} for U(±{bound})");
+            // A handful of biases only stay inside it.
+            let bias = h.bs.as_ref().expect("a bias").abs().max().double_value(&[]);
+            assert!(bias <= bound && bias > 0.0, "bias: max {bias} for U(±{bound})");
         }
     }
 
