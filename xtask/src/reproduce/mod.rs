@@ -28,10 +28,11 @@ use std::time::Instant;
 /// `cargo xtask reproduce` options.
 #[derive(clap::Args, Debug)]
 pub struct ReproduceArgs {
-    /// Scale: smoke (seconds, tests), small (a 2-core CPU, ≤ 20 min), mechanism (the paper's
-    /// mechanism with statistics over five seeds on a 2-core CPU: suppression and its cure by
-    /// feature dropout), paper (real data, one GPU per run, hours). Default: paper on a CUDA
-    /// machine with the real data present, small otherwise.
+    /// Scale: smoke (seconds, tests), small (every dataset and view mode, one seed, a 2-core CPU),
+    /// mechanism (the paper's mechanism with statistics over five seeds on a 2-core CPU:
+    /// suppression and its cure by feature dropout, plus the theory sweep), paper (real data, one
+    /// GPU per run, hours). Default: paper on a CUDA machine with the real data present, mechanism
+    /// otherwise.
     #[arg(long, value_parser = ["smoke", "small", "mechanism", "paper"])]
     pub scale: Option<String>,
     /// An experiment file to run instead of `experiments/<scale>.json`.
@@ -264,17 +265,24 @@ fn choose_experiment(args: &ReproduceArgs, bins: &Bins) -> Result<(PathBuf, Stri
     let report: Value = serde_json::from_slice(&doctor.stdout).unwrap_or(Value::Null);
     let cuda = report["cuda_usable"].as_bool().unwrap_or(false);
     let missing = crate::fetch::missing_real_data(&paths::repo_root().join("data/raw"));
-    Ok(match (cuda, missing.is_empty()) {
-        (true, true) => (file("paper"), "scale `paper`: CUDA is usable and the real data is in data/raw".into()),
-        (false, _) => (file("small"), "scale `small`: CUDA is not usable here (pass --scale to choose)".into()),
+    let (scale, why) = default_scale(cuda, &missing);
+    Ok((file(scale), why))
+}
+
+/// The scale `reproduce` runs without `--scale`, and why: `paper` needs CUDA and the real data;
+/// anywhere else `mechanism`, the CPU study that shows the paper's mechanism with statistics.
+fn default_scale(cuda: bool, missing: &[String]) -> (&'static str, String) {
+    match (cuda, missing.is_empty()) {
+        (true, true) => ("paper", "scale `paper`: CUDA is usable and the real data is in data/raw".into()),
+        (false, _) => ("mechanism", "scale `mechanism`: CUDA is not usable here (pass --scale to choose)".into()),
         (true, false) => (
-            file("small"),
+            "mechanism",
             format!(
-                "scale `small`: CUDA is usable but real data is missing: {} (cargo xtask fetch)",
+                "scale `mechanism`: CUDA is usable but real data is missing: {} (cargo xtask fetch)",
                 missing.join("; ")
             ),
         ),
-    })
+    }
 }
 
 /// Writes each cell's resolved, validated config: the one file its binaries are given.
@@ -359,3 +367,25 @@ fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
 
 mod cells;
 use cells::{run_cells, run_theory};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without `--scale`, only a CUDA machine holding the real data runs `paper`; a CPU, or a GPU
+    /// without the data, runs the mechanism study, and the reason names what decided it.
+    #[test]
+    fn the_default_scale_is_the_mechanism_study_unless_cuda_and_real_data() {
+        assert_eq!(default_scale(true, &[]).0, "paper");
+        let (scale, why) = default_scale(false, &[]);
+        assert_eq!(scale, "mechanism");
+        assert!(why.contains("CUDA is not usable"), "{why}");
+        let missing = vec!["MNIST (cargo xtask fetch mnist)".to_string()];
+        let (scale, why) = default_scale(true, &missing);
+        assert_eq!(scale, "mechanism");
+        assert!(why.contains("MNIST (cargo xtask fetch mnist)"), "{why}");
+        for scale in ["paper", "mechanism"] {
+            assert!(paths::repo_root().join("experiments").join(format!("{scale}.json")).is_file());
+        }
+    }
+}
