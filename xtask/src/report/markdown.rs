@@ -268,8 +268,16 @@ fn destruction_table(s: &Summary) -> String {
     let mut out = String::from("### Label destruction\n\n");
     out.push_str(
         "Fraction of labels a supervised classifier recovers on clean inputs but not on views of them \
-         (destruction rate, %), mean ± std over seeds; clean accuracy is the classifier's on clean test inputs.\n\n",
+         (destruction rate, %), mean ± std over seeds; clean accuracy is the classifier's on clean test inputs.",
     );
+    if s.families.iter().any(|f| f.starts_with("dropout:")) {
+        out.push_str(
+            " `dropout:p` is the overlay re-drawn alone: the second view of a clean pair with its overlay re-drawn \
+             with probability p, scored against the first view's labels (the view mode `dropout:p` adds expert \
+             views on top).",
+        );
+    }
+    out.push_str("\n\n");
     let _ = writeln!(out, "| dataset | task | clean accuracy | {} |", s.families.join(" | "));
     let _ = writeln!(out, "|---|---|---:|{}", "---:|".repeat(s.families.len()));
     for ((ds, task), clean) in &s.clean {
