@@ -140,7 +140,7 @@ pub fn view_family(cfg: &RunConfig, modality: Modality, device: Device) -> Resul
         let normalize = (modality == Modality::Image).then(Normalize::default);
         let first = viewmaker_first(cfg, modality, device)?;
         let name = if cfg.view_mode.base == BaseViews::ExpertViewmaker { "expert+viewmaker" } else { "viewmaker" };
-        Ok(Box::new(ViewmakerViews::new(spec, device, first, normalize)?.named(name)))
+        Ok(Box::new(ViewmakerViews::new(name, spec, device, first, normalize)?))
     };
     match cfg.view_mode.base {
         BaseViews::Expert => expert_family(cfg, modality, device),

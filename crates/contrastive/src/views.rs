@@ -93,9 +93,10 @@ pub struct ViewmakerViews {
 
 impl ViewmakerViews {
     /// A freshly initialised viewmaker on `device` (initialisation draws from torch's current
-    /// generator state: seed it first), named `viewmaker` or, with image expert operations first,
-    /// `expert+viewmaker` (see [`Self::named`]).
+    /// generator state: seed it first), named after its view mode, `viewmaker` or
+    /// `expert+viewmaker` (for audio the front stage alone does not say which).
     pub fn new(
+        name: &str,
         spec: ViewmakerSpec,
         device: Device,
         expert_first: Option<ExpertFirst>,
@@ -103,14 +104,7 @@ impl ViewmakerViews {
     ) -> Result<Self> {
         let vs = VarStore::new(device);
         let net = Viewmaker::new(&vs.root(), spec)?;
-        let name = if matches!(expert_first, Some(ExpertFirst::Image(_))) { "expert+viewmaker" } else { "viewmaker" };
         Ok(Self { name: name.into(), vs, net, expert_first, normalize })
-    }
-
-    /// The same family under another name (audio: the front stage alone does not say whether it
-    /// is the `viewmaker` or the `expert+viewmaker` mode).
-    pub fn named(self, name: &str) -> Self {
-        Self { name: name.into(), ..self }
     }
 
     /// The perturbed view before normalisation.

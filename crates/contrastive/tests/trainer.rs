@@ -51,7 +51,7 @@ fn encoder_step_lowers_and_viewmaker_step_raises_the_loss() {
     let vs = VarStore::new(Device::Cpu);
     let enc = ResNet::new(&vs.root(), EncoderSpec::small(3, Stem::SmallImage, 8));
     let vm_spec = ViewmakerSpec { width_mult: 0.25, ..ViewmakerSpec::published(3, 0.05) };
-    let views = ViewmakerViews::new(vm_spec, Device::Cpu, None, Some(Default::default())).unwrap();
+    let views = ViewmakerViews::new("viewmaker", vm_spec, Device::Cpu, None, Some(Default::default())).unwrap();
     let mut sgd = Sgd::new(named_trainable(&vs), 0.05, 0.9, 0.0);
     let mut adam = Adam::new(views.trainable(), 1e-3);
 
