@@ -11,7 +11,7 @@ use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, Fami
 use anyhow::{Result, bail, ensure};
 use featdrop_contrastive::grid::{heat, show};
 use featdrop_core::io::write_json_atomic;
-use featdrop_core::{Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
+use featdrop_core::{BaseViews, Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
 use featdrop_data::MultiTaskDataset;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -152,14 +152,14 @@ fn clean_family(ds: &dyn MultiTaskDataset) -> Box<dyn ViewFamily> {
 }
 
 /// The families of §5.2 for a run: identity, expert, the run's own family when it is neither
-/// (its frozen viewmaker, or `colour`) and `dropout:p` (the run's p, or 1).
+/// (its frozen viewmaker, `colour`, any other base family) and `dropout:p` (the run's p, or 1).
 fn run_sources<'a>(
     run: &'a FrozenRun,
     identity: &'a dyn ViewFamily,
     expert: &'a dyn ViewFamily,
 ) -> Vec<ViewSource<'a>> {
     let mut s = vec![ViewSource::Family(identity), ViewSource::Family(expert)];
-    if run.has_viewmaker() || run.cfg.view_mode.base == featdrop_core::BaseViews::Colour {
+    if !matches!(run.cfg.view_mode.base, BaseViews::Expert | BaseViews::None) {
         s.push(ViewSource::Family(run.views.as_ref()));
     }
     s.push(ViewSource::Dropout(dropout_p(run.cfg.view_mode)));
