@@ -22,11 +22,32 @@ const OVERLAID: &str = "photos+digits";
 const MAIN_TASK: &str = "photo";
 const OVERLAY_TASK: &str = "digit";
 
+/// Which of the two questions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Asks {
+    Suppression,
+    Cure,
+}
+
+/// What the test answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Answer {
+    /// Significant in the direction asked.
+    Observed,
+    /// Tested, not significant.
+    NotObserved,
+    /// A group has one seed: no test is possible.
+    OneSeed,
+    /// No seed-to-seed variation in either group: the difference is exact, not tested.
+    NoVariance,
+}
+
 /// One question, tested.
 #[derive(Clone, Debug, Serialize)]
 pub struct Question {
-    /// `suppression` or `cure`.
-    pub question: &'static str,
+    pub question: Asks,
     /// The cure's view mode (`colour+dropout:p`); `colour` for suppression.
     pub view_mode: String,
     /// What `diff` is: first group minus second.
@@ -35,8 +56,7 @@ pub struct Question {
     pub groups: [Agg; 2],
     #[serde(flatten)]
     pub test: Test,
-    /// `observed`, `not-observed`, `one-seed` or `no-variance`.
-    pub answer: &'static str,
+    pub answer: Answer,
     /// Seeds per group to resolve the measured effect (see [`seeds_needed`]), when not observed.
     pub seeds_needed: Option<f64>,
     /// For the cure: the digit probe, dropout mode minus `colour` (one-sided for a loss).
@@ -57,20 +77,20 @@ fn probe<'a>(s: &'a Summary, ds: &str, task: &str, mode: &str) -> Option<&'a Agg
     s.probe.get(&(ds.to_string(), task.to_string(), mode.to_string()))
 }
 
-fn answer(t: &Test) -> &'static str {
+fn answer(t: &Test) -> Answer {
     match t.test {
-        Kind::OneSeed => "one-seed",
-        Kind::NoVariance => "no-variance",
-        Kind::Welch if t.significant() => "observed",
-        Kind::Welch => "not-observed",
+        Kind::OneSeed => Answer::OneSeed,
+        Kind::NoVariance => Answer::NoVariance,
+        Kind::Welch if t.significant() => Answer::Observed,
+        Kind::Welch => Answer::NotObserved,
     }
 }
 
-fn question(q: &'static str, mode: &str, compares: String, a: &Agg, b: &Agg, cost: Option<Cost>) -> Question {
+fn question(q: Asks, mode: &str, compares: String, a: &Agg, b: &Agg, cost: Option<Cost>) -> Question {
     let test = welch(a, b, Alternative::Greater);
     let answer = answer(&test);
     let seeds_needed =
-        if answer == "not-observed" { seeds_needed(a, b, test.diff, Alternative::Greater) } else { None };
+        if answer == Answer::NotObserved { seeds_needed(a, b, test.diff, Alternative::Greater) } else { None };
     Question {
         question: q,
         view_mode: mode.to_string(),
@@ -88,7 +108,7 @@ pub fn questions(s: &Summary) -> Vec<Question> {
     let mut out = Vec::new();
     if let (Some(a), Some(b)) = (probe(s, CLEAN, MAIN_TASK, BASE), probe(s, OVERLAID, MAIN_TASK, BASE)) {
         let what = format!("{MAIN_TASK} probe with `{BASE}` views, {CLEAN} − {OVERLAID}");
-        out.push(question("suppression", BASE, what, a, b, None));
+        out.push(question(Asks::Suppression, BASE, what, a, b, None));
     }
     let Some(base) = probe(s, OVERLAID, MAIN_TASK, BASE) else { return out };
     for m in s.modes.iter().filter(|m| m.starts_with(CURE_PREFIX)) {
@@ -100,7 +120,7 @@ pub fn questions(s: &Summary) -> Vec<Question> {
             _ => None,
         };
         let what = format!("{MAIN_TASK} probe on {OVERLAID}, `{m}` − `{BASE}`");
-        out.push(question("cure", m, what, cured, base, cost));
+        out.push(question(Asks::Cure, m, what, cured, base, cost));
     }
     out
 }
@@ -147,9 +167,9 @@ pub fn test_text(t: &Test, a: &Agg, b: &Agg) -> String {
 /// What was answered, in a few words, for the closing verdict line.
 fn short(q: &Question) -> String {
     match (q.answer, q.test.p) {
-        ("observed", Some(p)) => format!("observed ({})", p_text(p)),
-        ("not-observed", Some(p)) => format!("not observed at this size ({})", p_text(p)),
-        ("no-variance", _) => "not tested (no seed-to-seed variation)".into(),
+        (Answer::Observed, Some(p)) => format!("observed ({})", p_text(p)),
+        (Answer::NotObserved, Some(p)) => format!("not observed at this size ({})", p_text(p)),
+        (Answer::NoVariance, _) => "not tested (no seed-to-seed variation)".into(),
         _ => "not tested (one seed: no test is possible)".into(),
     }
 }
@@ -157,13 +177,13 @@ fn short(q: &Question) -> String {
 /// The line of one question in "The mechanism".
 fn line(q: &Question) -> String {
     let title = match q.question {
-        "suppression" => "Suppression".to_string(),
-        _ => format!("Cure with `{}`", q.view_mode),
+        Asks::Suppression => "Suppression".to_string(),
+        Asks::Cure => format!("Cure with `{}`", q.view_mode),
     };
     let mut s = format!("- **{title}** ({}): {}", q.compares, test_text(&q.test, &q.groups[0], &q.groups[1]));
     match q.answer {
-        "observed" => s.push_str(": **observed**."),
-        "not-observed" => {
+        Answer::Observed => s.push_str(": **observed**."),
+        Answer::NotObserved => {
             s.push_str(": **not observed at this size**. ");
             s.push_str(&resolution(q));
         }
@@ -214,9 +234,12 @@ pub fn markdown(qs: &[Question]) -> String {
 
 /// The mechanism part of the closing verdict line.
 pub fn verdict(qs: &[Question]) -> String {
-    let sup = qs.iter().find(|q| q.question == "suppression");
-    let cures: Vec<String> =
-        qs.iter().filter(|q| q.question == "cure").map(|q| format!("with `{}` {}", q.view_mode, short(q))).collect();
+    let sup = qs.iter().find(|q| q.question == Asks::Suppression);
+    let cures: Vec<String> = qs
+        .iter()
+        .filter(|q| q.question == Asks::Cure)
+        .map(|q| format!("with `{}` {}", q.view_mode, short(q)))
+        .collect();
     let sup = match sup {
         Some(q) => format!("suppression {}", short(q)),
         None => format!("suppression not answered (no `{BASE}` runs on both {CLEAN} and {OVERLAID})"),

@@ -4,6 +4,7 @@
 //! are the published protocol's, written here once.
 
 use super::load::{Cell, Experiment};
+use super::stats::view_mode_of;
 use featdrop_core::catalogue::{self, DatasetInfo};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -56,10 +57,7 @@ const ITEMS: &[Item] = &[
     item!("§2.2", "audio pair noise", "/data/pair_noise", Audio, |d, m| (!m.contains("dropout"))
         .then(|| json!("independent"))),
     // Both audio expert variants are published; the paper grid runs `spectral` as `expert@spectral`.
-    item!("§3.1", "audio expert views", "/views/audio_expert", Audio, |d, m| m
-        .split('@')
-        .next()
-        .is_some_and(|b| b == "expert")
+    item!("§3.1", "audio expert views", "/views/audio_expert", Audio, |d, m| (view_mode_of(m) == "expert")
         .then(|| { json!(if m.ends_with("@spectral") { "spectral" } else { "waveform" }) })),
     item!("§3.2", "audio viewmaker input", "/views/viewmaker_input", Audio, |d, m| (m == "viewmaker")
         .then(|| json!("waveform-views"))),

@@ -26,12 +26,16 @@ pub fn agg(values: &[f64]) -> Option<Agg> {
     Some(Agg { mean, std, n })
 }
 
+/// The view mode of a report label: `expert` of the variant cell `expert@spectral`.
+pub fn view_mode_of(label: &str) -> &str {
+    label.split_once('@').map_or(label, |(mode, _)| mode)
+}
+
 /// Paper order: expert, viewmaker, expert+viewmaker, dropout:p by p, then colour and
 /// colour+dropout:p by p, other `+dropout:p` modes, none, anything else; a variant
 /// (`expert@spectral`) sorts right after its view mode.
 pub fn mode_key(mode: &str) -> (u8, u64, String) {
-    let base = mode.split('@').next().unwrap_or(mode);
-    let parsed = base.parse::<ViewMode>().ok();
+    let parsed = view_mode_of(mode).parse::<ViewMode>().ok();
     let rank = match parsed.map(|m| (m.base, m.dropout.is_some())) {
         Some((BaseViews::Expert, false)) => 0,
         Some((BaseViews::Viewmaker, false)) => 1,
@@ -50,8 +54,7 @@ pub fn mode_key(mode: &str) -> (u8, u64, String) {
 /// Modes that can drop the overlay between the two views of a pair: a viewmaker, or the
 /// feature-dropout modifier with p > 0 on any base family.
 pub fn can_drop_overlay(mode: &str) -> bool {
-    let base = mode.split('@').next().unwrap_or(mode);
-    base.parse::<ViewMode>().is_ok_and(|m| m.uses_viewmaker() || m.dropout.is_some_and(|p| p > 0.0))
+    view_mode_of(mode).parse::<ViewMode>().is_ok_and(|m| m.uses_viewmaker() || m.dropout.is_some_and(|p| p > 0.0))
 }
 
 #[cfg(test)]
