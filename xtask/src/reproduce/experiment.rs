@@ -162,10 +162,10 @@ impl Experiment {
         let mut out = Vec::new();
         for dataset in &self.datasets {
             for &mode in &self.view_modes {
-                let labels = self.variants.keys().filter_map(|k| k.strip_prefix(&format!("{dataset}/{mode}@")));
+                let labels = self.variant_cells().filter(|(d, m, _)| *d == dataset && *m == mode).map(|c| c.2);
                 for variant in std::iter::once(None).chain(labels.map(Some)) {
                     for &seed in &self.seeds {
-                        out.push(self.cell(runs_root, device, dataset, mode, variant, seed)?);
+                        out.push(self.cell(runs_root, device, dataset, mode, variant.as_deref(), seed)?);
                     }
                 }
             }
