@@ -5,7 +5,7 @@ use featdrop_augment::Identity;
 use featdrop_contrastive::{StopAfter, Trainer};
 use featdrop_core::{BaseViews, DeviceChoice, RunConfig, RunDir, Seeds, checkpoint};
 use featdrop_data::DatasetSpec;
-use featdrop_eval::classifier::SmallCnn;
+use featdrop_eval::classifier::{ClassifierCache, SmallCnn};
 use featdrop_eval::destruction::measure_task;
 use featdrop_eval::report::read_report;
 use featdrop_eval::{
@@ -128,7 +128,10 @@ fn probe_and_destruction_on_a_pretrained_run() {
     let cache = tmp.path().join("classifiers");
     let cached = DestructionOptions { force: true, classifier_cache: Some(cache.clone()), ..opts.clone() };
     assert_eq!(run_destruction(&frozen, &cached).unwrap().tasks, d.tasks);
-    let weights = cached_weights(&cache, "digit");
+    let entry = |task: &str, budget: &DestructionConfig| {
+        ClassifierCache::new(&cache, &frozen.cfg, tch::Device::Cpu, task, budget).weights()
+    };
+    let weights = entry("digit", &opts.classifier);
     assert!(weights.exists() && weights.with_extension("json").exists());
     // ... a later use loads instead of training: weights swapped behind its back change the score.
     let other = SmallCnn::new(3, 10, 4, tch::Device::Cpu, 99);
@@ -138,20 +141,13 @@ fn probe_and_destruction_on_a_pretrained_run() {
     assert_eq!(swapped.tasks["photo"], d.tasks["photo"]);
     // ... and other classifier settings are another classifier: retrained and stored.
     let longer = DestructionConfig { epochs: 2, ..opts.classifier.clone() };
-    let retrained = run_destruction(&frozen, &DestructionOptions { classifier: longer, ..cached.clone() }).unwrap();
+    let retrained =
+        run_destruction(&frozen, &DestructionOptions { classifier: longer.clone(), ..cached.clone() }).unwrap();
     assert_ne!(retrained.tasks["digit"].clean_accuracy, swapped.tasks["digit"].clean_accuracy);
     // Stored beside the first (a file per key), not over it.
-    let epochs: std::collections::BTreeSet<u64> = std::fs::read_dir(&cache)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("photos-digits.seed-0.digit."))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| {
-            let key: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-            key["classifier"]["epochs"].as_u64().unwrap()
-        })
-        .collect();
-    assert_eq!(epochs, [opts.classifier.epochs as u64, 2].into_iter().collect());
+    let retrained_weights = entry("digit", &longer);
+    assert_ne!(retrained_weights, weights);
+    assert!(retrained_weights.exists() && weights.exists());
 }
 
 /// Issue 15.8: an earlier checkpoint kept with `train.keep_epochs` is probed with `--epoch N` (the
@@ -247,11 +243,12 @@ fn destruction_reuses_the_classifiers_the_trainer_monitor_cached() {
     trainer.set_classifier_cache(&cache);
     trainer.run(StopAfter(None)).unwrap();
     drop(trainer);
-    let weights = cached_weights(&cache, "digit");
-    assert!(weights.exists(), "the trainer stored no classifier");
-    let budget = featdrop_contrastive::trainer::classifier_budget(&cfg.train.destruction);
-    SmallCnn::new(3, 10, budget.width, tch::Device::Cpu, 99).save(&weights).unwrap();
+    // The entry the analysis looks up, for the budget the monitor trains with.
     let frozen = FrozenRun::load(&run, None).unwrap();
+    let budget = featdrop_contrastive::trainer::classifier_budget(&cfg.train.destruction);
+    let weights = ClassifierCache::new(&cache, &frozen.cfg, tch::Device::Cpu, "digit", &budget).weights();
+    assert!(weights.exists(), "the trainer stored no classifier at {}", weights.display());
+    SmallCnn::new(3, 10, budget.width, tch::Device::Cpu, 99).save(&weights).unwrap();
     let fresh = DestructionOptions { classifier: budget, ..Default::default() };
     let trained = run_destruction(&frozen, &fresh).unwrap();
     let cached = DestructionOptions { force: true, classifier_cache: Some(cache), ..fresh };
@@ -260,21 +257,6 @@ fn destruction_reuses_the_classifiers_the_trainer_monitor_cached() {
     assert_ne!(reused.tasks["digit"].clean_accuracy, trained.tasks["digit"].clean_accuracy);
     // The photo classifier the trainer cached is the one the analysis trains itself.
     assert_eq!(reused.tasks["photo"], trained.tasks["photo"]);
-}
-
-/// The one cached classifier of `task` in `dir` (its file name ends in a hash of its key).
-fn cached_weights(dir: &std::path::Path, task: &str) -> std::path::PathBuf {
-    let prefix = format!("photos-digits.seed-0.{task}.");
-    let found: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name().unwrap().to_string_lossy().starts_with(&prefix)
-                && p.extension().is_some_and(|e| e == "safetensors")
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "one {task} classifier in {}: {found:?}", dir.display());
-    found[0].clone()
 }
 
 /// A `colour` run's own family is scored beside identity and expert: its views keep the overlay
