@@ -661,4 +661,13 @@ fn cell_tasks_and_a_local_reproduce_exclude_each_other() {
     let out = cell();
     assert!(out.status.success(), "cells run side by side: {}", stderr(&out));
     assert!(run_dir.join("probe.json").exists());
+
+    // A Slurm reproduce goes on beside running tasks, but deletes no results under them.
+    let mut changed = exp.clone();
+    changed["run"]["train"]["lr"] = 0.2.into();
+    let out = run_tiny(tmp.path(), &changed, &["--executor", "slurm", "--rerun-changed"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot be deleted while cells of this experiment are running"), "{err}");
+    assert!(run_dir.join("probe.json").exists(), "{err}");
 }

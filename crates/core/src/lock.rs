@@ -118,7 +118,7 @@ fn write_holder(file: &mut File, path: &Path, holder: &str) -> Result<()> {
 /// processes share" when a shared lock can still be had (a shared lock names nobody). The
 /// probe's shared lock is dropped with its file at once.
 fn describe_holders(path: &Path, wanted: Access) -> String {
-    let shared = wanted == Access::Exclusive && File::open(path).is_ok_and(|f| matches!(f.try_lock_shared(), Ok(())));
+    let shared = wanted == Access::Exclusive && File::open(path).is_ok_and(|f| f.try_lock_shared().is_ok());
     if shared { "other processes share its lock".into() } else { format!("{} holds its lock", describe_holder(path)) }
 }
 

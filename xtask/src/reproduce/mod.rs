@@ -191,47 +191,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     }
     // Held until the study ends; released by the system if this process is killed.
     let _lock = locks::experiment(&exp_dir)?;
-    let cells_lock = take_cells_lock(&exp_dir, args.executor)?;
-    if cells_lock.is_some() {
-        let runs = cells.iter().chain(&outside).map(|c| c.run_dir.as_path());
-        locks::tidy_up(&exp_dir, runs)?;
-    }
-    let mut stale = changed::cells(&exp, &cells)?;
-    if let Some(t) = theory {
-        stale.extend(changed::theory(&exp_dir, t)?);
-    }
-    let stale_outside = changed::cells(&exp, &outside)?;
-    if args.dry_run {
-        write_configs(&exp_dir, &cells)?;
-        write_job_list(&exp_dir, &exp, &cells)?;
-        print_plan(&exp, &exp_dir, &cells, args.no_theory, &stale, &stale_outside);
-        return Ok(());
-    }
-    // Refusals come before anything is written: a refused run leaves configs/ and jobs.json as
-    // they were.
-    if let Some(pat) = &args.only {
-        changed::refuse_outside_only(&exp, pat, &stale_outside)?;
-    }
-    if args.rerun_changed && !stale.is_empty() {
-        ensure!(
-            cells_lock.is_some(),
-            "{}: results of another config cannot be deleted while cells of this experiment are running \
-             (`cargo xtask cell` tasks hold {}); wait for them to end (squeue) or cancel them, then run again",
-            exp_dir.display(),
-            exp_dir.join(locks::CELLS_LOCK).display()
-        );
-    }
-    changed::handle(&exp, &exp_dir, &stale, args.rerun_changed)?;
-    write_configs(&exp_dir, &cells)?;
-    write_job_list(&exp_dir, &exp, &cells)?;
-    // A Slurm array's tasks need the cells lock (shared) to run.
-    let _cells_lock = match args.executor {
-        Executor::Local => cells_lock,
-        Executor::Slurm => {
-            drop(cells_lock);
-            None
-        }
-    };
+    let Some(_cells_lock) = prepare(args, &exp, &exp_dir, &cells, &outside)? else { return Ok(()) };
     match args.executor {
         Executor::Local => {
             run_cells(&exp, &exp_dir, &cells, &bins)?;
@@ -264,6 +224,53 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         bail!("{}", problems.join("; "));
     }
     Ok(())
+}
+
+/// Holding the experiment's lock, before any cell runs: tidies the folder, checks the results on
+/// disk against the experiment (refused, or deleted with `--rerun-changed`), writes the configs
+/// and the job list (a dry run prints its plan and stops: `None`). Returns the cells lock to hold
+/// while the cells run (a local run's; a Slurm array's tasks need it free).
+fn prepare(
+    args: &ReproduceArgs,
+    exp: &Experiment,
+    exp_dir: &Path,
+    cells: &[Cell],
+    outside: &[Cell],
+) -> Result<Option<Option<featdrop_core::lock::DirLock>>> {
+    let cells_lock = take_cells_lock(exp_dir, args.executor)?;
+    if cells_lock.is_some() {
+        locks::tidy_up(exp_dir, cells.iter().chain(outside).map(|c| c.run_dir.as_path()))?;
+    }
+    let mut stale = changed::cells(exp, cells)?;
+    if let Some(t) = exp.theory.as_ref().filter(|_| !args.no_theory) {
+        stale.extend(changed::theory(exp_dir, t)?);
+    }
+    let stale_outside = changed::cells(exp, outside)?;
+    if args.dry_run {
+        write_configs(exp_dir, cells)?;
+        write_job_list(exp_dir, exp, cells)?;
+        print_plan(exp, exp_dir, cells, args.no_theory, &stale, &stale_outside);
+        return Ok(None);
+    }
+    // Refusals come before anything is written: a refused run leaves configs/ and jobs.json as
+    // they were.
+    if let Some(pat) = &args.only {
+        changed::refuse_outside_only(exp, pat, &stale_outside)?;
+    }
+    ensure!(
+        !args.rerun_changed || stale.is_empty() || cells_lock.is_some(),
+        "{}: results of another config cannot be deleted while cells of this experiment are running \
+         (`cargo xtask cell` tasks hold {}); wait for them to end (squeue) or cancel them, then run again",
+        exp_dir.display(),
+        exp_dir.join(locks::CELLS_LOCK).display()
+    );
+    changed::handle(exp, exp_dir, &stale, args.rerun_changed)?;
+    write_configs(exp_dir, cells)?;
+    write_job_list(exp_dir, exp, cells)?;
+    Ok(Some(match args.executor {
+        Executor::Local => cells_lock,
+        Executor::Slurm => None,
+    }))
 }
 
 /// The cells lock (see [`locks`]): a local run holds it throughout and fails without it; a Slurm
