@@ -321,6 +321,12 @@ fn a_changed_config_is_not_skipped_as_finished() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cell = tmp.path().join("runs/tiny/photos+digits/expert/seed-0");
     let probe = std::fs::read(cell.join("probe.json")).unwrap();
+    let exp_dir = tmp.path().join("runs/tiny");
+    let written = || {
+        let config = exp_dir.join("configs/photos+digits__expert__seed-0.json");
+        (std::fs::read(config).unwrap(), std::fs::read(exp_dir.join("jobs.json")).unwrap())
+    };
+    let planned = written();
     exp["run"]["train"]["lr"] = 0.2.into();
     exp["run"]["train"]["epochs"] = 2.into();
     let out = run_tiny(tmp.path(), &exp, &[]);
@@ -333,6 +339,8 @@ fn a_changed_config_is_not_skipped_as_finished() {
     );
     assert!(err.contains("--rerun-changed"), "{err}");
     assert_eq!(std::fs::read(cell.join("probe.json")).unwrap(), probe, "nothing rerun without the flag");
+    // Issue 27.7: the refused run left the configs and the job list of the run it refused to do.
+    assert!(written() == planned, "a refused run rewrote configs/ or jobs.json");
 
     let out = run_tiny(tmp.path(), &exp, &["--rerun-changed"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -344,6 +352,15 @@ fn a_changed_config_is_not_skipped_as_finished() {
     let done: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(cell.join("pretrain.done.json")).unwrap()).unwrap();
     assert_eq!(done["epochs"], 2);
+
+    // Issue 27.4: a finished cell without its config.json escaped the check (it was skipped as
+    // finished and reported under the new config): the config of its results is unknown.
+    std::fs::remove_file(cell.join("config.json")).unwrap();
+    exp["run"]["train"]["lr"] = 0.3.into();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("photos+digits/expert/seed-0") && err.contains("config.json is missing beside"), "{err}");
 }
 
 /// A grid whose data cannot fit in memory is refused before any cell, naming file, cell and field
@@ -435,4 +452,222 @@ fn os_errors_on_the_output_folder_name_the_path() {
         assert!(!out.status.success());
         assert!(err.contains(&out_dir.join("tiny").display().to_string()) && err.contains(says), "{err}");
     }
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 27.3: changed `destruction_args` were not noticed: the old destruction was reported
+/// under the new arguments. Now they are an error naming the field, and `--rerun-changed` redoes
+/// the destruction only (the arguments are recorded beside destruction.json).
+#[test]
+fn changed_destruction_args_are_not_reported_as_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    exp["destruction"] = true.into();
+    exp["destruction_args"] = serde_json::json!(["--epochs", "1", "--width", "8", "--batch-size", "32"]);
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cell = tmp.path().join("runs/tiny/photos+digits/expert/seed-0");
+    let destruction = std::fs::read(cell.join("destruction.json")).unwrap();
+    let pretrained = mtime(&cell.join("pretrain.done.json"));
+
+    exp["destruction_args"][1] = "2".into();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "old destruction results taken as the new arguments': {err}");
+    assert!(
+        err.contains("photos+digits/expert/seed-0") && err.contains(r#"destruction_args ["--epochs","1","#),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(cell.join("destruction.json")).unwrap(), destruction);
+
+    let out = run_tiny(tmp.path(), &exp, &["--rerun-changed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recorded: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("destruction-args.json")).unwrap()).unwrap();
+    assert_eq!(recorded, ["--epochs", "2", "--width", "8", "--batch-size", "32"]);
+    assert!(cell.join("destruction.json").exists());
+    assert_eq!(mtime(&cell.join("pretrain.done.json")), pretrained, "pretraining is not redone");
+}
+
+/// The smallest theory sweep.
+fn tiny_theory(ks: &str) -> serde_json::Value {
+    serde_json::json!([
+        "--p-values",
+        "0",
+        "--ratios",
+        "0.5",
+        "--ks",
+        ks,
+        "--seeds",
+        "0",
+        "--no-infonce",
+        "--no-gd-check",
+        "--no-figures",
+        "--no-progress"
+    ])
+}
+
+/// Issue 27.5: a sweep killed after its outputs but before its arguments were recorded (the old
+/// order) made later changes of `theory` silently ignored. Outputs without their recorded
+/// arguments are now changed, and the arguments are recorded before the sweep runs.
+#[test]
+fn theory_outputs_without_recorded_arguments_are_not_taken_as_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    exp["theory"] = tiny_theory("2");
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let theory = tmp.path().join("runs/tiny/theory");
+    assert!(theory.join("summary.md").exists());
+    // What the kill left: the outputs, no record.
+    std::fs::remove_file(theory.join("reproduce-args.json")).unwrap();
+    exp["theory"] = tiny_theory("3");
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "the changed `theory` was ignored: {err}");
+    assert!(err.contains("theory sweep") && err.contains("theory not recorded"), "{err}");
+
+    let out = run_tiny(tmp.path(), &exp, &["--rerun-changed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(theory.join("reproduce-args.json")).unwrap()).unwrap();
+    assert_eq!(recorded, tiny_theory("3"));
+}
+
+/// Issue 27.6: `--only` with `--rerun-changed` reran the selected cells and wrote a report
+/// mixing them with the other cells' results of the old config, exit 0. Cells outside `--only`
+/// holding results of another config are now refused up front, before anything is deleted.
+#[test]
+fn only_is_refused_when_cells_outside_it_hold_another_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    exp["seeds"] = serde_json::json!([0, 1]);
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seed0 = tmp.path().join("runs/tiny/photos+digits/expert/seed-0");
+    let probe = std::fs::read(seed0.join("probe.json")).unwrap();
+    exp["run"]["train"]["lr"] = 0.2.into();
+    let out = run_tiny(tmp.path(), &exp, &["--only", "seed-0", "--rerun-changed"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a report mixing two configs was written: {err}");
+    assert!(err.contains("--only seed-0: 1 cell(s) outside the selection"), "{err}");
+    assert!(err.contains("photos+digits/expert/seed-1") && err.contains("would mix two configs"), "{err}");
+    assert_eq!(std::fs::read(seed0.join("probe.json")).unwrap(), probe, "nothing deleted or rerun");
+}
+
+/// Issues 27.8 and 27.12: one garbled status record of a finished cell stopped every later
+/// `report` and `reproduce` (with cells pending, after running one of them). It is now rebuilt
+/// from the cell's files, with a warning naming it; and temp files of interrupted writes are
+/// removed when `reproduce` takes the folder's locks.
+#[test]
+fn a_garbled_status_record_and_stale_temp_files_do_not_stop_the_study() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exp_dir = tmp.path().join("runs/tiny");
+    let record = exp_dir.join("status/photos+digits__expert__seed-0.json");
+    std::fs::write(&record, "{\"id\": \"photos+digits/exp").unwrap();
+
+    let report = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["report", "--experiment", "tiny", "--runs"])
+        .arg(tmp.path().join("runs"))
+        .arg("--out")
+        .arg(tmp.path().join("report"))
+        .output()
+        .unwrap();
+    let err = stderr(&report);
+    assert!(report.status.success(), "{err}");
+    assert!(err.contains("photos+digits__expert__seed-0.json: not a cell record"), "{err}");
+
+    // Interrupted writes, by a process that has ended.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = [
+        exp_dir.join(format!("status/photos+digits__expert__seed-0.tmp-{dead}-ThreadId(1)")),
+        exp_dir.join(format!(".jobs.json.{dead}.tmp")),
+        exp_dir.join(format!("configs/.photos+digits__expert__seed-0.json.{dead}.tmp")),
+    ];
+    for p in &stale {
+        std::fs::write(p, "half").unwrap();
+    }
+    // A pending cell besides the finished one.
+    exp["seeds"] = serde_json::json!([0, 1]);
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(exp_dir.join("photos+digits/expert/seed-1/probe.json").exists(), "{err}");
+    let rewritten: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!((&rewritten["id"], &rewritten["state"]), (&"photos+digits/expert/seed-0".into(), &"done".into()));
+    let left: Vec<_> = stale.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "stale temp files left: {left:?}\n{err}");
+    assert!(err.contains("removed 3 stale temp file(s)"), "{err}");
+}
+
+/// Issue 27.15: `cargo xtask cell` (a Slurm task) took no lock, so a local `reproduce` of the
+/// same folder could run beside it. A cell now shares the experiment's cells lock with other
+/// cells and is refused while a local `reproduce` holds it; a local `reproduce` is refused while
+/// cells hold it. (The test holds the lock itself, as the other side would.)
+#[test]
+fn cell_tasks_and_a_local_reproduce_exclude_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment();
+    let out = run_tiny(tmp.path(), &exp, &["--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exp_dir = tmp.path().join("runs/tiny");
+    let lock_file = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(exp_dir.join(".cells.lock"))
+            .unwrap()
+    };
+    let cell = || {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .env("OMP_NUM_THREADS", "1")
+            .args(["cell", "--index", "0", "--bin-dir"])
+            .arg(bin_dir())
+            .arg("--experiment")
+            .arg(tmp.path().join("tiny.json"))
+            .arg("--out")
+            .arg(tmp.path().join("runs"))
+            .output()
+            .unwrap()
+    };
+    let run_dir = exp_dir.join("photos+digits/expert/seed-0");
+
+    let local = lock_file();
+    local.lock().unwrap();
+    let out = cell();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a cell ran beside a local reproduce: {err}");
+    assert!(err.contains("a local `cargo xtask reproduce` is running this experiment's cells"), "{err}");
+    assert!(!run_dir.exists(), "{err}");
+    drop(local);
+
+    let other_cell = lock_file();
+    other_cell.lock_shared().unwrap();
+    let out = run_tiny(tmp.path(), &exp, &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a local reproduce ran beside cell tasks: {err}");
+    assert!(err.contains("other processes share its lock"), "{err}");
+    assert!(!run_dir.exists(), "{err}");
+    let out = cell();
+    assert!(out.status.success(), "cells run side by side: {}", stderr(&out));
+    assert!(run_dir.join("probe.json").exists());
+
+    // A Slurm reproduce goes on beside running tasks, but deletes no results under them.
+    let mut changed = exp.clone();
+    changed["run"]["train"]["lr"] = 0.2.into();
+    let out = run_tiny(tmp.path(), &changed, &["--executor", "slurm", "--rerun-changed"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot be deleted while cells of this experiment are running"), "{err}");
+    assert!(run_dir.join("probe.json").exists(), "{err}");
 }

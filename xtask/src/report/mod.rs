@@ -6,7 +6,8 @@
 //! `destruction.png`; plus `runs/<experiment>/status.json` and `runs/<experiment>/theory/`.
 //! Written: `out/REPORT.md`, `out/results.json`, `out/figures/` (one subfolder per experiment
 //! when the report covers several). Files are replaced atomically, so a report being regenerated
-//! is never seen half-written.
+//! is never seen half-written, and one writer at a time writes a report folder: a second one
+//! (`xtask report` beside a finishing `reproduce`) waits for the first, holding `out/.lock`.
 
 mod figures;
 mod load;
@@ -24,7 +25,10 @@ use std::path::Path;
 
 pub fn write(runs: &Path, out: &Path, experiment: Option<&str>) -> Result<()> {
     let experiments = load_all(runs, experiment)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // Two writers shared the staging folder and temp names below and broke each other's report.
+    let _lock = featdrop_core::lock::DirLock::wait(out, "cargo xtask report")?;
+    let stale = crate::reproduce::tidy::remove_stale_temps(&[out.to_path_buf()])?;
+    crate::reproduce::tidy::report(&stale);
     // Figures are drawn into a staging folder and swapped in whole, so an old figure never
     // survives next to a new report.
     let staging = out.join(".figures.tmp");
@@ -107,8 +111,5 @@ fn swap_in(staging: &Path, target: &Path) -> Result<()> {
 
 /// Writes through a temporary file in the same folder, renamed into place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("moving {} to {}", tmp.display(), path.display()))
+    featdrop_core::io::write_atomic(path, bytes)
 }

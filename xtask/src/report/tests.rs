@@ -357,9 +357,30 @@ fn rerun_replaces_the_report() {
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .filter(|n| n.to_string_lossy().starts_with('.') && n != featdrop_core::lock::LOCK_FILE)
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Issue 27.14: two writers of one report folder at once (`xtask report` beside a finishing
+/// `reproduce`) shared its staging folder and temp files and failed each other; now the second
+/// waits for the first, and every write succeeds with a whole report.
+#[test]
+fn two_writers_of_one_report_folder_both_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    let out = tmp.path().join("report");
+    std::thread::scope(|s| {
+        let writers: Vec<_> =
+            (0..2).map(|_| s.spawn(|| (0..6).try_for_each(|_| write(&runs, &out, Some(EXP))))).collect();
+        for w in writers {
+            w.join().unwrap().unwrap();
+        }
+    });
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(md.contains("### Linear-probe accuracy"), "{md}");
+    assert!(out.join("figures").is_dir() && !out.join(".figures.tmp").exists());
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! `cargo xtask cell`: one cell of a grid by its index — the entry point of each Slurm array task
 //! (`reproduce --executor slurm`), usable anywhere. It runs the cell's steps as the local executor
-//! does and writes the cell's status record.
+//! does and writes the cell's status record. It holds the experiment's cells lock, shared: the
+//! array's tasks run side by side, but not beside a local `reproduce` of the same folder (see
+//! `super::locks`).
 
-use super::cells::{finished, run_one};
+use super::cells::{finished, run_one, write_outcome};
 use super::experiment::Experiment;
 use super::record::{self, Record};
 use super::slurm::log_paths;
@@ -45,6 +47,7 @@ pub fn run_cell(args: &CellArgs) -> Result<()> {
         );
     };
     let exp_dir = out.join(&exp.name);
+    let _lock = super::locks::cell_shared(&exp_dir)?;
     let config = exp_dir.join("configs").join(format!("{}.json", c.id.replace('/', "__")));
     ensure!(
         config.is_file(),
@@ -65,23 +68,18 @@ pub fn run_cell(args: &CellArgs) -> Result<()> {
     }
     // Results made with another config are not "finished" for this one (reproduce reruns them
     // with --rerun-changed before it submits).
-    super::preflight::handle_changed(
-        &exp,
-        &exp_dir,
-        &super::preflight::changed_cells(std::slice::from_ref(c))?,
-        false,
-    )?;
+    super::changed::handle(&exp, &exp_dir, &super::changed::cells(&exp, std::slice::from_ref(c))?, false)?;
     if finished(&exp, c) {
         eprintln!("{}: finished already; nothing to do", c.id);
         return Ok(());
     }
     eprintln!("cell {} (grid index {}) on {}", c.id, args.index, base.node);
     record::write(&exp_dir, &c.id, &Record { state: "running".into(), ..base.clone() })?;
-    let (mut rec, error) = run_one(&exp, &exp_dir, c, &bins, base)?;
+    let (mut rec, error) = run_one(&exp, &exp_dir, c, &bins, base);
     if error.is_some() && rec.executor == "slurm" {
         rec.slurm_state = Some("FAILED".into());
     }
-    record::write(&exp_dir, &c.id, &rec)?;
+    write_outcome(&exp_dir, c, &rec)?;
     match error {
         None => {
             eprintln!("cell {} done in {:.0} s", c.id, rec.seconds);

@@ -2,7 +2,7 @@
 
 use super::experiment::{Cell, Experiment};
 use super::record::{self, Record};
-use super::{Bins, steps};
+use super::{Bins, changed, steps};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
@@ -36,9 +36,26 @@ fn earlier_epochs_probed(c: &Cell) -> bool {
 }
 
 /// Runs one step, appending its output to the cell's log; the error carries what the step said
-/// (its panic message, or the tail of its output).
+/// (its panic message, or the tail of its output). A log that cannot be written (a full disk)
+/// never hides the step's own error: see [`keep_first_cause`].
 pub fn run_step(bins: &Bins, step: &[String], log: &Path) -> Result<()> {
     let out = bins.cmd(&step[0]).args(&step[1..]).output().with_context(|| format!("starting {}", step[0]))?;
+    let logged = append_log(log, step, &out);
+    let outcome = if out.status.success() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{} failed ({}): {}",
+            step[0],
+            out.status,
+            failure_summary(&String::from_utf8_lossy(&out.stderr))
+        ))
+    };
+    keep_first_cause(outcome, logged)
+}
+
+/// Appends a step's command line and output to the log.
+fn append_log(log: &Path, step: &[String], out: &std::process::Output) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -49,16 +66,17 @@ pub fn run_step(bins: &Bins, step: &[String], log: &Path) -> Result<()> {
         f.write_all(&out.stdout)?;
         f.write_all(&out.stderr)
     })()
-    .with_context(|| format!("writing log {}", log.display()))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "{} failed ({}): {}",
-            step[0],
-            out.status,
-            failure_summary(&String::from_utf8_lossy(&out.stderr))
-        );
+    .with_context(|| format!("writing log {}", log.display()))
+}
+
+/// A step's own error comes first; a failure to log it (a full disk fails both) is added after
+/// it, never put in its place. After a step that succeeded, the log's failure is the error.
+fn keep_first_cause(outcome: Result<()>, logged: Result<()>) -> Result<()> {
+    match (outcome, logged) {
+        (Err(e), Err(l)) => Err(anyhow::anyhow!("{e:#} (its output could not be logged either: {l:#})")),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
     }
-    Ok(())
 }
 
 /// What a failed step said, in one line for `status.json`: a panic's message and place (which
@@ -83,17 +101,13 @@ fn say(bar: &ProgressBar, line: String) {
 }
 
 /// Runs one cell's steps; returns its record (`base` filled in with the outcome) and the error.
-pub fn run_one(
-    exp: &Experiment,
-    exp_dir: &Path,
-    c: &Cell,
-    bins: &Bins,
-    base: Record,
-) -> Result<(Record, Option<String>)> {
-    std::fs::create_dir_all(&c.run_dir).with_context(|| format!("creating {}", c.run_dir.display()))?;
+/// Whatever goes wrong in the cell is its error, in its record: nothing here stops the others.
+pub fn run_one(exp: &Experiment, exp_dir: &Path, c: &Cell, bins: &Bins, base: Record) -> (Record, Option<String>) {
     let log = c.run_dir.join("log.txt");
     let t0 = Instant::now();
-    let result = steps(exp, c, exp_dir).iter().try_for_each(|s| run_step(bins, s, &log));
+    let result = std::fs::create_dir_all(&c.run_dir)
+        .with_context(|| format!("creating {}", c.run_dir.display()))
+        .and_then(|()| steps(exp, c, exp_dir).iter().try_for_each(|s| run_cell_step(exp, c, bins, s, &log)));
     let error = result.err().map(|e| format!("{e:#}"));
     let mut logs = vec![log];
     logs.extend(base.logs.iter().cloned());
@@ -105,7 +119,25 @@ pub fn run_one(
         error: error.clone(),
         ..base
     };
-    Ok((rec, error))
+    (rec, error)
+}
+
+/// One step of a cell. The destruction's arguments are recorded before it runs, so its
+/// `destruction.json` is never without them (see `super::changed`).
+fn run_cell_step(exp: &Experiment, c: &Cell, bins: &Bins, step: &[String], log: &Path) -> Result<()> {
+    if step.get(1).is_some_and(|a| a == "destruction") {
+        changed::record_args(&c.run_dir.join(changed::DESTRUCTION_ARGS), &exp.destruction_args)?;
+    }
+    run_step(bins, step, log)
+}
+
+/// Writes a cell's final record. A record that cannot be written (a full disk) is an error that
+/// still begins with how the cell itself ended.
+pub fn write_outcome(exp_dir: &Path, c: &Cell, rec: &Record) -> Result<()> {
+    record::write(exp_dir, &c.id, rec).with_context(|| match &rec.error {
+        Some(e) => format!("cell {} failed: {e}; and its status record could not be written", c.id),
+        None => format!("cell {} is done, but its status record could not be written", c.id),
+    })
 }
 
 /// Runs every unfinished cell; returns how many failed. Each outcome is the cell's own record
@@ -125,7 +157,7 @@ pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins) 
         }
         bar.set_message(c.id.clone());
         let base = Record { executor: "local".into(), node: record::node_name(), ..Default::default() };
-        let (rec, error) = run_one(exp, exp_dir, c, bins, base)?;
+        let (rec, error) = run_one(exp, exp_dir, c, bins, base);
         let secs = rec.seconds;
         match error {
             None => say(&bar, format!("done {} in {secs:.0} s", c.id)),
@@ -134,17 +166,13 @@ pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins) 
                 say(&bar, format!("FAILED {} after {secs:.0} s: {e}", c.id));
             }
         }
-        record::write(exp_dir, &c.id, &rec)?;
+        write_outcome(exp_dir, c, &rec)?;
         record::assemble(exp_dir)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(failed)
 }
-
-/// The file next to `theory.json` that records the experiment's `theory` arguments it was made
-/// with (so a changed list is not mistaken for finished).
-pub const THEORY_ARGS: &str = "reproduce-args.json";
 
 /// The theory sweep's command.
 pub fn theory_step(exp_dir: &Path, extra: &[String]) -> Vec<String> {
@@ -166,8 +194,9 @@ pub fn run_theory(exp_dir: &Path, extra: &[String], bins: &Bins) -> Result<()> {
         return Ok(());
     }
     eprintln!("theory sweep…");
-    run_step(bins, &theory_step(exp_dir, extra), &exp_dir.join("theory.log"))?;
-    featdrop_core::io::write_json_atomic(&out.join(THEORY_ARGS), extra)
+    // Recorded first: outputs are never without the arguments that made them (see `changed`).
+    changed::record_args(&out.join(changed::THEORY_ARGS), extra)?;
+    run_step(bins, &theory_step(exp_dir, extra), &exp_dir.join("theory.log"))
 }
 
 #[cfg(test)]
@@ -221,5 +250,55 @@ mod tests {
         assert!(!finished(&exp, c), "epoch 75 is not probed yet");
         probe(serde_json::json!({"10": {"tasks": task}, "75": {"tasks": task}}));
         assert!(finished(&exp, c));
+    }
+
+    /// A `Bins` of one shell script named `name`.
+    fn script_bins(dir: &Path, name: &str, body: &str) -> Bins {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Bins { dir: dir.to_path_buf() }
+    }
+
+    /// Issue 27.23: on a full disk (`/dev/full` as the log) a step's own error used to be replaced
+    /// by "writing log …: No space left on device"; now it comes first, the log's failure after.
+    #[test]
+    fn a_full_disk_does_not_hide_the_steps_own_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let full = Path::new("/dev/full");
+        let bins =
+            script_bins(tmp.path(), "featdrop-fail", "echo 'error: saving epoch-0001: No space left' >&2; exit 1");
+        let e = format!("{:#}", run_step(&bins, &["featdrop-fail".into()], full).unwrap_err());
+        assert!(e.starts_with("featdrop-fail failed (exit status: 1): error: saving epoch-0001: No space left"), "{e}");
+        assert!(e.contains("(its output could not be logged either: writing log /dev/full"), "{e}");
+        let log = tmp.path().join("log.txt");
+        let e = format!("{:#}", run_step(&bins, &["featdrop-fail".into()], &log).unwrap_err());
+        assert!(!e.contains("logged"), "{e}");
+        let bins = script_bins(tmp.path(), "featdrop-ok", "echo fine");
+        let e = format!("{:#}", run_step(&bins, &["featdrop-ok".into()], full).unwrap_err());
+        assert!(e.starts_with("writing log /dev/full"), "a step's lost output is an error of its own: {e}");
+        run_step(&bins, &["featdrop-ok".into()], &log).unwrap();
+    }
+
+    /// Issue 27.23: a status record that cannot be written keeps the cell's own error first.
+    #[test]
+    fn an_unwritable_record_keeps_the_cells_error_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = Experiment::load(&crate::paths::repo_root().join("experiments/smoke.json")).unwrap();
+        let c = &exp.cells(tmp.path(), None).unwrap()[0];
+        // The records' folder cannot be made: a plain file is in the way.
+        std::fs::write(tmp.path().join("status"), "x").unwrap();
+        let rec = Record {
+            state: "failed".into(),
+            error: Some("featdrop-train failed: disk full".into()),
+            ..Default::default()
+        };
+        let e = format!("{:#}", write_outcome(tmp.path(), c, &rec).unwrap_err());
+        let first = format!(
+            "cell {} failed: featdrop-train failed: disk full; and its status record could not be written",
+            c.id
+        );
+        assert!(e.starts_with(&first), "{e}");
     }
 }

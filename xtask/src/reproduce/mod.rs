@@ -10,16 +10,18 @@
 //! ends when it ends, however it ends — no orphaned trainer goes on writing a run directory.
 
 pub mod cell;
+pub mod changed;
 pub mod experiment;
+pub mod locks;
 pub mod preflight;
 pub mod record;
 pub mod slurm;
+pub mod tidy;
 
 use crate::{libtorch, paths};
 use anyhow::{Context, Result, bail, ensure};
 use experiment::{Cell, Experiment};
 use featdrop_core::io::write_json_atomic;
-use featdrop_core::lock::DirLock;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -175,9 +177,10 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let exp = Experiment::load(&exp_path)?;
     eprintln!("experiment `{}` ({}): {why}", exp.name, exp_path.display());
     let out = absolute(&args.out);
-    let mut cells = exp.cells(&out, args.device.as_deref())?;
+    let grid = exp.cells(&out, args.device.as_deref())?;
+    let (cells, outside): (Vec<Cell>, Vec<Cell>) =
+        grid.into_iter().partition(|c| args.only.as_deref().is_none_or(|pat| c.id.contains(pat)));
     if let Some(pat) = &args.only {
-        cells.retain(|c| c.id.contains(pat.as_str()));
         ensure!(!cells.is_empty(), "--only {pat}: no cell of `{}` matches", exp.name);
     }
     let exp_dir = out.join(&exp.name);
@@ -187,18 +190,8 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         preflight::check_memory(&exp, &cells)?;
     }
     // Held until the study ends; released by the system if this process is killed.
-    let _lock = DirLock::acquire(&exp_dir, "cargo xtask reproduce")?;
-    let mut changed = preflight::changed_cells(&cells)?;
-    if let Some(t) = theory {
-        changed.extend(preflight::changed_theory(&exp_dir, t)?);
-    }
-    write_configs(&exp_dir, &cells)?;
-    write_job_list(&exp_dir, &exp, &cells)?;
-    if args.dry_run {
-        print_plan(&exp, &exp_dir, &cells, args.no_theory, &changed);
-        return Ok(());
-    }
-    preflight::handle_changed(&exp, &exp_dir, &changed, args.rerun_changed)?;
+    let _lock = locks::experiment(&exp_dir)?;
+    let Some(_cells_lock) = prepare(args, &exp, &exp_dir, &cells, &outside)? else { return Ok(()) };
     match args.executor {
         Executor::Local => {
             run_cells(&exp, &exp_dir, &cells, &bins)?;
@@ -231,6 +224,67 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         bail!("{}", problems.join("; "));
     }
     Ok(())
+}
+
+/// Holding the experiment's lock, before any cell runs: tidies the folder, checks the results on
+/// disk against the experiment (refused, or deleted with `--rerun-changed`), writes the configs
+/// and the job list (a dry run prints its plan and stops: `None`). Returns the cells lock to hold
+/// while the cells run (a local run's; a Slurm array's tasks need it free).
+fn prepare(
+    args: &ReproduceArgs,
+    exp: &Experiment,
+    exp_dir: &Path,
+    cells: &[Cell],
+    outside: &[Cell],
+) -> Result<Option<Option<featdrop_core::lock::DirLock>>> {
+    let cells_lock = take_cells_lock(exp_dir, args.executor)?;
+    if cells_lock.is_some() {
+        locks::tidy_up(exp_dir, cells.iter().chain(outside).map(|c| c.run_dir.as_path()))?;
+    }
+    let mut stale = changed::cells(exp, cells)?;
+    if let Some(t) = exp.theory.as_ref().filter(|_| !args.no_theory) {
+        stale.extend(changed::theory(exp_dir, t)?);
+    }
+    let stale_outside = changed::cells(exp, outside)?;
+    if args.dry_run {
+        write_configs(exp_dir, cells)?;
+        write_job_list(exp_dir, exp, cells)?;
+        print_plan(exp, exp_dir, cells, args.no_theory, &stale, &stale_outside);
+        return Ok(None);
+    }
+    // Refusals come before anything is written: a refused run leaves configs/ and jobs.json as
+    // they were.
+    if let Some(pat) = &args.only {
+        changed::refuse_outside_only(exp, pat, &stale_outside)?;
+    }
+    ensure!(
+        !args.rerun_changed || stale.is_empty() || cells_lock.is_some(),
+        "{}: results of another config cannot be deleted while cells of this experiment are running \
+         (`cargo xtask cell` tasks hold {}); wait for them to end (squeue) or cancel them, then run again",
+        exp_dir.display(),
+        exp_dir.join(locks::CELLS_LOCK).display()
+    );
+    changed::handle(exp, exp_dir, &stale, args.rerun_changed)?;
+    write_configs(exp_dir, cells)?;
+    write_job_list(exp_dir, exp, cells)?;
+    Ok(Some(match args.executor {
+        Executor::Local => cells_lock,
+        Executor::Slurm => None,
+    }))
+}
+
+/// The cells lock (see [`locks`]): a local run holds it throughout and fails without it; a Slurm
+/// run takes it if no cell task holds it (to tidy, and to delete changed results), else goes on
+/// without it.
+fn take_cells_lock(exp_dir: &Path, executor: Executor) -> Result<Option<featdrop_core::lock::DirLock>> {
+    match (locks::cells_exclusive(exp_dir), executor) {
+        (Ok(lock), _) => Ok(Some(lock)),
+        (Err(e), Executor::Local) => Err(e),
+        (Err(e), Executor::Slurm) => {
+            eprintln!("note: {e:#}; stale temp files and unreadable status records are left for later");
+            Ok(None)
+        }
+    }
 }
 
 /// "N cell(s) failed: …" for the cells left unfinished once every cell has run, or nothing.
@@ -308,7 +362,14 @@ fn write_job_list(exp_dir: &Path, exp: &Experiment, cells: &[Cell]) -> Result<()
 }
 
 /// `--dry-run`: what a real invocation would do, on stdout.
-fn print_plan(exp: &Experiment, exp_dir: &Path, cells: &[Cell], no_theory: bool, changed: &[preflight::Changed]) {
+fn print_plan(
+    exp: &Experiment,
+    exp_dir: &Path,
+    cells: &[Cell],
+    no_theory: bool,
+    changed: &[changed::Changed],
+    outside: &[changed::Changed],
+) {
     let done = cells.iter().filter(|c| cells::finished(exp, c)).count();
     println!(
         "plan for experiment `{}`: {} cell(s), {done} finished, {} to run",
@@ -322,6 +383,13 @@ fn print_plan(exp: &Experiment, exp_dir: &Path, cells: &[Cell], no_theory: bool,
     }
     for c in changed {
         println!("  changed   {}: {} (a run stops here; --rerun-changed reruns it)", c.id, c.fields.join(", "));
+    }
+    for c in outside {
+        println!(
+            "  changed   {} (outside --only): {} (a run stops here: the report would mix configs)",
+            c.id,
+            c.fields.join(", ")
+        );
     }
     let theory = if exp.theory.is_some() && !no_theory { "then the theory sweep, " } else { "" };
     println!("{theory}then the report");

@@ -43,6 +43,9 @@ pub struct Record {
     /// Why it failed, with the tail of its log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How the record came to be when no run wrote it (rebuilt from the cell's files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The records' folder.
@@ -79,35 +82,85 @@ struct RecordFile {
     record: Record,
 }
 
-/// One cell's record, if it has one.
+/// One cell's record, if it has one (rebuilt from the cell's files if it does not parse).
 pub fn read(exp_dir: &Path, id: &str) -> Result<Option<Record>> {
     let p = path(exp_dir, id);
     match std::fs::read_to_string(&p) {
-        Ok(text) => {
-            let f: RecordFile =
-                serde_json::from_str(&text).with_context(|| format!("{}: not a cell record", p.display()))?;
-            Ok(Some(f.record))
-        }
+        Ok(text) => Ok(Some(parse_or_rebuild(exp_dir, &p, &text).1)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
     }
 }
 
-/// Every record of the experiment, by cell id (temp files of writers at work are not records).
-pub fn read_all(exp_dir: &Path) -> Result<BTreeMap<String, Record>> {
-    let mut out = BTreeMap::new();
+/// A record file's cell id and record. One that does not parse (a disk fault; writes are
+/// atomic) is not the end of every later `reproduce` and `report`: it is rebuilt from the cell's
+/// run directory, as `status.json` is from the records, with a warning naming it. Returns
+/// whether it was rebuilt.
+fn parse_or_rebuild(exp_dir: &Path, p: &Path, text: &str) -> (String, Record, bool) {
+    match serde_json::from_str::<RecordFile>(text) {
+        Ok(f) => (f.id, f.record, false),
+        Err(e) => {
+            // The file's name is the cell id with `/` as `__` (see `path`).
+            let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+            let id = stem.replace("__", "/");
+            let rec = rebuild(exp_dir, &id, &format!("{}: not a cell record ({e})", p.display()));
+            eprintln!(
+                "warning: {}; rebuilt from {} as `{}`",
+                rec.note.as_deref().unwrap_or_default(),
+                exp_dir.join(&id).display(),
+                rec.state
+            );
+            (id, rec, true)
+        }
+    }
+}
+
+/// A cell's record made from its run directory: `done` when it holds a finished run
+/// (`pretrain.done.json` and `probe.json`), else `failed` with why nothing better is known.
+pub fn rebuild(exp_dir: &Path, id: &str, why: &str) -> Record {
+    let run = exp_dir.join(id);
+    let finished = ["pretrain.done.json", "probe.json"].iter().all(|f| run.join(f).is_file());
+    let note = Some(format!("{why}; rebuilt from the cell's files"));
+    if finished {
+        return Record { state: "done".into(), note, ..Default::default() };
+    }
+    let error = format!("its record was lost ({why}) and {} holds no finished run", run.display());
+    Record { state: "failed".into(), error: Some(error), note, ..Default::default() }
+}
+
+/// Every record of the experiment, by cell id (temp files of writers at work are not records),
+/// each unreadable one rebuilt (see [`parse_or_rebuild`]); and the ids of those rebuilt.
+fn scan(exp_dir: &Path) -> Result<(BTreeMap<String, Record>, Vec<String>)> {
+    let (mut out, mut rebuilt) = (BTreeMap::new(), Vec::new());
     let d = dir(exp_dir);
-    let Ok(entries) = std::fs::read_dir(&d) else { return Ok(out) };
+    let Ok(entries) = std::fs::read_dir(&d) else { return Ok((out, rebuilt)) };
     for entry in entries {
         let p = entry?.path();
         if p.extension().is_some_and(|e| e == "json") {
             let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-            let f: RecordFile =
-                serde_json::from_str(&text).with_context(|| format!("{}: not a cell record", p.display()))?;
-            out.insert(f.id, f.record);
+            let (id, rec, was_rebuilt) = parse_or_rebuild(exp_dir, &p, &text);
+            if was_rebuilt {
+                rebuilt.push(id.clone());
+            }
+            out.insert(id, rec);
         }
     }
-    Ok(out)
+    Ok((out, rebuilt))
+}
+
+/// Every record of the experiment, by cell id; unreadable ones rebuilt in memory.
+pub fn read_all(exp_dir: &Path) -> Result<BTreeMap<String, Record>> {
+    Ok(scan(exp_dir)?.0)
+}
+
+/// Writes the rebuilt record over each unreadable one; returns their cell ids. Only for a process
+/// that keeps the cells' own writers out (it might otherwise replace a record a cell just wrote).
+pub fn repair(exp_dir: &Path) -> Result<Vec<String>> {
+    let (all, rebuilt) = scan(exp_dir)?;
+    for id in &rebuilt {
+        write(exp_dir, id, &all[id])?;
+    }
+    Ok(rebuilt)
 }
 
 /// Writes `status.json` (cell id → record) from the records, atomically; returns what it wrote.
@@ -189,13 +242,40 @@ mod tests {
         assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
     }
 
+    /// Issue 27.8: a garbled record no longer fails every reader: it is rebuilt from the cell's
+    /// files (done when they hold a finished run, failed with why otherwise), and `repair` writes
+    /// the rebuilt one back.
     #[test]
-    fn a_missing_record_is_none_and_a_garbled_one_is_an_error_naming_it() {
+    fn a_missing_record_is_none_and_a_garbled_one_is_rebuilt_from_the_cells_files() {
         let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(read(tmp.path(), "a/b/seed-0").unwrap(), None);
-        std::fs::create_dir_all(dir(tmp.path())).unwrap();
-        std::fs::write(path(tmp.path(), "a/b/seed-0"), "{").unwrap();
-        let e = format!("{:#}", read_all(tmp.path()).unwrap_err());
-        assert!(e.contains("a__b__seed-0.json: not a cell record"), "{e}");
+        let exp_dir = tmp.path();
+        assert_eq!(read(exp_dir, "a/b/seed-0").unwrap(), None);
+        std::fs::create_dir_all(dir(exp_dir)).unwrap();
+        let run = exp_dir.join("a/b/seed-0");
+        std::fs::create_dir_all(&run).unwrap();
+        for f in ["pretrain.done.json", "probe.json"] {
+            std::fs::write(run.join(f), "{}").unwrap();
+        }
+        std::fs::write(path(exp_dir, "a/b/seed-0"), "{").unwrap();
+        std::fs::write(path(exp_dir, "a/b/seed-1"), "\0\0\0").unwrap();
+        write(exp_dir, "a/c/seed-0", &Record { state: "failed".into(), ..Default::default() }).unwrap();
+
+        let all = assemble(exp_dir).unwrap();
+        assert_eq!(all.len(), 3);
+        let (done, lost) = (&all["a/b/seed-0"], &all["a/b/seed-1"]);
+        assert_eq!(done.state, "done");
+        assert!(done.note.as_deref().unwrap().contains("a__b__seed-0.json: not a cell record"), "{done:?}");
+        assert_eq!(lost.state, "failed");
+        assert!(lost.error.as_deref().unwrap().contains("holds no finished run"), "{lost:?}");
+        assert_eq!(all["a/c/seed-0"].state, "failed", "a readable record is kept as it is");
+        assert_eq!(read(exp_dir, "a/b/seed-0").unwrap().as_ref(), Some(done));
+
+        let mut repaired = repair(exp_dir).unwrap();
+        repaired.sort();
+        assert_eq!(repaired, ["a/b/seed-0", "a/b/seed-1"]);
+        let text = std::fs::read_to_string(path(exp_dir, "a/b/seed-0")).unwrap();
+        let f: RecordFile = serde_json::from_str(&text).unwrap();
+        assert_eq!((f.id.as_str(), &f.record), ("a/b/seed-0", done));
+        assert!(repair(exp_dir).unwrap().is_empty(), "nothing left to repair");
     }
 }
