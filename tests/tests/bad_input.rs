@@ -354,3 +354,113 @@ fn a_broken_font_or_experiment_file_is_named_in_its_error() {
     }
     assert!(!out.exists(), "nothing may be written for a broken experiment file");
 }
+
+/// A good audio folder: speakers 1 (train) and 5 (test), two short clips each, and noise.
+fn audio_folder(dir: &Path) {
+    write_noise(dir, 52_000);
+    write_speaker(dir, TRAIN_SPEAKER, 2, 4_000);
+    write_speaker(dir, TEST_SPEAKER, 2, 4_000);
+}
+
+/// `featdrop-train` building `speech+noise` from `dir` (a view preview: the dataset is built,
+/// nothing is trained), the folder given as `--audio-dir`, featdrop-data's name for it.
+fn train_audio(dir: &Path, png: &Path) -> Command {
+    let mut c = Command::new(bin("featdrop-train"));
+    c.args(["-q", "--dataset", "speech+noise", "--encoder", "small", "--width", "8", "--audio-dir"])
+        .arg(dir)
+        .arg("--preview-views")
+        .arg(png);
+    c
+}
+
+/// Issue 27.16: a WAV header with sample rate 0 crashed both binaries (exit 101, symphonia's
+/// `TimeBase` assertion, no file named). Issue 27.22: `featdrop-train --audio-dir` was an
+/// unknown flag; it is accepted as featdrop-data's name of `--data-dir`.
+#[test]
+fn a_wav_with_sample_rate_0_is_an_error_naming_it_in_both_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    audio_folder(dir.path());
+    let noise = dir.path().join("noise/traffic.wav");
+    let mut b = std::fs::read(&noise).unwrap();
+    b[24..32].fill(0); // sample rate and byte rate
+    std::fs::write(&noise, b).unwrap();
+    let needles = ["noise/traffic.wav", "sample rate 0 Hz", "expected 8000–384000 Hz"];
+    fails_with(&mut audio_stats(dir.path()), &needles);
+    let png = dir.path().join("views.png");
+    fails_with(&mut train_audio(dir.path(), &png), &needles);
+    assert!(!png.exists());
+}
+
+/// Issue 27.17: a silent noise recording left a noise class without noise; 27.18: `05/` beside
+/// `5/` loaded speaker 5 twice.
+#[test]
+fn a_silent_noise_recording_or_a_speaker_folder_twice_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    audio_folder(dir.path());
+    write_wav(&dir.path().join("noise/machinery.wav"), &vec![0.0; 52_000], RATE);
+    fails_with(&mut audio_stats(dir.path()), &["noise/machinery.wav: the noise recording is silent"]);
+    write_noise(dir.path(), 52_000);
+    let (a, b) = (dir.path().join("05"), dir.path().join("5"));
+    std::fs::create_dir(&b).unwrap();
+    std::fs::copy(a.join("0_05_0.wav"), b.join("0_5_1.wav")).unwrap();
+    let both = format!("{} and {}", a.display(), b.display());
+    fails_with(&mut audio_stats(dir.path()), &[&both, "both are the folder of speaker 5"]);
+}
+
+/// Issue 27.22: a complete WAV whose sizes are 0xFFFFFFFF (ffmpeg writing to a pipe) was
+/// "truncated"; it loads. A 0-byte clip was "no suitable format reader".
+#[test]
+fn a_piped_wav_loads_and_an_empty_one_is_called_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    audio_folder(dir.path());
+    let babble = dir.path().join("noise/babble.wav");
+    let mut b = std::fs::read(&babble).unwrap();
+    let data = b.windows(4).position(|w| w == b"data").unwrap();
+    b[4..8].fill(0xFF);
+    b[data + 4..data + 8].fill(0xFF);
+    std::fs::write(&babble, b).unwrap();
+    let out = audio_stats(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.path().join("01/1_01_0.wav"), b"").unwrap();
+    fails_with(&mut audio_stats(dir.path()), &["01/1_01_0.wav", "an empty file (0 bytes)"]);
+}
+
+/// Issue 27.19: MNIST images of 14 × 56 (the bytes of 28 × 28) were accepted, every digit garbled.
+#[test]
+fn mnist_images_that_are_not_28_by_28_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnist = dir.path().join("mnist");
+    std::fs::create_dir_all(&mnist).unwrap();
+    let mut images = 0x803u32.to_be_bytes().to_vec();
+    [20u32, 14, 56].iter().for_each(|d| images.extend(d.to_be_bytes()));
+    images.extend((0..20 * 784).map(|i| (i % 251) as u8));
+    std::fs::write(mnist.join("train-images-idx3-ubyte"), images).unwrap();
+    std::fs::write(mnist.join("train-labels-idx1-ubyte"), idx(20, false)).unwrap();
+    let mut cmd = data();
+    cmd.args(["-q", "stats", "--dataset", "photos+digits", "--data-dir"]).arg(dir.path());
+    fails_with(&mut cmd, &["train-images-idx3-ubyte", "expected 28×28 images (MNIST), found 14×56"]);
+}
+
+/// Issue 27.20: the loaders searched beside the folder given, so `--data-dir …/audio` for
+/// `photos+digits` and `--audio-dir …/cifar-10-batches-bin` for `speech+noise` loaded sibling
+/// folders. The folder named is the folder used; the error says where it looked. 27.22: a data
+/// folder that does not exist is said not to exist.
+#[test]
+fn a_named_data_folder_is_the_one_used_not_its_siblings() {
+    let raw = tempfile::tempdir().unwrap();
+    let (audio, mnist, cifar) =
+        (raw.path().join("audio"), raw.path().join("mnist"), raw.path().join("cifar-10-batches-bin"));
+    audio_folder(&audio);
+    std::fs::create_dir_all(&mnist).unwrap();
+    std::fs::write(mnist.join("train-images-idx3-ubyte"), idx(20, true)).unwrap();
+    std::fs::write(mnist.join("train-labels-idx1-ubyte"), idx(20, false)).unwrap();
+    std::fs::create_dir_all(&cifar).unwrap();
+    let mut digits = data();
+    digits.args(["-q", "stats", "--dataset", "photos+digits", "--data-dir"]).arg(&audio);
+    let err = fails_with(&mut digits, &["no MNIST", &audio.join("mnist").display().to_string()]);
+    assert!(!err.contains(&mnist.display().to_string()), "the sibling was searched:\n{err}");
+    let err = fails_with(&mut audio_stats(&cifar), &["no audio folder", &cifar.join("audio").display().to_string()]);
+    assert!(!err.contains(&format!("{}/noise", audio.display())), "the sibling was used:\n{err}");
+    let nowhere = raw.path().join("nowhere");
+    fails_with(&mut audio_stats(&nowhere), &[&nowhere.display().to_string(), "the data folder given does not exist"]);
+}

@@ -63,8 +63,9 @@ struct Cli {
     /// Data source (data.source).
     #[arg(long, value_enum)]
     source: Option<Source>,
-    /// Folder of real data (data.data_dir; implies --source real); for speech+noise the audio folder.
-    #[arg(long, value_name = "DIR")]
+    /// Folder of real data (data.data_dir; implies --source real); for speech+noise the audio
+    /// folder, which may also be given as --audio-dir (featdrop-data's name for it).
+    #[arg(long, value_name = "DIR", visible_alias = "audio-dir")]
     data_dir: Option<PathBuf>,
     /// TTF/OTF font for the letters of real data (data.font).
     #[arg(long, value_name = "FILE")]

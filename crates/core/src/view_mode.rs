@@ -122,15 +122,22 @@ impl FromStr for ViewMode {
         let dropout = match p {
             None => None,
             Some(p) => {
-                let p: f64 = p.parse().map_err(|_| bad())?;
-                if !(0.0..=1.0).contains(&p) {
-                    return Err(format!("view mode `{s}`: p = {p} is outside [0, 1]; accepted: {ACCEPTED}"));
-                }
-                Some(p)
+                p.parse::<f64>().map_err(|_| bad())?;
+                Some(parse_dropout(p).map_err(|e| format!("view mode `{s}`: {e}; accepted: {ACCEPTED}"))?)
             }
         };
         Ok(Self { base, dropout })
     }
+}
+
+/// Parses a feature-dropout probability `p` (of `dropout:<p>`, or a tool's `--dropout`): a number
+/// in [0, 1]. The one check of that range, so every command line refuses the same values.
+pub fn parse_dropout(text: &str) -> Result<f64, String> {
+    let p: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number (a probability in [0, 1])"))?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(format!("p = {p} is outside [0, 1]"));
+    }
+    Ok(p)
 }
 
 impl Serialize for ViewMode {

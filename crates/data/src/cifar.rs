@@ -46,8 +46,12 @@ pub fn parse_cifar(bytes: &[u8], name: &str, records: usize) -> Result<(Tensor, 
     Ok((Tensor::from_slice(&pixels).view([records as i64, 3, 32, 32]), Tensor::from_slice(&labels)))
 }
 
-/// Checks that `dir` holds every file of `names`, naming all missing ones at once.
+/// Checks that `dir` holds every file of `names`, naming all missing ones at once (a folder in
+/// place of one is an error naming it, not a missing file).
 pub fn ensure_files(dir: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        crate::files::first_file(&[dir.join(name)])?;
+    }
     let missing: Vec<&str> = names.iter().copied().filter(|n| !dir.join(n).is_file()).collect();
     ensure!(
         missing.is_empty(),
@@ -77,9 +81,10 @@ pub fn load_cifar(dir: &Path, names: &[&str], records: usize) -> Result<(Tensor,
 }
 
 /// Whether `dir` looks like an extracted `cifar-10-batches-bin/` folder: it holds any of the
-/// release's files (a missing one is then named by [`load_cifar`], not taken for no folder).
+/// release's files (a missing one is then named by [`load_cifar`], not taken for no folder; so is
+/// a folder in place of one).
 pub fn has_cifar(dir: &Path) -> bool {
-    TRAIN_FILES.iter().chain([&TEST_FILE]).any(|f| dir.join(f).is_file())
+    TRAIN_FILES.iter().chain([&TEST_FILE]).any(|f| crate::files::entry(&dir.join(f)) != crate::files::Entry::Missing)
 }
 
 #[cfg(test)]
@@ -122,5 +127,9 @@ mod tests {
         assert!(e.contains("missing CIFAR-10 file data_batch_1.bin (") && !e.contains("data_batch_2.bin ("), "{e}");
         let e = load_cifar(dir.path(), &[TEST_FILE], 1).unwrap_err().to_string();
         assert!(e.contains("missing CIFAR-10 file test_batch.bin"), "{e}");
+        // Issue 27.22: a folder named like the file was "missing".
+        std::fs::create_dir(dir.path().join(TEST_FILE)).unwrap();
+        let e = load_cifar(dir.path(), &[TEST_FILE], 1).unwrap_err().to_string();
+        assert!(e.contains("test_batch.bin: a folder where a file is expected"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::glyphs::{self, GlyphBank};
 use crate::overlay::{Overlay, OverlayDraw, OverlayKind, SYNTHETIC_LETTER_CONTRAST};
-use crate::{MultiTaskDataset, Pair, cifar, photos, ttf, with_seed};
+use crate::{MultiTaskDataset, Pair, cifar, files, photos, ttf, with_seed};
 use anyhow::{Result, bail, ensure};
 use featdrop_core::{Batch, Modality, Seeds, Split, Stream, TaskSet, catalogue};
 use std::path::{Path, PathBuf};
@@ -252,12 +252,18 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Finds the folder holding a dataset's files: `dir` itself, `dir/sub`, or `sub` next to `dir`
-/// (so pointing at `data/raw/cifar-10-batches-bin` still finds `data/raw/mnist`).
-fn locate(dir: &Path, sub: &str, ok: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-    let sibling = dir.parent().map(|p| p.join(sub));
-    [Some(dir.to_path_buf()), Some(dir.join(sub)), sibling].into_iter().flatten().find(|p| ok(p))
+/// The real-data folder of `spec` and whether the user named it (then it is authoritative:
+/// [`crate::files::locate`]).
+fn data_dir(spec: &DatasetSpec) -> (PathBuf, bool) {
+    match &spec.data_dir {
+        Some(d) => (d.clone(), true),
+        None => (default_data_dir(), false),
+    }
 }
+
+/// What to do when a real dataset's files are not found.
+const FETCH_HINT: &str = "run `cargo xtask fetch`, or pass --data-dir naming data/raw (holding cifar-10-batches-bin/ \
+                          and mnist/) or one of those folders";
 
 /// Takes the first `n` examples (0 = all), or errors when fewer exist.
 fn take(images: Tensor, labels: Tensor, n: usize, what: &str) -> Result<Photos> {
@@ -281,14 +287,9 @@ fn load_photos(spec: &DatasetSpec, seeds: &Seeds, sources: &mut Vec<String>) -> 
             Ok((Photos { images: xtr, labels: ytr }, Photos { images: xte, labels: yte }, names))
         }
         Source::Real => {
-            let dir = spec.data_dir.clone().unwrap_or_else(default_data_dir);
-            let Some(found) = locate(&dir, "cifar-10-batches-bin", cifar::has_cifar) else {
-                bail!(
-                    "{}: no CIFAR-10 binary files (data_batch_1.bin …) there or in its cifar-10-batches-bin/; \
-                     run `cargo xtask fetch` or pass --data-dir",
-                    dir.display()
-                );
-            };
+            let (dir, given) = data_dir(spec);
+            let missing = "no CIFAR-10 binary files (data_batch_1.bin …)";
+            let found = files::locate(&dir, given, "cifar-10-batches-bin", cifar::has_cifar, missing, FETCH_HINT)?;
             note_unverified(spec, &found);
             cifar::ensure_files(&found, &[&cifar::TRAIN_FILES[..], &[cifar::TEST_FILE]].concat())?;
             let (xtr, ytr) = cifar::load_cifar(&found, &cifar::TRAIN_FILES, cifar::RECORDS_PER_FILE)?;
@@ -315,14 +316,9 @@ fn glyph_bank(kind: OverlayKind, spec: &DatasetSpec, seeds: &Seeds, sources: &mu
         (OverlayKind::Shapes, _) => glyphs::shape_masks()?,
         (OverlayKind::Digits, Source::Synthetic) => glyphs::stroke_digits(STROKE_VARIANTS, seed)?,
         (OverlayKind::Digits, Source::Real) => {
-            let dir = spec.data_dir.clone().unwrap_or_else(default_data_dir);
-            let Some(found) = locate(&dir, "mnist", crate::idx::has_mnist) else {
-                bail!(
-                    "{}: no MNIST train-images-idx3-ubyte(.gz) there or in its mnist/; run `cargo xtask fetch` \
-                     or pass --data-dir",
-                    dir.display()
-                );
-            };
+            let (dir, given) = data_dir(spec);
+            let missing = "no MNIST train-images-idx3-ubyte(.gz)";
+            let found = files::locate(&dir, given, "mnist", crate::idx::has_mnist, missing, FETCH_HINT)?;
             note_unverified(spec, &found);
             glyphs::mnist_digits(&found)?
         }

@@ -85,17 +85,25 @@ pub fn read_idx(path: &Path, magic: u32) -> Result<IdxArray> {
     parse_idx(&read_maybe_gz(path)?, &path.display().to_string(), magic)
 }
 
-/// The file `stem` in `dir`, raw or with `.gz`, whichever exists (raw first).
+/// The side of an MNIST image: 28 × 28 pixels.
+pub const MNIST_SIDE: usize = 28;
+
+/// The file `stem` in `dir`, raw or with `.gz`, whichever exists (raw first); a folder of that
+/// name is an error naming it.
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     let candidates = [dir.join(stem), dir.join(format!("{stem}.gz"))];
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+    crate::files::first_file(&candidates)?.ok_or_else(|| {
         anyhow::anyhow!("{}: no MNIST file `{stem}` or `{stem}.gz` (run `cargo xtask fetch`)", dir.display())
     })
 }
 
-/// Whether `dir` holds MNIST training files (raw or gzip).
+/// Whether `dir` holds MNIST training images (raw or gzip; or a folder of that name, which
+/// [`load_mnist`] then names).
 pub fn has_mnist(dir: &Path) -> bool {
-    find(dir, "train-images-idx3-ubyte").is_ok()
+    let stem = "train-images-idx3-ubyte";
+    [dir.join(stem), dir.join(format!("{stem}.gz"))]
+        .iter()
+        .any(|p| crate::files::entry(p) != crate::files::Entry::Missing)
 }
 
 /// Loads MNIST images and labels from `dir` (`prefix` is `train` or `t10k`):
@@ -106,6 +114,15 @@ pub fn load_mnist(dir: &Path, prefix: &str) -> Result<(Tensor, Tensor)> {
     let ipath = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let lpath = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let images = read_idx(&ipath, IMAGES_MAGIC)?;
+    // Any other image size reads the same bytes as garbled digits (14 × 56 holds as many as 28 × 28).
+    ensure!(
+        images.dims[1..] == [MNIST_SIDE, MNIST_SIDE],
+        "{}: expected {MNIST_SIDE}×{MNIST_SIDE} images (MNIST), found {}×{} (dimensions {:?})",
+        ipath.display(),
+        images.dims[1],
+        images.dims[2],
+        images.dims
+    );
     let labels = read_idx(&lpath, LABELS_MAGIC)?;
     ensure!(
         labels.dims[0] == images.dims[0],

@@ -14,6 +14,7 @@
 pub mod audio;
 pub mod cifar;
 pub mod dataset;
+pub mod files;
 pub mod glyphs;
 pub mod grid;
 pub mod idx;

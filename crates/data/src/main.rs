@@ -3,7 +3,7 @@
 use anyhow::{Result, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 use featdrop_core::logging::{self, Verbosity};
-use featdrop_core::{DeviceChoice, Modality, Seeds, Split, Stream};
+use featdrop_core::{DeviceChoice, Modality, RunConfig, Seeds, Split, Stream, ViewMode};
 use featdrop_data::audio::{LogMel, MelConfig, SPEECH_NOISE, dataset::Mix, spectrogram_images, wav};
 use featdrop_data::{DatasetSpec, MultiTaskDataset, PairNoise, Source, SpeechNoiseDataset, grid, open};
 use std::path::{Path, PathBuf};
@@ -48,8 +48,9 @@ struct DataArgs {
     #[arg(long)]
     source: Option<Source>,
     /// Real data (implies --source real): `data/raw` with cifar-10-batches-bin/ and mnist/, or
-    /// one of those folders (default: the checkout's data/raw). A folder of your own is checked by
-    /// format and record count, not checksum.
+    /// one of those folders (default: the checkout's data/raw). The folder given is the one
+    /// searched, never its siblings: photos+digits needs the folder holding both. A folder of
+    /// your own is checked by format and record count, not checksum.
     #[arg(long, conflicts_with = "audio_dir")]
     data_dir: Option<PathBuf>,
     /// speech+noise, real data (implies --source real): the audio folder (AudioMNIST speaker
@@ -81,15 +82,16 @@ struct DataArgs {
 struct Preview {
     #[command(flatten)]
     data: DataArgs,
-    /// Number of examples (pairs with --pairs).
-    #[arg(long, default_value_t = 16)]
-    count: usize,
+    /// Number of examples (pairs with --pairs), at least 1.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
     /// Show the two views of each pair side by side.
     #[arg(long)]
     pairs: bool,
-    /// With --pairs: probability that the second view's overlay is re-drawn (dropout:<p>).
-    #[arg(long, default_value_t = 0.0)]
-    dropout: f64,
+    /// With --pairs: probability in [0, 1] that the second view's overlay is re-drawn
+    /// (dropout:<p>; checked as featdrop-train checks it). Default 0.
+    #[arg(long, requires = "pairs", allow_negative_numbers = true, value_parser = dropout_p)]
+    dropout: Option<f64>,
     /// Show the test split instead of train.
     #[arg(long)]
     test: bool,
@@ -99,9 +101,15 @@ struct Preview {
     /// Output PNG.
     #[arg(long)]
     out: PathBuf,
-    /// speech+noise: also write the first (up to 8) mixed examples shown as 48 kHz WAV files here.
+    /// speech+noise: also write the first (up to 8) mixed examples shown as 48 kHz WAV files here
+    /// (the grid's own draws: their labels are the grid's).
     #[arg(long)]
     wav: Option<PathBuf>,
+}
+
+/// `--dropout`: the probability check of `dropout:<p>` view modes, shared with featdrop-train.
+fn dropout_p(text: &str) -> Result<f64, String> {
+    featdrop_core::view_mode::parse_dropout(text)
 }
 
 fn main() {
@@ -138,7 +146,14 @@ fn source(d: &DataArgs) -> Result<Source> {
 }
 
 fn spec(d: &DataArgs) -> Result<DatasetSpec> {
-    featdrop_core::catalogue::lookup(&d.dataset).map_err(anyhow::Error::msg)?;
+    let info = featdrop_core::catalogue::lookup(&d.dataset).map_err(anyhow::Error::msg)?;
+    // A font only draws letters: on any other dataset it would be silently unused.
+    let letters = info.overlay_task().is_some_and(|t| t.name == "letter");
+    ensure!(
+        d.font.is_none() || letters,
+        "--font draws the letters of photos+letters; dataset `{}` has no letters, so the font would go unused",
+        d.dataset
+    );
     Ok(DatasetSpec {
         name: d.dataset.clone(),
         source: source(d)?,
@@ -168,8 +183,20 @@ fn label_text(ds: &dyn MultiTaskDataset, labels: &[Tensor], i: i64) -> String {
         .join("\n")
 }
 
+/// `--dropout` checked by the run config's own validation, as featdrop-train checks the same
+/// setting: on audio it needs `--pair-noise shared` (independent noise re-draws every pair, so the
+/// probability would claim a control the preview does not show).
+fn check_dropout(p: &Preview) -> Result<()> {
+    let Some(prob) = p.dropout else { return Ok(()) };
+    let mut cfg = RunConfig::new("preview", &p.data.dataset, ViewMode::dropout(prob), p.data.seed);
+    cfg.data.pair_noise = p.data.pair_noise;
+    cfg.validate("--dropout with --pair-noise")?;
+    Ok(())
+}
+
 fn preview(p: &Preview) -> Result<()> {
     let spec = spec(&p.data)?;
+    check_dropout(p)?;
     if spec.name != SPEECH_NOISE {
         ensure!(p.wav.is_none(), "--wav needs --dataset {SPEECH_NOISE}");
         return preview_grid(p, open(&spec)?.as_ref());
@@ -185,24 +212,34 @@ fn preview(p: &Preview) -> Result<()> {
 /// The split and the indices a preview shows, and the seed its batch is drawn with.
 fn shown(p: &Preview, ds: &dyn MultiTaskDataset) -> (Split, Tensor, u64) {
     let split = if p.test { Split::Test } else { Split::Train };
-    let n = p.count.min(ds.len(split)) as i64;
+    let n = p.count.min(ds.len(split) as u64) as i64;
     (split, Tensor::arange(n, (Kind::Int64, tch::Device::Cpu)), Seeds::new(p.data.seed).derive(Stream::Data, 0))
 }
 
-/// Writes the shown examples' mixed waveforms (both views with --pairs), the same draws as the grid.
+/// The second view's re-draw probability of a `--pairs` preview.
+fn redraw_p(p: &Preview) -> f64 {
+    p.dropout.unwrap_or(0.0)
+}
+
+/// Most examples `--wav` writes.
+const WAV_EXAMPLES: i64 = 8;
+
+/// Writes the first shown examples' mixed waveforms (both views with --pairs): the same draws as
+/// the grid, so the whole shown batch is drawn (the draws depend on the batch size) and its first
+/// [`WAV_EXAMPLES`] written.
 fn write_wavs(p: &Preview, ds: &SpeechNoiseDataset, dir: &Path) -> Result<()> {
     let (split, idx, seed) = shown(p, ds);
-    let idx = idx.narrow(0, 0, idx.size()[0].min(8));
     let views: Vec<(String, Mix)> = if p.pairs {
-        let (a, b) = ds.pair_waves(split, &idx, p.dropout, seed);
+        let (a, b) = ds.pair_waves(split, &idx, redraw_p(p), seed);
         vec![("view1".into(), a), ("view2".into(), b)]
     } else {
         vec![(String::new(), ds.waves(split, &idx, seed))]
     };
+    let written = idx.size()[0].min(WAV_EXAMPLES);
     let rate = ds.config().mel.sample_rate as u32;
     let (digits, noises) = (ds.class_names(0), ds.class_names(1));
     for (view, m) in &views {
-        for i in 0..idx.size()[0] {
+        for i in 0..written {
             let (d, n) = (m.digit.int64_value(&[i]) as usize, m.noise.int64_value(&[i]) as usize);
             let sep = if view.is_empty() { "" } else { "_" };
             let path = dir.join(format!("{i:02}{sep}{view}_{}_{}.wav", digits[d], noises[n]));
@@ -210,7 +247,7 @@ fn write_wavs(p: &Preview, ds: &SpeechNoiseDataset, dir: &Path) -> Result<()> {
             wav::write_wav(&path, &samples, rate)?;
         }
     }
-    tracing::info!(dir = %dir.display(), files = views.len() as i64 * idx.size()[0], "wrote WAV examples");
+    tracing::info!(dir = %dir.display(), files = views.len() as i64 * written, "wrote WAV examples");
     Ok(())
 }
 
@@ -218,7 +255,7 @@ fn preview_grid(p: &Preview, ds: &dyn MultiTaskDataset) -> Result<()> {
     let (split, idx, seed) = shown(p, ds);
     let n = idx.size()[0];
     let (images, labels): (Tensor, Vec<String>) = if p.pairs {
-        let pair = ds.pair(split, &idx, p.dropout, seed);
+        let pair = ds.pair(split, &idx, redraw_p(p), seed);
         let images = Tensor::stack(&[&pair.first.inputs, &pair.second], 1).flatten(0, 1);
         let labels = (0..n)
             .flat_map(|i| {

@@ -200,3 +200,129 @@ fn each_noise_recording_gives_its_own_first_and_last_segments() {
         assert!(close(&got(false), &want_first), "class {class}: the first segment");
     }
 }
+
+/// A folder of speakers 1 (train) and 5 (test), two 0.5 s clips each, and three 1.25 s noise
+/// recordings, all 16-bit mono at 48 kHz.
+fn good_folder(root: &Path) {
+    for speaker in [1, 5] {
+        let folder = root.join(format!("{speaker:02}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        for digit in [2, 4] {
+            let x = tone(300.0 + 100.0 * digit as f64, 48_000, 24_000, 0.4);
+            write(&folder.join(format!("{digit}_{speaker:02}_0.wav")), spec(1, 48_000, 16, false), &mono(&x));
+        }
+    }
+    std::fs::create_dir_all(root.join("noise")).unwrap();
+    for (i, name) in ["babble", "traffic", "machinery"].iter().enumerate() {
+        let x = tone(100.0 * (i + 1) as f64, 48_000, 60_000, 0.5);
+        write(&root.join("noise").join(format!("{name}.wav")), spec(1, 48_000, 16, false), &mono(&x));
+    }
+}
+
+fn build_err(root: &Path) -> String {
+    format!("{:#}", SpeechNoiseDataset::build(&real_spec(root)).unwrap_err())
+}
+
+/// Sets the sample rate (and byte rate) of a 16-bit mono WAV written by hound (44-byte header).
+fn set_rate(path: &Path, rate: u32) {
+    let mut b = std::fs::read(path).unwrap();
+    b[24..28].copy_from_slice(&rate.to_le_bytes());
+    b[28..32].copy_from_slice(&rate.wrapping_mul(2).to_le_bytes());
+    std::fs::write(path, b).unwrap();
+}
+
+/// Issue 27.16: a header rate of 0 panicked in symphonia (`TimeBase`) without naming the file;
+/// 1 Hz made a 0.5 s clip 66 minutes long, 400 MHz an empty clip. Speech clip or noise recording.
+#[test]
+fn a_sample_rate_outside_the_sane_range_is_an_error_naming_the_file() {
+    for (file, rate) in
+        [("01/2_01_0.wav", 0), ("noise/traffic.wav", 0), ("05/4_05_0.wav", 1), ("01/4_01_0.wav", 400_000_000)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        good_folder(dir.path());
+        set_rate(&dir.path().join(file), rate);
+        let e = build_err(dir.path());
+        assert!(e.contains(file) && e.contains(&format!("sample rate {rate} Hz")) && e.contains("8000–384000"), "{e}");
+    }
+}
+
+/// Issue 27.17: a noise recording of zeros, or of stereo channels that cancel in the mono mix,
+/// left a noise class with no noise while the dataset still reported three classes.
+#[test]
+fn a_silent_noise_recording_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    good_folder(dir.path());
+    let babble = dir.path().join("noise/babble.wav");
+    write(&babble, spec(1, 48_000, 16, false), &mono(&vec![0.0; 60_000]));
+    let e = build_err(dir.path());
+    assert!(e.contains("noise/babble.wav: the noise recording is silent") && e.contains("`babble`"), "{e}");
+    let x = tone(200.0, 48_000, 60_000, 0.5);
+    let cancel: Vec<Vec<f64>> = x.iter().map(|&v| vec![v, -v]).collect();
+    write(&babble, spec(2, 48_000, 16, false), &cancel);
+    let e = build_err(dir.path());
+    assert!(e.contains("babble.wav") && e.contains("silent after mixing its 2 channels to mono"), "{e}");
+    // Loud in the middle but silent in the last segment the dataset cuts: still no noise there.
+    let mut tail = tone(200.0, 48_000, 120_000, 0.5);
+    tail[60_000..].iter_mut().for_each(|v| *v = 0.0);
+    write(&babble, spec(1, 48_000, 16, false), &mono(&tail));
+    let e = build_err(dir.path());
+    assert!(e.contains("babble.wav") && e.contains("in its last 50000 samples"), "{e}");
+}
+
+/// Issue 27.18: `05/` beside `5/` loaded speaker 5 twice (its test clips doubled); `spk02/` and
+/// `.WAV` files were skipped without a word.
+#[test]
+fn speaker_folders_are_unique_numbered_and_nothing_is_skipped_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    good_folder(dir.path());
+    let root = dir.path();
+    std::fs::create_dir(root.join("5")).unwrap();
+    std::fs::copy(root.join("05/2_05_0.wav"), root.join("5/2_5_1.wav")).unwrap();
+    let e = build_err(root);
+    assert!(e.contains(&format!("{} and {}", root.join("05").display(), root.join("5").display())), "{e}");
+    assert!(e.contains("both are the folder of speaker 5"), "{e}");
+    std::fs::remove_dir_all(root.join("5")).unwrap();
+    // A folder of clips not named by a speaker number: its speaker would be left out.
+    std::fs::create_dir(root.join("spk02")).unwrap();
+    std::fs::copy(root.join("01/2_01_0.wav"), root.join("spk02/2_02_0.wav")).unwrap();
+    let e = build_err(root);
+    assert!(e.contains("spk02: a folder of .wav clips whose name is not a speaker number"), "{e}");
+    std::fs::remove_dir_all(root.join("spk02")).unwrap();
+    // Upper-case `.WAV` is a WAV clip: loaded, not skipped.
+    std::fs::rename(root.join("05/4_05_0.wav"), root.join("05/4_05_0.WAV")).unwrap();
+    let ds = SpeechNoiseDataset::build(&real_spec(root)).unwrap();
+    assert_eq!((ds.len(Split::Train), ds.len(Split::Test)), (2, 2));
+    // Two files of one clip.
+    std::fs::copy(root.join("05/4_05_0.WAV"), root.join("05/4_5_0.wav")).unwrap();
+    let e = build_err(root);
+    assert!(e.contains("4_05_0.WAV") && e.contains("4_5_0.wav") && e.contains("both are digit 4 of speaker 5"), "{e}");
+}
+
+/// Issue 27.22: a 0-byte WAV was "no suitable format reader"; a folder where a noise file belongs
+/// was "no babble.wav"; a WAV whose sizes are 0xFFFFFFFF (ffmpeg writing to a pipe) was
+/// "truncated" — it is complete, and is now read to its end.
+#[test]
+fn empty_files_folders_and_unknown_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.wav");
+    std::fs::write(&empty, b"").unwrap();
+    let e = format!("{:#}", decode(&empty).unwrap_err());
+    assert!(e.contains("empty.wav") && e.contains("an empty file (0 bytes)"), "{e}");
+    good_folder(dir.path());
+    let babble = dir.path().join("noise/babble.wav");
+    std::fs::remove_file(&babble).unwrap();
+    std::fs::create_dir(&babble).unwrap();
+    let e = build_err(dir.path());
+    assert!(e.contains("noise/babble.wav: a folder where a file is expected"), "{e}");
+    let piped = dir.path().join("piped.wav");
+    let x = tone(440.0, 48_000, 30_001, 0.5);
+    write(&piped, spec(1, 48_000, 16, false), &mono(&x));
+    let mut b = std::fs::read(&piped).unwrap();
+    let data = b.windows(4).position(|w| w == b"data").unwrap();
+    b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    b[data + 4..data + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&piped, &b).unwrap();
+    let clip = decode(&piped).unwrap();
+    assert_eq!(clip.samples.len(), 30_001, "every sample up to the end of the file");
+    assert!((clip.samples[30_000] as f64 - x[30_000]).abs() < 1e-4);
+}

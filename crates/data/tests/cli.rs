@@ -60,3 +60,57 @@ fn unknown_dataset_is_an_error_listing_the_known_ones() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown dataset `cifar`") && err.contains("photos+letters"), "{err}");
 }
+
+/// Runs `featdrop-data` with `args` and returns (success, stderr).
+fn run(args: &[&str]) -> (bool, String) {
+    let out = bin().args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Issue 27.21: `preview --dropout 1.5` / `-3` were accepted (featdrop-train refuses them, and
+/// now through the same check), `--dropout` without `--pairs` and `--count 0` were ignored, and
+/// `--font` on a dataset without letters went unused. Each is now an error naming the flag.
+#[test]
+fn preview_refuses_flags_it_would_ignore_or_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.png");
+    let out = out.to_str().unwrap();
+    let base = ["-q", "preview", "--dataset", "photos+digits", "--train-size", "20", "--test-size", "10", "--out", out];
+    let with = |extra: &[&str]| run(&[&base[..], extra].concat());
+    for (extra, needles) in [
+        (&["--pairs", "--dropout", "1.5"][..], &["--dropout", "p = 1.5 is outside [0, 1]"][..]),
+        (&["--pairs", "--dropout", "-3"], &["--dropout", "p = -3 is outside [0, 1]"]),
+        (&["--pairs", "--dropout", "NaN"], &["--dropout", "outside [0, 1]"]),
+        (&["--dropout", "0.5"], &["--pairs"]),
+        (&["--count", "0"], &["--count", "0"]),
+        (&["--font", "/no/such/font.ttf"], &["--font", "photos+letters", "photos+digits"]),
+    ] {
+        let (ok, err) = with(extra);
+        assert!(!ok, "{extra:?} was accepted");
+        for n in needles {
+            assert!(err.contains(n), "{extra:?}: `{n}` missing from:\n{err}");
+        }
+        assert!(!std::path::Path::new(out).exists(), "{extra:?} wrote a preview");
+    }
+    let (ok, err) = with(&["--pairs", "--dropout", "1", "--count", "2"]);
+    assert!(ok, "{err}");
+    // The audio rule of featdrop-train: a dropout probability needs shared pair noise.
+    let (ok, err) = run(&[
+        "-q",
+        "preview",
+        "--dataset",
+        "speech+noise",
+        "--train-size",
+        "10",
+        "--test-size",
+        "10",
+        "--pairs",
+        "--dropout",
+        "0.5",
+        "--pair-noise",
+        "independent",
+        "--out",
+        out,
+    ]);
+    assert!(!ok && err.contains("view_mode") && err.contains("data.pair_noise = independent"), "{err}");
+}

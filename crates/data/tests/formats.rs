@@ -129,3 +129,53 @@ fn ttf_letters_render_when_a_system_font_exists() {
         assert!(rows >= 9, "glyph {i} is {rows} px tall");
     }
 }
+
+/// Issue 27.19: IDX images of other dimensions holding as many bytes as 28 × 28 (here 14 × 56)
+/// were accepted and every digit came out garbled.
+#[test]
+fn mnist_images_of_another_size_are_an_error_naming_the_file_and_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    write_mnist(dir.path(), 30, false, 30);
+    let other = idx_bytes(idx::IMAGES_MAGIC, &[30, 14, 56], |i| i as u8);
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), other).unwrap();
+    let e = format!("{:#}", idx::load_mnist(dir.path(), "train").unwrap_err());
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("expected 28×28") && e.contains("found 14×56"), "{e}");
+    let e = format!("{:#}", glyphs::mnist_digits(dir.path()).unwrap_err());
+    assert!(e.contains("found 14×56"), "{e}");
+}
+
+/// Issue 27.22: a folder where an MNIST file is expected was "no MNIST file".
+#[test]
+fn a_folder_named_like_an_mnist_file_is_reported_as_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    write_mnist(dir.path(), 30, false, 30);
+    std::fs::remove_file(dir.path().join("train-images-idx3-ubyte")).unwrap();
+    std::fs::create_dir(dir.path().join("train-images-idx3-ubyte")).unwrap();
+    assert!(idx::has_mnist(dir.path()));
+    let e = format!("{:#}", idx::load_mnist(dir.path(), "train").unwrap_err());
+    assert!(e.contains("train-images-idx3-ubyte: a folder where a file is expected"), "{e}");
+}
+
+/// Issue 27.20: a folder given explicitly is the folder used: `photos+digits` pointed at a
+/// sibling of `mnist/` found it anyway; a folder that does not exist was never said not to.
+#[test]
+fn a_given_data_folder_is_not_completed_from_its_siblings() {
+    let raw = tempfile::tempdir().unwrap();
+    let (mnist, audio) = (raw.path().join("mnist"), raw.path().join("audio"));
+    std::fs::create_dir_all(&mnist).unwrap();
+    std::fs::create_dir_all(&audio).unwrap();
+    write_mnist(&mnist, 30, false, 30);
+    let spec = |dir: &Path| DatasetSpec {
+        source: Source::Real,
+        data_dir: Some(dir.into()),
+        ..DatasetSpec::synthetic("photos+digits", 0, 0, 0)
+    };
+    let e = open(&spec(&audio)).err().unwrap().to_string();
+    assert!(e.contains("no MNIST") && e.contains(&audio.join("mnist").display().to_string()), "{e}");
+    assert!(!e.contains(&mnist.display().to_string()), "the sibling mnist/ was searched: {e}");
+    let e = open(&spec(&raw.path().join("nowhere"))).err().unwrap().to_string();
+    assert!(e.contains("nowhere: the data folder given does not exist"), "{e}");
+    // The data/raw layout itself still works: MNIST found, then CIFAR-10 missing.
+    let e = open(&spec(raw.path())).err().unwrap().to_string();
+    assert!(e.contains("no CIFAR-10"), "{e}");
+}

@@ -385,21 +385,21 @@ fn synthetic_sources(spec: &DatasetSpec, seeds: &Seeds) -> Result<Sources> {
     Ok((train, test, noise, "speech and noise: synthetic".into()))
 }
 
-/// The audio folder: `dir` itself if it has `noise/`, else `dir/audio`, else `audio` next to it.
-fn locate_audio(dir: &Path) -> Option<PathBuf> {
-    let sibling = dir.parent().map(|p| p.join("audio"));
-    [Some(dir.to_path_buf()), Some(dir.join("audio")), sibling].into_iter().flatten().find(|p| p.join("noise").is_dir())
-}
-
 /// The real sources. The cheap checks come first — the file list, both splits non-empty, the
 /// noise recordings decoded and long enough — so a broken folder fails in seconds, not after
-/// minutes of decoding speech.
+/// minutes of decoding speech. The audio folder is the one given (or `audio/` in it), never a
+/// sibling of it ([`crate::files::locate`]).
 fn real_sources(spec: &DatasetSpec, config: &AudioConfig) -> Result<Sources> {
     let rate = config.mel.sample_rate as u32;
-    let dir = spec.data_dir.clone().unwrap_or_else(|| crate::dataset::default_data_dir().join("audio"));
-    let Some(root) = locate_audio(&dir) else {
-        bail!("{}: no audio folder (with noise/ and AudioMNIST speaker folders) there or in its audio/", dir.display());
+    let (dir, given) = match &spec.data_dir {
+        Some(d) => (d.clone(), true),
+        None => (crate::dataset::default_data_dir().join("audio"), false),
     };
+    let has_noise = |p: &Path| p.join("noise").is_dir();
+    let missing = "no audio folder (with noise/ and AudioMNIST speaker folders)";
+    let hint =
+        "run `cargo xtask fetch noise` and `cargo xtask fetch audiomnist`, or pass --audio-dir naming such a folder";
+    let root = crate::files::locate(&dir, given, "audio", has_noise, missing, hint)?;
     let speech_root = if root.join("data").is_dir() { root.join("data") } else { root.clone() };
     let files = audiomnist_files(&speech_root)?;
     let train_files = split_files(&files, Split::Train, spec.train_size, &speech_root)?;
@@ -451,14 +451,21 @@ fn split_files<'a>(files: &'a [AudioFile], split: Split, n: usize, root: &Path) 
     Ok(chosen)
 }
 
+/// RMS below which a noise recording's segment counts as silent: −80 dBFS, under the dither of a
+/// 16-bit file (a silent class would label examples by the absence of noise).
+const SILENT_RMS: f64 = 1e-4;
+
 /// Decodes the three noise recordings in `noise_dir` (WAV or FLAC) at `rate`, each checked to
-/// hold at least `clip` samples (errors name the file).
+/// hold at least `clip` samples and to be audible in both segments the dataset cuts from it (its
+/// first and last `clip` samples, after the mono mix-down). Errors name the file.
 fn noise_recordings(noise_dir: &Path, rate: u32, clip: i64) -> Result<Vec<Tensor>> {
     let mut recs = Vec::new();
     for name in synth::NOISE_CLASSES {
-        let path = ["wav", "flac"].map(|e| noise_dir.join(format!("{name}.{e}"))).into_iter().find(|p| p.is_file());
+        let candidates = ["wav", "flac"].map(|e| noise_dir.join(format!("{name}.{e}")));
+        let path = crate::files::first_file(&candidates)?;
         let path = path.with_context(|| format!("{}: no {name}.wav or {name}.flac", noise_dir.display()))?;
-        let rec = wav::load_mono(&path, rate)?;
+        let decoded = wav::decode(&path)?;
+        let rec = super::resample::resample(&decoded.samples, decoded.sample_rate, rate);
         ensure!(
             rec.len() as i64 >= clip,
             "{}: the noise recording holds {} samples at {rate} Hz ({:.2} s); at least {clip} ({:.2} s) are needed",
@@ -467,6 +474,22 @@ fn noise_recordings(noise_dir: &Path, rate: u32, clip: i64) -> Result<Vec<Tensor
             rec.len() as f64 / rate as f64,
             clip as f64 / rate as f64
         );
+        let clip = clip as usize;
+        for (which, segment) in [("first", &rec[..clip]), ("last", &rec[rec.len() - clip..])] {
+            let rms = (segment.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / clip as f64).sqrt();
+            let mix = if decoded.channels > 1 {
+                format!(" after mixing its {} channels to mono", decoded.channels)
+            } else {
+                String::new()
+            };
+            ensure!(
+                rms >= SILENT_RMS,
+                "{}: the noise recording is silent{mix}: RMS {rms:.1e} in its {which} {clip} samples, the segment \
+                 the dataset mixes in; expected at least {SILENT_RMS:.0e} (−80 dBFS) — the noise class `{name}` \
+                 would hold no noise",
+                path.display()
+            );
+        }
         recs.push(Tensor::from_slice(&rec));
     }
     Ok(recs)
@@ -514,29 +537,128 @@ struct AudioFile {
     rep: i64,
 }
 
+/// Entries the published AudioMNIST `data/` folder (or an audio folder) holds beside the speaker
+/// folders: passed over without a word.
+const KNOWN_EXTRAS: [&str; 2] = ["audioMNIST_meta.txt", "noise"];
+
+/// Most skipped entries a warning lists by name.
+const LISTED: usize = 10;
+
+/// The speaker of a folder named like AudioMNIST's `01` … `60`: digits only (`5` reads as `05`;
+/// `spk02`, `+5` are not speaker folders).
+fn speaker_id(name: &str) -> Option<i64> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// Whether `path` ends in `.wav`, in any case (`.WAV` is as much a WAV file).
+fn is_wav(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+}
+
+/// The entries of folder `dir`, sorted by name (so errors and warnings do not depend on the
+/// file system's order).
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading folder {}", dir.display()))?;
+    let mut paths = entries.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>()?;
+    paths.sort();
+    Ok(paths)
+}
+
 /// Lists `root/<speaker>/<digit>_<speaker>_<rep>.wav`, checking the layout; errors name the file.
+///
+/// What would change the data silently is an error: two folders of one speaker (`05/` beside `5/`
+/// loads the speaker twice), two files of one clip, and a folder of clips whose name is not a
+/// speaker number (`spk02/`: its speaker would be left out). Anything else that is not a speaker
+/// folder or a WAV clip in one (a README, a `.flac`, stray files) is skipped with one warning
+/// naming it: it cannot be taken for data, but the user should know it was not read.
 fn audiomnist_files(root: &Path) -> Result<Vec<AudioFile>> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(root).with_context(|| format!("reading folder {}", root.display()))?;
-    for entry in entries {
-        let folder = entry?.path();
-        let Some(speaker) = folder.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<i64>().ok()) else {
-            continue;
-        };
-        if !folder.is_dir() {
-            continue;
-        }
-        ensure!((1..=super::SPEAKERS).contains(&speaker), "{}: speaker id {speaker} is outside 1–60", folder.display());
-        for file in std::fs::read_dir(&folder).with_context(|| format!("reading folder {}", folder.display()))? {
-            let path = file?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("wav") {
-                continue;
+    let mut speakers: std::collections::BTreeMap<i64, PathBuf> = Default::default();
+    let mut skipped = Vec::new();
+    for folder in sorted_entries(root)? {
+        let name = folder.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        match (speaker_id(&name), folder.is_dir()) {
+            (Some(speaker), true) => {
+                ensure!(
+                    (1..=super::SPEAKERS).contains(&speaker),
+                    "{}: speaker id {speaker} is outside 1–60",
+                    folder.display()
+                );
+                if let Some(first) = speakers.insert(speaker, folder.clone()) {
+                    bail!(
+                        "{} and {}: both are the folder of speaker {speaker}; keep one (AudioMNIST names it {speaker:02})",
+                        first.display(),
+                        folder.display()
+                    );
+                }
+                out.extend(speaker_files(&folder, speaker, &mut skipped)?);
             }
-            out.push(parse_name(&path, speaker)?);
+            _ if KNOWN_EXTRAS.contains(&name.as_str()) => {}
+            (None, true) if sorted_entries(&folder)?.iter().any(|p| is_wav(p)) => bail!(
+                "{}: a folder of .wav clips whose name is not a speaker number; AudioMNIST's speaker folders \
+                 are named 01 … 60 (rename it, or move it out of {})",
+                folder.display(),
+                root.display()
+            ),
+            _ => skipped.push(folder),
         }
     }
+    warn_skipped(root, &skipped);
     ensure!(!out.is_empty(), "{}: no AudioMNIST speaker folders (01 … 60) with .wav files", root.display());
+    check_unique_clips(&out)?;
     Ok(out)
+}
+
+/// The clips in speaker folder `folder`; other entries go to `skipped`.
+fn speaker_files(folder: &Path, speaker: i64, skipped: &mut Vec<PathBuf>) -> Result<Vec<AudioFile>> {
+    let mut out = Vec::new();
+    for path in sorted_entries(folder)? {
+        if is_wav(&path) {
+            out.push(parse_name(&path, speaker)?);
+        } else {
+            skipped.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// One warning naming what [`audiomnist_files`] did not read.
+fn warn_skipped(root: &Path, skipped: &[PathBuf]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = skipped.iter().take(LISTED).map(|p| p.display().to_string()).collect();
+    let more = skipped.len().saturating_sub(LISTED);
+    tracing::warn!(
+        "{}: skipped {} entr{} that are neither speaker folders (01 … 60) nor .wav clips in one: {}{}",
+        root.display(),
+        skipped.len(),
+        if skipped.len() == 1 { "y" } else { "ies" },
+        shown.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    );
+}
+
+/// Two files of one (digit, speaker, repetition) — `0_05_0.wav` beside `0_5_0.wav` or
+/// `0_05_0.WAV` — would put one clip in the split twice.
+fn check_unique_clips(files: &[AudioFile]) -> Result<()> {
+    let mut seen: std::collections::HashMap<(i64, i64, i64), &Path> = Default::default();
+    for f in files {
+        if let Some(first) = seen.insert((f.digit, f.speaker, f.rep), &f.path) {
+            bail!(
+                "{} and {}: both are digit {} of speaker {} repetition {}; keep one",
+                first.display(),
+                f.path.display(),
+                f.digit,
+                f.speaker,
+                f.rep
+            );
+        }
+    }
+    Ok(())
 }
 
 fn parse_name(path: &Path, speaker: i64) -> Result<AudioFile> {

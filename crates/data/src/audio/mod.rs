@@ -8,6 +8,7 @@
 //! [`resample`]): an AudioMNIST folder and three noise recordings.
 
 pub mod dataset;
+pub mod header;
 pub mod mel;
 pub mod resample;
 pub mod synth;

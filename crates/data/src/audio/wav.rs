@@ -1,9 +1,9 @@
 //! Reading and writing audio files: WAV and FLAC decoded with symphonia (any PCM sample format
 //! it supports, mixed down to mono, resampled band-limited), WAV written with hound.
 
+use super::header;
 use super::resample::resample;
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use std::fs::File;
 use std::path::Path;
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::DecoderOptions;
@@ -24,19 +24,31 @@ pub struct Clip {
     pub channels: usize,
 }
 
-/// Decodes a WAV or FLAC file and averages its channels to mono. Errors name the file: unreadable
-/// or unknown containers, unsupported codecs or sample formats, and files shorter than their
-/// header promises.
+/// Decodes a WAV or FLAC file and averages its channels to mono. Errors name the file: a folder
+/// or an empty file, unreadable or unknown containers, a sample rate outside
+/// [`header::SANE_RATES`], unsupported codecs or sample formats, and files shorter than their
+/// header promises. A WAV whose sizes are unknown (`0xFFFFFFFF`, written to a pipe) is read to
+/// the end of the file.
 pub fn decode(path: &Path) -> Result<Clip> {
     decode_inner(path).with_context(|| format!("decoding audio file {}", path.display()))
 }
 
+/// The file's bytes, checked to be a non-empty file and its header prepared for the decoder
+/// ([`header::prepare`]). Whole files are read: clips and noise recordings are megabytes at most.
+fn read_audio(path: &Path) -> Result<Vec<u8>> {
+    ensure!(crate::files::entry(path) != crate::files::Entry::Folder, "a folder where an audio file is expected");
+    let mut bytes = std::fs::read(path).context("cannot read")?;
+    ensure!(!bytes.is_empty(), "an empty file (0 bytes): expected a WAV or FLAC file");
+    header::prepare(&mut bytes)?;
+    Ok(bytes)
+}
+
 fn decode_inner(path: &Path) -> Result<Clip> {
-    let file = File::open(path).context("cannot open")?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let bytes = read_audio(path)?;
+    let mss = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes)), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
+        hint.with_extension(&ext.to_ascii_lowercase());
     }
     let probed = symphonia::default::get_probe()
         .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
@@ -45,6 +57,7 @@ fn decode_inner(path: &Path) -> Result<Clip> {
     let track = format.default_track().ok_or_else(|| anyhow!("no audio track"))?;
     let (track_id, params) = (track.id, track.codec_params.clone());
     let sample_rate = params.sample_rate.ok_or_else(|| anyhow!("no sample rate in the header"))?;
+    header::check_rate(sample_rate)?;
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
         .map_err(|e| anyhow!("unsupported codec or sample format ({:?}): {e}", params.codec))?;
