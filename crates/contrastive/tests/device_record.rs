@@ -13,6 +13,7 @@ fn smoke_config(epochs: usize) -> RunConfig {
     cfg.encoder.arch = featdrop_core::config::Arch::Small;
     cfg.encoder.width = 8;
     (cfg.train.epochs, cfg.train.batch_size, cfg.train.knn_k, cfg.train.view_grid_every) = (epochs, 32, 5, 0);
+    cfg.train.checkpoint_every = 1;
     cfg
 }
 

@@ -62,8 +62,7 @@ fn syncs_per_step(mode: BaseViews, update: UpdateOrder) -> BTreeMap<String, usiz
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     let mut counts = BTreeMap::new();
     let events = json["traceEvents"].as_array().expect("a Chrome trace");
-    let ops: Vec<&str> =
-        events.iter().filter(|e| e["cat"] == "cpu_op").filter_map(|e| e["name"].as_str()).collect();
+    let ops: Vec<&str> = events.iter().filter(|e| e["cat"] == "cpu_op").filter_map(|e| e["name"].as_str()).collect();
     // The trace holds the step: its convolutions and the views' ops are there.
     assert!(ops.iter().any(|o| o.contains("convolution")) && ops.contains(&"aten::where"), "ops: {ops:?}");
     for op in ops.into_iter().filter(|o| is_sync(o)) {

@@ -50,7 +50,7 @@ mod determinism;
 mod profile;
 pub use determinism::{
     CUBLAS_WORKSPACE_CONFIG, CUBLAS_WORKSPACE_SETTING, Determinism, adaptive_avg_pool2d, avg_pool_evenly,
-    cublas_workspace_is_deterministic, deterministic_algorithms, determinism, reflection_pad2d,
+    cublas_workspace_is_deterministic, determinism, deterministic_algorithms, reflection_pad2d,
     reflection_pad2d_by_gather, set_deterministic,
 };
 pub use profile::profile;
