@@ -23,18 +23,22 @@ pub fn gaussian_kernels(sigma: &Tensor, radii: &Tensor, big_r: i64) -> Tensor {
 /// ±`truncate`·σ (radius rounded up; odd size capped at the image size), as PIL's blur of radius σ
 /// does with a full Gaussian (docs/PROTOCOL.md §3.1).
 ///
-/// All samples share one kernel tensor of the batch's largest size with per-sample weights (zero
-/// outside each sample's radius), so the batch is folded into channels and a single grouped
-/// separable convolution does it, first along rows then along columns. Reflect padding keeps the
-/// image size and avoids dark borders.
-pub fn gaussian_blur(images: &Tensor, sigma: &Tensor, truncate: f64) -> Tensor {
+/// All samples share one kernel tensor of the size `max_sigma` needs (an upper bound on `sigma`
+/// known on the host, the recipe's range: reading the largest drawn σ back from the device would
+/// cost a synchronisation per view, issue 30 item 7) with per-sample weights, zero outside each
+/// sample's radius, so the batch is folded into channels and a single grouped separable
+/// convolution does it, first along rows then along columns. A σ above `max_sigma` is cut at
+/// `max_sigma`'s radius. Reflect padding keeps the image size and avoids dark borders.
+pub fn gaussian_blur(images: &Tensor, sigma: &Tensor, truncate: f64, max_sigma: f64) -> Tensor {
     let s = images.size();
     let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
     // Largest odd size that fits the image: reflect padding of R needs R < H, W.
     let cap = (h.min(w) - 1) / 2;
+    // In f32 as the device computes the per-sample radii, so a σ equal to `max_sigma` gets the
+    // same radius on both sides.
+    let big_r = (((truncate as f32) * (max_sigma as f32)).ceil() as i64).clamp(1, cap.max(1));
     let sigma = sigma.to_kind(Kind::Float);
-    let radii = (&sigma * truncate).ceil().clamp(1.0, cap.max(1) as f64).to_kind(Kind::Int64);
-    let big_r = radii.max().int64_value(&[]);
+    let radii = (&sigma * truncate).ceil().clamp(1.0, big_r as f64).to_kind(Kind::Int64);
     let size = 2 * big_r + 1;
     let k = gaussian_kernels(&sigma, &radii, big_r).to_kind(images.kind());
     let k = k.unsqueeze(1).expand([n, c, size], false).reshape([n * c, 1, size]);
@@ -46,9 +50,9 @@ pub fn gaussian_blur(images: &Tensor, sigma: &Tensor, truncate: f64) -> Tensor {
     x.reshape([n, c, h, w])
 }
 
-/// Blurs only the images whose `mask` (bool `[N]`) is true.
-pub fn blur_where(images: &Tensor, mask: &Tensor, sigma: &Tensor, truncate: f64) -> Tensor {
-    crate::on_selected(images, mask, |sel, idx| gaussian_blur(sel, &sigma.index_select(0, idx), truncate))
+/// Blurs only the images whose `mask` (bool `[N]`) is true, σ ≤ `max_sigma` (see [`gaussian_blur`]).
+pub fn blur_where(images: &Tensor, mask: &Tensor, sigma: &Tensor, truncate: f64, max_sigma: f64) -> Tensor {
+    crate::on_selected(images, mask, |x| gaussian_blur(x, sigma, truncate, max_sigma))
 }
 
 #[cfg(test)]
@@ -72,7 +76,7 @@ mod tests {
         let x = Tensor::zeros([n, 1, side, side], (Kind::Float, Device::Cpu));
         let _ = x.narrow(2, mid, 1).narrow(3, mid, 1).fill_(1.0);
         let sig = Tensor::from_slice(&sigmas).to_kind(Kind::Float);
-        let y = gaussian_blur(&x, &sig, 3.0);
+        let y = gaussian_blur(&x, &sig, 3.0, 2.0);
         for (i, &s) in sigmas.iter().enumerate() {
             let r = (3.0 * s).ceil() as i64;
             let g = reference(s, r);
@@ -94,7 +98,7 @@ mod tests {
     fn kernel_is_capped_at_the_image_size() {
         // σ = 2 wants 13 taps; an 8×8 image allows 7 (radius 3), still a normalised Gaussian.
         let x = images(2, 8, 8);
-        let y = gaussian_blur(&x, &Tensor::from_slice(&[2.0f32, 0.5]), 3.0);
+        let y = gaussian_blur(&x, &Tensor::from_slice(&[2.0f32, 0.5]), 3.0, 2.0);
         assert_eq!(y.size(), x.size());
         let k = gaussian_kernels(&Tensor::from_slice(&[2.0f32]), &Tensor::from_slice(&[3i64]), 3);
         let want = reference(2.0, 3);
@@ -109,9 +113,9 @@ mod tests {
     fn tiny_sigma_is_almost_identity_and_large_sigma_smooths() {
         let x = images(3, 16, 16);
         let tiny = Tensor::full([3], 0.1, (Kind::Float, Device::Cpu));
-        assert!(max_diff(&gaussian_blur(&x, &tiny, 3.0), &x) < 1e-6);
+        assert!(max_diff(&gaussian_blur(&x, &tiny, 3.0, 2.0), &x) < 1e-6);
         let wide = Tensor::full([3], 2.0, (Kind::Float, Device::Cpu));
-        let y = gaussian_blur(&x, &wide, 3.0);
+        let y = gaussian_blur(&x, &wide, 3.0, 2.0);
         assert_eq!(y.size(), x.size());
         // Smoothing lowers the spread of neighbour differences and keeps the mean.
         let rough = |t: &Tensor| (t.narrow(3, 1, 15) - t.narrow(3, 0, 15)).abs().mean(Kind::Float).double_value(&[]);
@@ -123,11 +127,11 @@ mod tests {
     fn each_sample_uses_its_own_sigma() {
         let x = images(2, 16, 16);
         let sigma = Tensor::from_slice(&[0.1f32, 2.0]);
-        let y = gaussian_blur(&x, &sigma, 3.0);
-        let alone = gaussian_blur(&x.narrow(0, 1, 1), &sigma.narrow(0, 1, 1), 3.0);
+        let y = gaussian_blur(&x, &sigma, 3.0, 2.0);
+        let alone = gaussian_blur(&x.narrow(0, 1, 1), &sigma.narrow(0, 1, 1), 3.0, 2.0);
         assert!(max_diff(&y.narrow(0, 1, 1), &alone) < 1e-6);
         assert!(max_diff(&y.narrow(0, 0, 1), &x.narrow(0, 0, 1)) < 1e-6);
-        let masked = blur_where(&x, &Tensor::from_slice(&[false, true]), &sigma, 3.0);
+        let masked = blur_where(&x, &Tensor::from_slice(&[false, true]), &sigma, 3.0, 2.0);
         assert!(masked.get(0).equal(&x.get(0)));
     }
 }

@@ -9,7 +9,7 @@ pub const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
 
 /// Luma `[N, 1, H, W]` of RGB images `[N, 3, H, W]`.
 pub fn luma(images: &Tensor) -> Tensor {
-    let w = Tensor::from_slice(&LUMA).to_kind(images.kind()).to_device(images.device()).view([1, 3, 1, 1]);
+    let w = crate::consts::constant(&LUMA, &[1, 3, 1, 1], images.kind(), images.device());
     (images * w).sum_dim_intlist(1, true, images.kind())
 }
 
@@ -121,26 +121,29 @@ impl JitterParams {
     }
 }
 
-/// A colour op taking images and one factor per sample.
-type PerSampleOp = fn(&Tensor, &Tensor) -> Tensor;
-
 /// Applies colour jitter: at each of the 4 positions, every sample gets the op its `order` names
-/// there (each op runs once per position on the samples that chose it, so the loop is over 16
-/// (position, op) pairs, never over samples); samples with `apply` false are unchanged.
+/// there; samples with `apply` false are unchanged.
+///
+/// Brightness, contrast and saturation are all `blend(x, target, factor)` (torchvision's
+/// definitions), with target 0, the image's mean gray level or its luma: at each position one
+/// blend with each sample's own target and factor does whichever of the three the sample drew,
+/// and the hue rotation is computed beside it and kept where the sample drew hue. Every
+/// selection is a masked `where` over the whole batch, so nothing is read back to the host
+/// (issue 30 item 7); the loop is over the 4 positions, never over samples.
 pub fn color_jitter(images: &Tensor, params: &JitterParams) -> Tensor {
-    let ops: [(PerSampleOp, &Tensor); 4] = [
-        (adjust_brightness, &params.brightness),
-        (adjust_contrast, &params.contrast),
-        (adjust_saturation, &params.saturation),
-        (adjust_hue, &params.hue),
-    ];
+    // Columns in op order (0 brightness, 1 contrast, 2 saturation, 3 hue).
+    let factors = Tensor::stack(&[&params.brightness, &params.contrast, &params.saturation, &params.hue], 1);
     let mut x = images.shallow_clone();
     for k in 0..4 {
-        let at_k = params.order.select(1, k);
-        for (j, (op, factor)) in ops.iter().enumerate() {
-            let mask = at_k.eq(j as i64).logical_and(&params.apply);
-            x = crate::on_selected(&x, &mask, |sel, idx| op(sel, &factor.index_select(0, idx)));
-        }
+        let op = params.order.select(1, k);
+        let factor = factors.gather(1, &op.unsqueeze(1), false).squeeze_dim(1);
+        let lum = luma(&x);
+        let mean = lum.mean_dim([1i64, 2, 3].as_slice(), true, x.kind());
+        let is = |j: i64| per_sample(&op.eq(j), 3);
+        let target = mean.expand_as(&lum).where_self(&is(1), &lum.where_scalarother(&is(2), 0.0));
+        let blended = blend(&x, &target, &factor);
+        let jittered = adjust_hue(&x, &factor).where_self(&is(3), &blended);
+        x = jittered.where_self(&per_sample(&params.apply, 3), &x);
     }
     x
 }

@@ -4,6 +4,7 @@
 
 use crate::blur::blur_where;
 use crate::color::{JitterParams, color_jitter, grayscale};
+use crate::consts::constant;
 use crate::geometry::{CropBoxes, flip_where, resized_crop, sample_crop_boxes};
 use crate::{check_prob, check_range, coin, on_selected, uniform, with_seed};
 use anyhow::{Result, ensure};
@@ -49,9 +50,7 @@ impl Normalize {
     /// Undoes [`Normalize::apply`]: `x · std + mean`, e.g. to show a view as an image.
     pub fn invert(&self, normalised: &Tensor) -> Tensor {
         let c = self.mean.len() as i64;
-        let as_tensor = |v: &[f64]| {
-            Tensor::from_slice(v).to_kind(normalised.kind()).to_device(normalised.device()).view([1, c, 1, 1])
-        };
+        let as_tensor = |v: &[f64]| constant(v, &[1, c, 1, 1], normalised.kind(), normalised.device());
         normalised * as_tensor(&self.std) + as_tensor(&self.mean)
     }
 
@@ -59,8 +58,8 @@ impl Normalize {
     pub fn apply(&self, images: &Tensor) -> Tensor {
         let c = self.mean.len() as i64;
         assert_eq!(images.size()[1], c, "normalisation has {c} channels; the inputs have shape {:?}", images.size());
-        let as_tensor =
-            |v: &[f64]| Tensor::from_slice(v).to_kind(images.kind()).to_device(images.device()).view([1, c, 1, 1]);
+        // Built once per device and kind (no upload per view).
+        let as_tensor = |v: &[f64]| constant(v, &[1, c, 1, 1], images.kind(), images.device());
         (images - as_tensor(&self.mean)) / as_tensor(&self.std)
     }
 }
@@ -215,8 +214,8 @@ impl ImageRecipe {
             None => images.shallow_clone(),
         };
         let x = color_jitter(&x, &params.jitter);
-        let x = on_selected(&x, &params.grayscale, |sel, _| grayscale(sel));
-        let x = blur_where(&x, &params.blur, &params.blur_sigma, self.blur_truncate);
+        let x = on_selected(&x, &params.grayscale, grayscale);
+        let x = blur_where(&x, &params.blur, &params.blur_sigma, self.blur_truncate, self.blur_sigma[1]);
         flip_where(&x, &params.flip)
     }
 

@@ -20,6 +20,7 @@ pub mod audio;
 pub mod blur;
 pub mod color;
 pub mod colour;
+pub mod consts;
 pub mod geometry;
 pub mod image;
 
@@ -46,17 +47,16 @@ pub(crate) fn coin(n: i64, p: f64, device: Device) -> Tensor {
 /// Applies `op` to the samples (along dim 0) that `mask` (bool `[N]`) selects; the others are
 /// returned untouched, bit for bit.
 ///
-/// `op` gets the selected samples and their indices (int64 `[K]`, to pick per-sample parameters
-/// with `index_select`) and must keep their shape. Selecting first means an op runs only on the
-/// samples that use it, instead of on the whole batch followed by a masked `where` (on CPU this is
-/// several times faster for the colour ops); the price is one device-to-host sync for the count.
-pub fn on_selected(x: &Tensor, mask: &Tensor, op: impl FnOnce(&Tensor, &Tensor) -> Tensor) -> Tensor {
-    let idx = mask.nonzero().squeeze_dim(1);
-    if idx.size()[0] == 0 {
-        return x.shallow_clone();
-    }
-    let y = op(&x.index_select(0, &idx), &idx);
-    x.index_copy(0, &idx, &y)
+/// `op` gets the whole batch and must keep its shape, each sample's result depending on that
+/// sample alone (so per-sample parameters are passed whole, `[N]`). Its result is kept where
+/// `mask` is true by a masked `where`: nothing is read back to the host. Selecting the samples
+/// first (`nonzero`, `index_select`, `index_copy`) would run `op` on fewer samples but needs the
+/// count on the host — a device synchronisation per call, ~19 per image view (issue 30 item 7).
+/// The results are the same either way; the samples left out are computed and dropped, so `op`
+/// must not fail on them (no gradient flows into the dropped results' inputs here: the views
+/// are made from data that does not require grad).
+pub fn on_selected(x: &Tensor, mask: &Tensor, op: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
+    op(x).where_self(&per_sample(mask, x.dim().saturating_sub(1)), x)
 }
 
 /// `[N]` per-sample values reshaped to broadcast over the trailing `dims` dimensions.

@@ -41,7 +41,7 @@ impl SmallCnn {
                 .add(stage(&(&r / "s1"), in_channels, width, true))
                 .add(stage(&(&r / "s2"), width, 2 * width, true))
                 .add(stage(&(&r / "s3"), 2 * width, 4 * width, false))
-                .add_fn(|x| x.adaptive_avg_pool2d([4, 4]).flatten(1, -1))
+                .add_fn(|x| featdrop_torch_ext::adaptive_avg_pool2d(x, [4, 4]).flatten(1, -1))
                 .add(init::linear(&r / "fc", 16 * 4 * width, classes))
         });
         Self { vs, net }

@@ -233,7 +233,8 @@ impl ResNet {
 
 impl Encoder for ResNet {
     fn embed(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = self.trunk(x, train).adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        // libtorch's op, or in deterministic mode on CUDA a mean (deterministic backward).
+        let mut h = featdrop_torch_ext::adaptive_avg_pool2d(&self.trunk(x, train), [1, 1]).flatten(1, -1);
         for (i, layer) in self.head.iter().enumerate() {
             if i > 0 {
                 h = h.relu();

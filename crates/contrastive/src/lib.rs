@@ -24,4 +24,4 @@ pub mod views;
 
 pub use encoder::{Encoder, EncoderSpec, ResNet, Stem};
 pub use loss::{nt_xent, simclr_published};
-pub use trainer::{StopAfter, TrainSummary, Trainer};
+pub use trainer::{ResumeOptions, StopAfter, TrainSummary, Trainer};

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use featdrop_contrastive::{StopAfter, Trainer};
+use featdrop_contrastive::{ResumeOptions, StopAfter, Trainer};
 use featdrop_core::config::{Arch, Source, UpdateOrder, parse_override, set_path};
 use featdrop_core::logging::{Verbosity, init};
 use featdrop_core::{DeviceChoice, RunConfig, RunDir, ViewMode};
@@ -97,6 +97,10 @@ struct Cli {
     /// folder (`cargo xtask reproduce` passes `runs/<experiment>/classifiers` to both).
     #[arg(long, value_name = "DIR")]
     classifier_cache: Option<PathBuf>,
+    /// Resume a run on another device kind (cpu, cuda) than it was trained on: refused without
+    /// this flag, since the rest of the run would compute other numbers (trained_on.json).
+    #[arg(long)]
+    allow_device_change: bool,
     /// Examples in the --preview-views grid.
     #[arg(long, default_value_t = 8)]
     preview_count: i64,
@@ -154,6 +158,18 @@ fn config(cli: &Cli) -> Result<RunConfig> {
     Ok(RunConfig::from_value(value, &origin)?)
 }
 
+/// `train.deterministic`: deterministic cuBLAS needs `CUBLAS_WORKSPACE_CONFIG` before CUDA starts.
+/// A value the user set is kept (the trainer refuses one that is not deterministic).
+fn cublas_workspace() {
+    use featdrop_torch_ext::{CUBLAS_WORKSPACE_CONFIG, CUBLAS_WORKSPACE_SETTING};
+    if std::env::var_os(CUBLAS_WORKSPACE_CONFIG).is_none() {
+        // SAFETY: called from `main` before any thread is started and before libtorch (or CUDA)
+        // is used: nothing reads the environment concurrently.
+        unsafe { std::env::set_var(CUBLAS_WORKSPACE_CONFIG, CUBLAS_WORKSPACE_SETTING) };
+        tracing::info!("train.deterministic: set {CUBLAS_WORKSPACE_CONFIG}={CUBLAS_WORKSPACE_SETTING}");
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     init(&cli.verbosity);
@@ -165,6 +181,9 @@ fn main() {
             return Ok(());
         }
         let cfg = config(&cli)?;
+        if cfg.train.deterministic {
+            cublas_workspace();
+        }
         if let Some(png) = &cli.preview_views {
             // A throw-away run directory: previewing must not leave a half-made run behind.
             let tmp = std::env::temp_dir().join(format!("featdrop-preview-{}", std::process::id()));
@@ -180,7 +199,8 @@ fn main() {
             None => RunDir::for_cell(&cli.out, &cfg.experiment, &cfg.dataset, cfg.view_mode, cfg.seed),
         };
         tracing::info!(run = %run.root().display(), "run directory");
-        let mut trainer = Trainer::from_config(cfg, run)?;
+        let opts = ResumeOptions { allow_device_change: cli.allow_device_change };
+        let mut trainer = Trainer::from_config_with(cfg, run, opts)?;
         if let Some(dir) = &cli.classifier_cache {
             trainer.set_classifier_cache(dir);
         }

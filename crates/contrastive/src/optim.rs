@@ -64,6 +64,10 @@ pub struct Adam {
     v: Vec<Tensor>,
     /// Steps taken so far (kept as a tensor so checkpoints carry it).
     steps: Tensor,
+    /// The same count on the host, read from `steps` once at the first step (after any restore
+    /// into it), then kept in step: the bias corrections need it every step, and reading the
+    /// tensor each time would be a read-back per step (issue 30 item 7).
+    host_steps: Option<i64>,
     /// Learning rate.
     pub lr: f64,
 }
@@ -77,7 +81,7 @@ impl Adam {
     pub fn new(params: Vec<(String, Tensor)>, lr: f64) -> Self {
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
         let v = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Self { params, m, v, steps: Tensor::from_slice(&[0i64]), lr }
+        Self { params, m, v, steps: Tensor::from_slice(&[0i64]), host_steps: None, lr }
     }
 
     /// Clears the parameters' gradients.
@@ -89,8 +93,10 @@ impl Adam {
 
     /// One update from the current gradients.
     pub fn step(&mut self) {
+        let t = self.host_steps.unwrap_or_else(|| self.steps.int64_value(&[0])) + 1;
+        self.host_steps = Some(t);
         let _ = self.steps.g_add_scalar_(1);
-        let t = self.steps.int64_value(&[0]) as i32;
+        let t = t as i32;
         let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
         tch::no_grad(|| {
             for (((_, p), m), v) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
@@ -170,5 +176,24 @@ mod tests {
         }
         assert!((f64::try_from(&q).unwrap() - 4.0).abs() < 0.1, "Adam converges on a quadratic");
         assert_eq!(opt.state("vm").len(), 3);
+    }
+
+    #[test]
+    fn adam_takes_its_step_count_from_a_restored_state_and_keeps_it_in_step() {
+        // A resumed run restores `steps` into the tensor before the first step; the host count
+        // must start from there (bias corrections of step 6, not of step 1).
+        let p = param(&[2.0]);
+        let mut opt = Adam::new(vec![("p".into(), p.shallow_clone())], 0.01);
+        let restored = Tensor::from_slice(&[5i64]);
+        featdrop_core::checkpoint::restore_into(&[("vm.steps".into(), restored)], &opt.state("vm")[..1]).unwrap();
+        (&p * &p).sum(Kind::Float).backward();
+        opt.step();
+        let (g, t) = (4.0f64, 6);
+        let (m, v) = (0.1 * g / (1.0 - 0.9f64.powi(t)), 0.001 * g * g / (1.0 - 0.999f64.powi(t)));
+        let want = 2.0 - 0.01 * m / (v.sqrt() + 1e-8);
+        let got = f64::try_from(&p).unwrap();
+        assert!((got - want).abs() < 1e-6, "{got} vs {want} (the step count was not read from the state)");
+        opt.step();
+        assert_eq!(opt.state("vm")[0].1.int64_value(&[0]), 7);
     }
 }

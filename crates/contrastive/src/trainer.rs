@@ -12,6 +12,7 @@ use crate::views;
 use anyhow::{Context, Result};
 use featdrop_core::io::{JsonLines, write_json_atomic};
 use featdrop_core::lock::DirLock;
+use featdrop_core::trained_on::TrainedOn;
 use featdrop_core::{RunConfig, RunDir, Seeds, ViewFamily, checkpoint};
 use featdrop_data::MultiTaskDataset;
 use serde::{Deserialize, Serialize};
@@ -77,9 +78,16 @@ impl Trainer {
     /// naming this one's pid), checked to belong to `cfg`, and the config's memory needs are
     /// checked against this machine's available memory.
     pub fn from_config(cfg: RunConfig, run: RunDir) -> Result<Self> {
+        Self::from_config_with(cfg, run, ResumeOptions::default())
+    }
+
+    /// [`Trainer::from_config`], with what a resume may do (a run trained on one device kind is
+    /// resumed on another only with [`ResumeOptions::allow_device_change`]).
+    pub fn from_config_with(cfg: RunConfig, run: RunDir, opts: ResumeOptions) -> Result<Self> {
         let lock = run_dir::claim(&cfg, &run)?;
         featdrop_core::memory::check(&cfg, &run.config().display().to_string())?;
         let device = cfg.device.resolve()?;
+        run_dir::check_device(&run, device, opts.allow_device_change)?;
         let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
         Self::build(cfg, run, lock, dataset, enc_vs, encoder, views)
     }
@@ -140,6 +148,7 @@ impl Trainer {
     ) -> Result<Self> {
         cfg.validate(&run.config().display().to_string())?;
         let lock = run_dir::claim(&cfg, &run)?;
+        run_dir::check_device(&run, dataset.device(), false)?;
         Self::build(cfg, run, lock, dataset, enc_vs, encoder, views)
     }
 
@@ -154,6 +163,9 @@ impl Trainer {
         views: Box<dyn ViewFamily>,
     ) -> Result<Self> {
         let device = dataset.device();
+        if cfg.train.deterministic {
+            deterministic(device)?;
+        }
         if cfg.train.channels_last {
             // Before the optimiser exists, so its momentum buffers share the new layout.
             featdrop_torch_ext::module_to_channels_last(&enc_vs)?;
@@ -188,6 +200,7 @@ impl Trainer {
             _lock: lock,
         };
         me.prepare_run_dir()?;
+        TrainedOn::new(me.device, me.cfg.train.deterministic).write(&me.run)?;
         Ok(me)
     }
 
@@ -284,6 +297,29 @@ impl Trainer {
     }
 }
 
+/// How [`Trainer::from_config_with`] may take over a run that has checkpoints.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResumeOptions {
+    /// Resume on another device kind (cpu, cuda) than the run was trained on
+    /// (`featdrop-train --allow-device-change`): the rest of the run then computes other numbers
+    /// than the first part would have.
+    pub allow_device_change: bool,
+}
+
+/// `train.deterministic`: libtorch's determinism switches, for the whole process. cuBLAS also
+/// needs `CUBLAS_WORKSPACE_CONFIG` in the environment before CUDA starts, which only the program
+/// can set safely (`featdrop-train` does, first thing): without it CUDA training is refused here
+/// rather than failing at the first matrix product.
+fn deterministic(device: Device) -> Result<()> {
+    use featdrop_torch_ext::{CUBLAS_WORKSPACE_CONFIG, CUBLAS_WORKSPACE_SETTING};
+    anyhow::ensure!(
+        !device.is_cuda() || featdrop_torch_ext::cublas_workspace_is_deterministic(),
+        "train.deterministic on {device:?} needs {CUBLAS_WORKSPACE_CONFIG}={CUBLAS_WORKSPACE_SETTING} in the \
+         environment before CUDA starts (featdrop-train sets it; a program of your own must set it at its start)"
+    );
+    featdrop_torch_ext::set_deterministic(true).context("train.deterministic")
+}
+
 /// A VarStore's trainable variables by name, in name order (batch-norm statistics excluded).
 pub fn named_trainable(vs: &VarStore) -> Vec<(String, Tensor)> {
     sorted(vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect())
@@ -292,10 +328,6 @@ pub fn named_trainable(vs: &VarStore) -> Vec<(String, Tensor)> {
 fn sorted(mut v: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
-}
-
-fn scalar(t: &Tensor) -> f64 {
-    f64::try_from(t.detach().to_kind(Kind::Double)).unwrap_or(f64::NAN)
 }
 
 mod destruction;

@@ -262,6 +262,11 @@ pub struct TrainConfig {
     /// Channels-last memory format for the encoder and its inputs (a speed option; the results
     /// differ only by float rounding).
     pub channels_last: bool,
+    /// Reproducible training on CUDA, at some speed cost: cuDNN deterministic and not autotuning,
+    /// deterministic algorithms (an op without a deterministic implementation is an error), TF32
+    /// off, and `CUBLAS_WORKSPACE_CONFIG=:4096:8` (docs/PROTOCOL.md §4). CPU results are the same
+    /// either way. Off by default: libtorch's defaults (cuDNN may pick any algorithm and use TF32).
+    pub deterministic: bool,
     /// The per-epoch label-destruction monitor of runs with a trainable view family (viewmaker
     /// modes): `destruction` per task in each epoch's `metrics.jsonl` record.
     pub destruction: DestructionMonitorConfig,
@@ -310,6 +315,7 @@ impl Default for TrainConfig {
             view_grid_every: 10,
             bf16: false,
             channels_last: false,
+            deterministic: false,
             destruction: DestructionMonitorConfig::default(),
         }
     }
@@ -699,6 +705,18 @@ mod tests {
         assert_eq!(cfg.probe.lr_milestones, [60, 80]);
         let back = RunConfig::from_json(&serde_json::to_string(&cfg).unwrap(), "x").unwrap();
         assert_eq!(back, cfg);
+    }
+
+    /// Issue 30 item 8: `train.deterministic` is off unless asked for, and only a boolean.
+    #[test]
+    fn deterministic_defaults_to_off_and_takes_only_a_boolean() {
+        assert!(!RunConfig::from_json(&base().to_string(), "exp.json").unwrap().train.deterministic);
+        let mut v = base();
+        v["train"] = serde_json::json!({"deterministic": true});
+        assert!(RunConfig::from_json(&v.to_string(), "exp.json").unwrap().train.deterministic);
+        v["train"] = serde_json::json!({"deterministic": "yes"});
+        let e = err(v);
+        assert!(e.contains("exp.json") && e.contains("train.deterministic"), "{e}");
     }
 
     /// Issue 19.3: a data folder with the default source ran on synthetic data, silently.

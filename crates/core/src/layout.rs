@@ -57,6 +57,11 @@ impl RunDir {
         self.root.join("views")
     }
 
+    /// The device the run was trained on ([`crate::trained_on`]).
+    pub fn trained_on(&self) -> PathBuf {
+        self.root.join("trained_on.json")
+    }
+
     /// Written last by pretraining: its presence marks the pretraining as finished.
     pub fn done_marker(&self) -> PathBuf {
         self.root.join("pretrain.done.json")

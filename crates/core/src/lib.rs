@@ -23,6 +23,8 @@ pub mod logging;
 pub mod memory;
 pub mod seed;
 pub mod task;
+#[cfg(feature = "torch")]
+pub mod trained_on;
 pub mod view_mode;
 #[cfg(feature = "torch")]
 pub mod views;

@@ -42,6 +42,10 @@ struct Common {
     /// config.json (dataset, encoder shape, views, seed).
     #[arg(long, value_name = "FILE")]
     encoder_weights: Option<PathBuf>,
+    /// Evaluate on another device kind (cpu, cuda) than the run was trained on: refused without
+    /// this flag, since the numbers would not be the ones of the run's own device (trained_on.json).
+    #[arg(long)]
+    allow_device_change: bool,
 }
 
 impl Common {
@@ -50,7 +54,10 @@ impl Common {
     }
 
     fn load(&self, epoch: Option<usize>) -> Result<FrozenRun> {
-        FrozenRun::load_at(&RunDir::at(&self.run), self.device, self.encoder_weights.as_deref(), epoch)
+        let run = RunDir::at(&self.run);
+        let frozen = FrozenRun::load_at(&run, self.device, self.encoder_weights.as_deref(), epoch)?;
+        featdrop_core::trained_on::check(&run, frozen.device, "evaluate", self.allow_device_change)?;
+        Ok(frozen)
     }
 }
 

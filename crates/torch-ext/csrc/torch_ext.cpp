@@ -1,5 +1,5 @@
 // C shim over the parts of libtorch that tch 0.24 does not bind: memory formats, the
-// autocast state and the (Kineto) profiler. Every entry point catches all C++ exceptions and reports them as a
+// autocast state, the determinism switches of the global context and the (Kineto) profiler. Every entry point catches all C++ exceptions and reports them as a
 // heap-allocated message (freed by `fdx_free_error`), because unwinding across the FFI
 // boundary into Rust is undefined behaviour. A null return means success.
 //
@@ -130,6 +130,36 @@ char* fdx_autocast_exit(int device, int prev_enabled, int prev_dtype, int prev_c
     at::autocast::set_autocast_enabled(dt, prev_enabled != 0);
     at::autocast::set_autocast_dtype(dt, static_cast<at::ScalarType>(prev_dtype));
     at::autocast::set_autocast_cache_enabled(prev_cache != 0);
+  });
+}
+
+// What torch.use_deterministic_algorithms(True), torch.backends.cudnn.deterministic = True,
+// torch.backends.cudnn.benchmark = False and torch.backends.{cuda.matmul,cudnn}.allow_tf32 = False
+// set from Python, in libtorch's process-wide context (`train.deterministic`). Off restores
+// libtorch's own defaults for these flags (TF32 off for cuBLAS, on for cuDNN). The oneDNN (CPU)
+// convolutions get the same treatment as cuDNN's.
+char* fdx_set_deterministic(int on) {
+  return guarded([&] {
+    auto& ctx = at::globalContext();
+    bool det = on != 0;
+    ctx.setDeterministicCuDNN(det);
+    ctx.setDeterministicMkldnn(det);
+    ctx.setBenchmarkCuDNN(false);
+    ctx.setDeterministicAlgorithms(det, /*warn_only=*/false);
+    ctx.setAllowTF32CuBLAS(false);
+    ctx.setAllowTF32CuDNN(!det);
+    ctx.setAllowTF32OneDNN(false);
+  });
+}
+
+// The flags fdx_set_deterministic sets, read back, as bits: 1 cuDNN deterministic, 2 cuDNN
+// benchmark, 4 deterministic algorithms, 8 warn only, 16 TF32 in cuBLAS, 32 TF32 in cuDNN.
+char* fdx_deterministic_state(int* bits) {
+  return guarded([&] {
+    auto& ctx = at::globalContext();
+    *bits = (ctx.deterministicCuDNN() ? 1 : 0) | (ctx.benchmarkCuDNN() ? 2 : 0) |
+            (ctx.deterministicAlgorithms() ? 4 : 0) | (ctx.deterministicAlgorithmsWarnOnly() ? 8 : 0) |
+            (ctx.allowTF32CuBLAS() ? 16 : 0) | (ctx.allowTF32CuDNN() ? 32 : 0);
   });
 }
 

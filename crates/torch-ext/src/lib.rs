@@ -1,6 +1,7 @@
 //! What tch 0.24 does not bind but featdrop's trainer needs (docs/PROTOCOL.md §4: "bf16 autocast and
 //! channels-last as options on CUDA"): the channels-last memory format and autocast with an
-//! explicit dtype; and libtorch's profiler, for benchmarks ([`profile`]).
+//! explicit dtype; the determinism switches of `train.deterministic` ([`set_deterministic`]); and
+//! libtorch's profiler, for benchmarks and for counting a step's host round trips ([`profile`]).
 //!
 //! A small C++ shim (`csrc/torch_ext.cpp`, compiled by `build.rs` against `$LIBTORCH/include`)
 //! calls libtorch directly; every C++ exception is caught there and comes back as an
@@ -38,12 +39,20 @@ mod ffi {
             prev_dtype: c_int,
             prev_cache: c_int,
         ) -> *mut c_char;
+        pub fn fdx_set_deterministic(on: c_int) -> *mut c_char;
+        pub fn fdx_deterministic_state(bits: *mut c_int) -> *mut c_char;
         pub fn fdx_profiler_start(with_cuda: c_int) -> *mut c_char;
         pub fn fdx_profiler_stop(trace_path: *const c_char) -> *mut c_char;
     }
 }
 
+mod determinism;
 mod profile;
+pub use determinism::{
+    CUBLAS_WORKSPACE_CONFIG, CUBLAS_WORKSPACE_SETTING, Determinism, adaptive_avg_pool2d, avg_pool_evenly,
+    cublas_workspace_is_deterministic, determinism, deterministic_algorithms, reflection_pad2d,
+    reflection_pad2d_by_gather, set_deterministic,
+};
 pub use profile::profile;
 
 /// Turns the shim's error convention (null = success, else a malloc'd message) into a `Result`.

@@ -228,3 +228,29 @@ fn the_profiler_records_each_op_run_inside_it_and_nothing_outside() {
     assert!(format!("{err:#}").contains("no/such/folder"), "{err:#}");
     let _ = featdrop_torch_ext::profile(&trace, false, || a.cos()).unwrap();
 }
+
+/// Issue 30 item 8: the deterministic-mode replacements of reflection padding and adaptive
+/// average pooling (used on CUDA, whose kernels for these have no deterministic backward) give
+/// the same values and gradients as the ops they replace.
+#[test]
+fn deterministic_replacements_match_the_ops_they_replace() {
+    use featdrop_torch_ext::{avg_pool_evenly, reflection_pad2d_by_gather};
+    let x = Tensor::randn([2, 3, 8, 6], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+    let weights = Tensor::randn([2, 3, 14, 12], (Kind::Double, Device::Cpu));
+    let grad_of = |y: Tensor| {
+        let g = tch::Tensor::run_backward(&[(y * &weights).sum(Kind::Double)], &[&x], false, false);
+        g[0].shallow_clone()
+    };
+    let (a, b) = (x.reflection_pad2d([3, 3, 3, 3]), reflection_pad2d_by_gather(&x, 3));
+    assert!(a.equal(&b), "padded values differ");
+    assert!(grad_of(a).allclose(&grad_of(b), 1e-12, 1e-12, false), "padding gradients differ");
+    for out in [[1, 1], [4, 3], [2, 2]] {
+        let (a, b) = (x.adaptive_avg_pool2d(out), avg_pool_evenly(&x, out));
+        assert!(a.allclose(&b, 1e-12, 1e-12, false), "pooled to {out:?}: values differ");
+        let w = Tensor::randn(a.size(), (Kind::Double, Device::Cpu));
+        let g = |y: Tensor| tch::Tensor::run_backward(&[(y * &w).sum(Kind::Double)], &[&x], false, false)[0].copy();
+        assert!(g(a).allclose(&g(b), 1e-12, 1e-12, false), "pooled to {out:?}: gradients differ");
+    }
+    // Off CUDA the ops themselves run, whatever the mode.
+    assert!(featdrop_torch_ext::reflection_pad2d(&x, 2).equal(&x.reflection_pad2d([2, 2, 2, 2])));
+}

@@ -5,9 +5,10 @@ use featdrop_core::init;
 use tch::{Tensor, nn, nn::Module};
 
 /// A convolution applied after reflection padding of kernel/2 on each side (stride as given).
+/// The padding is libtorch's, or in deterministic mode on CUDA a gather with a deterministic
+/// backward (`train.deterministic`).
 pub fn reflect_conv(conv: &nn::Conv2D, x: &Tensor, k: i64) -> Tensor {
-    let p = k / 2;
-    conv.forward(&x.reflection_pad2d([p, p, p, p]))
+    conv.forward(&featdrop_torch_ext::reflection_pad2d(x, k / 2))
 }
 
 /// Instance norm with a learned per-channel scale and shift (statistics per example and channel).

@@ -1,7 +1,7 @@
 //! The training loop: steps, epochs, monitoring, view grids and checkpoints.
 
 use super::destruction::DestructionMonitor;
-use super::{TrainSummary, Trainer, TrainerState, scalar};
+use super::{TrainSummary, Trainer, TrainerState};
 use crate::knn::knn_accuracy;
 use crate::loss::{nt_xent, simclr_published};
 use anyhow::Result;
@@ -12,17 +12,72 @@ use featdrop_data::epoch_indices;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
 /// Where to stop early (for tests and for splitting long runs): after this many epochs in total.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StopAfter(pub Option<usize>);
 
-/// Losses of one step.
+/// Losses of one step, still on the device (detached): reading a loss back makes the host wait
+/// for the device to finish the step, so they are read only when logged ([`PendingLosses`]).
 struct StepLoss {
+    encoder: Tensor,
+    viewmaker: Option<Tensor>,
+}
+
+/// Read the pending step losses back at least this often (and at the end of each epoch).
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// ... and at the latest after this many steps.
+const LOG_STEPS: usize = 100;
+
+/// Step losses waiting to be logged: read back in one copy per log interval instead of one
+/// synchronisation per step (issue 30 item 7). The metrics get the same one record per step.
+struct PendingLosses {
+    steps: Vec<(u64, StepLoss)>,
+    since: Instant,
+}
+
+/// One step's losses on the host.
+struct LoggedLoss {
+    step: u64,
     encoder: f64,
     viewmaker: Option<f64>,
+}
+
+impl PendingLosses {
+    fn new() -> Self {
+        Self { steps: Vec::new(), since: Instant::now() }
+    }
+
+    fn push(&mut self, step: u64, loss: StepLoss) {
+        self.steps.push((step, loss));
+    }
+
+    fn due(&self) -> bool {
+        self.steps.len() >= LOG_STEPS || self.since.elapsed() >= LOG_INTERVAL
+    }
+
+    /// The pending losses, read back in one copy, in step order; empties the list.
+    fn take(&mut self) -> Vec<LoggedLoss> {
+        self.since = Instant::now();
+        let pending = std::mem::take(&mut self.steps);
+        let Some((_, first)) = pending.first() else { return Vec::new() };
+        let width = 1 + usize::from(first.viewmaker.is_some());
+        // In double before stacking: under bf16 autocast the two losses need not share a kind.
+        let flat: Vec<Tensor> = pending
+            .iter()
+            .flat_map(|(_, l)| std::iter::once(&l.encoder).chain(l.viewmaker.as_ref()))
+            .map(|t| t.to_kind(Kind::Double))
+            .collect();
+        let host = Tensor::stack(&flat, 0).to_device(tch::Device::Cpu);
+        let values = Vec::<f64>::try_from(&host).unwrap_or_else(|_| vec![f64::NAN; flat.len()]);
+        pending
+            .iter()
+            .zip(values.chunks(width))
+            .map(|((step, _), v)| LoggedLoss { step: *step, encoder: v[0], viewmaker: v.get(1).copied() })
+            .collect()
+    }
 }
 
 impl Trainer {
@@ -76,7 +131,7 @@ impl Trainer {
                 (&vm_loss * -weight).backward();
                 encoder_params.iter().for_each(|p| drop(p.set_requires_grad(true)));
                 self.adam.as_mut().expect("checked above").step();
-                StepLoss { encoder: scalar(&loss), viewmaker: Some(scalar(&vm_loss)) }
+                StepLoss { encoder: loss.detach(), viewmaker: Some(vm_loss.detach()) }
             }
             (_, has_vm) => {
                 // One pass; the viewmaker's gradient is reversed (× −weight) before its step: the
@@ -99,8 +154,8 @@ impl Trainer {
                     });
                     self.adam.as_mut().expect("has_vm").step();
                 }
-                let l = scalar(&loss);
-                StepLoss { encoder: l, viewmaker: has_vm.then_some(l) }
+                let l = loss.detach();
+                StepLoss { viewmaker: has_vm.then(|| l.shallow_clone()), encoder: l }
             }
         }
     }
@@ -187,19 +242,22 @@ impl Trainer {
             let batches = epoch_indices(n, bs, epoch as u64, cfg.seed);
             let bar = progress(batches.len() as u64, epoch, cfg.train.epochs);
             let mut sum = 0.0;
+            let mut pending = PendingLosses::new();
             for (i, idx) in batches.iter().enumerate() {
                 let step = epoch as u64 * per_epoch + i as u64;
-                let l = self.step(idx, step);
-                anyhow::ensure!(l.encoder.is_finite(), "loss became {} at step {step}", l.encoder);
-                sum += l.encoder;
+                pending.push(step, self.step(idx, step));
                 images += 2 * bs as u64;
-                metrics.write(&json!({"kind": "step", "epoch": epoch + 1, "step": step, "loss": l.encoder, "viewmaker_loss": l.viewmaker}))?;
-                bar.set_message(format!(
-                    "loss {:.4}  {:.0} img/s",
-                    l.encoder,
-                    images as f64 / started.elapsed().as_secs_f64()
-                ));
                 bar.inc(1);
+                if !pending.due() && i + 1 < batches.len() {
+                    continue;
+                }
+                for l in pending.take() {
+                    anyhow::ensure!(l.encoder.is_finite(), "loss became {} at step {}", l.encoder, l.step);
+                    sum += l.encoder;
+                    metrics.write(&json!({"kind": "step", "epoch": epoch + 1, "step": l.step, "loss": l.encoder, "viewmaker_loss": l.viewmaker}))?;
+                    let rate = images as f64 / started.elapsed().as_secs_f64();
+                    bar.set_message(format!("loss {:.4}  {rate:.0} img/s", l.encoder));
+                }
             }
             bar.finish_and_clear();
             let mean = sum / batches.len() as f64;

@@ -44,6 +44,15 @@ fn check_config(cfg: &RunConfig, run: &RunDir) -> Result<()> {
     Ok(())
 }
 
+/// A run with checkpoints is resumed only on the device kind it was trained on, unless `allow`
+/// ([`featdrop_core::trained_on::check`]); a run without checkpoints starts over anywhere.
+pub(super) fn check_device(run: &RunDir, device: tch::Device, allow: bool) -> Result<()> {
+    if any_checkpoint(run).is_none() {
+        return Ok(());
+    }
+    featdrop_core::trained_on::check(run, device, "resume", allow)
+}
+
 /// The name of a weights file in the run's checkpoints folder, if it has one.
 fn any_checkpoint(run: &RunDir) -> Option<String> {
     let entries = std::fs::read_dir(run.checkpoints()).ok()?;
