@@ -5,9 +5,10 @@
 //! error and the rest go on; the exit status says whether any cell failed.
 //!
 //! Everything the experiment file says is checked before the first cell starts (see
-//! [`preflight`]), and so is the device every cell will use, which is said ([`devices`]). One `reproduce` at a time writes an experiment's folder: it holds the folder's
-//! lock (a second one stops at once, naming the first one's pid), and every process it starts
-//! ends when it ends, however it ends — no orphaned trainer goes on writing a run directory.
+//! [`preflight`]), and so is the device every cell will use, which is said ([`devices`]). One
+//! `reproduce` at a time writes an experiment's folder: it holds the folder's lock (a second one
+//! stops at once, naming the first one's pid), and every process it starts ends when it ends,
+//! however it ends — no orphaned trainer goes on writing a run directory.
 
 pub mod cell;
 pub mod devices;
