@@ -82,8 +82,10 @@ impl Trainer {
         featdrop_core::memory::check(&cfg, &origin)?;
         let device = cfg.device.resolve()?;
         // Before the dataset is built on the device: refused if it cannot fit, said otherwise.
-        if let Some(line) = featdrop_core::memory::check_device(&cfg, &origin, device)? {
-            tracing::info!("{line}");
+        match featdrop_core::memory::check_device(&cfg, &origin, device)? {
+            Some(line) if line.contains("WARNING") || line.contains("skipped") => tracing::warn!("{line}"),
+            Some(line) => tracing::info!("{line}"),
+            None => {}
         }
         let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
         Self::build(cfg, run, lock, dataset, enc_vs, encoder, views)
