@@ -1,5 +1,6 @@
 //! `cargo xtask doctor`: set-up, then the doctor binary that links libtorch the way every featdrop
-//! binary does, so what it reports (CUDA included) is what a training run will see.
+//! binary does, so what it reports (CUDA included: the driver, and each GPU having run a kernel
+//! and a bf16 convolution) is what a training run will see.
 
 use crate::{libtorch, paths};
 use anyhow::{Result, ensure};

@@ -17,7 +17,7 @@ use featdrop_core::{RunConfig, RunDir, Seeds, ViewFamily, checkpoint};
 use featdrop_data::MultiTaskDataset;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tch::{Device, Kind, Tensor, nn::VarStore};
+use tch::{Device, Tensor, nn::VarStore};
 
 /// What a finished (or stopped) training run reports; also `pretrain.done.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -85,9 +85,16 @@ impl Trainer {
     /// resumed on another only with [`ResumeOptions::allow_device_change`]).
     pub fn from_config_with(cfg: RunConfig, run: RunDir, opts: ResumeOptions) -> Result<Self> {
         let lock = run_dir::claim(&cfg, &run)?;
-        featdrop_core::memory::check(&cfg, &run.config().display().to_string())?;
+        let origin = run.config().display().to_string();
+        featdrop_core::memory::check(&cfg, &origin)?;
         let device = cfg.device.resolve()?;
         run_dir::check_device(&run, device, opts.allow_device_change)?;
+        // Before the dataset is built on the device: refused if it cannot fit, said otherwise.
+        match featdrop_core::memory::check_device(&cfg, &origin, device)? {
+            Some(line) if line.contains("WARNING") || line.contains("skipped") => tracing::warn!("{line}"),
+            Some(line) => tracing::info!("{line}"),
+            None => {}
+        }
         let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
         Self::build(cfg, run, lock, dataset, enc_vs, encoder, views)
     }
@@ -147,6 +154,7 @@ impl Trainer {
         views: Box<dyn ViewFamily>,
     ) -> Result<Self> {
         cfg.validate(&run.config().display().to_string())?;
+        check_devices(dataset.device(), &enc_vs, views.as_ref())?;
         let lock = run_dir::claim(&cfg, &run)?;
         run_dir::check_device(&run, dataset.device(), false)?;
         Self::build(cfg, run, lock, dataset, enc_vs, encoder, views)
@@ -171,9 +179,10 @@ impl Trainer {
             featdrop_torch_ext::module_to_channels_last(&enc_vs)?;
         }
         if cfg.train.bf16 {
-            // Fail now, not mid-run, if this device has no bf16 autocast.
-            featdrop_torch_ext::with_autocast(device, Kind::BFloat16, || ())
-                .with_context(|| format!("train.bf16: bf16 autocast is not available on {device:?}"))?;
+            // Fail now, not mid-run, if this device cannot run what bf16 autocast runs: switching
+            // autocast on succeeds even where no bf16 kernel exists.
+            featdrop_core::gpu::probe::bf16_conv(device)
+                .map_err(|e| anyhow::anyhow!("train.bf16: {e}; set train.bf16 to false on this device"))?;
         }
         let t = &cfg.train;
         let sgd = Sgd::new(named_trainable(&enc_vs), t.lr, t.momentum, t.weight_decay);
@@ -330,8 +339,47 @@ fn sorted(mut v: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     v
 }
 
+/// Refuses parts on different devices (a mix would panic at the first step): the encoder's
+/// variables and the view family's trainable parameters must sit where the dataset's tensors do.
+fn check_devices(dataset: Device, enc_vs: &VarStore, views: &dyn ViewFamily) -> Result<()> {
+    let mut parts = vec![("the encoder's VarStore".to_string(), enc_vs.device())];
+    parts.extend(enc_vs.variables().into_iter().map(|(n, t)| (format!("encoder variable `{n}`"), t.device())));
+    parts.extend(views.trainable().into_iter().map(|(n, t)| (format!("view-family parameter `{n}`"), t.device())));
+    same_device(dataset, &parts)
+}
+
+/// The first of `parts` (name, device) not on `dataset`'s device, as an error naming both.
+fn same_device(dataset: Device, parts: &[(String, Device)]) -> Result<()> {
+    match parts.iter().find(|(_, d)| *d != dataset) {
+        None => Ok(()),
+        Some((name, d)) => anyhow::bail!(
+            "Trainer::with_parts: {name} is on {d:?} but the dataset is on {dataset:?}; build every part on \
+             one device (the dataset's `DatasetSpec::device`, the encoder's `VarStore::new(device)`)"
+        ),
+    }
+}
+
 mod destruction;
 mod run;
 mod run_dir;
 pub use destruction::classifier_budget;
 pub use run::StopAfter;
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    /// Issue 30 item 5: a part off the dataset's device is named, whatever the devices (no GPU
+    /// needed to build the case).
+    #[test]
+    fn parts_off_the_datasets_device_are_named() {
+        let on = |d| vec![("the encoder's VarStore".to_string(), d), ("encoder variable `w`".to_string(), d)];
+        same_device(Device::Cuda(0), &on(Device::Cuda(0))).unwrap();
+        let e = same_device(Device::Cpu, &on(Device::Cuda(1))).unwrap_err().to_string();
+        assert!(e.contains("the encoder's VarStore is on Cuda(1) but the dataset is on Cpu"), "{e}");
+        let mut mixed = on(Device::Cuda(0));
+        mixed.push(("view-family parameter `vm.w`".into(), Device::Cuda(1)));
+        let e = same_device(Device::Cuda(0), &mixed).unwrap_err().to_string();
+        assert!(e.contains("view-family parameter `vm.w` is on Cuda(1) but the dataset is on Cuda(0)"), "{e}");
+    }
+}

@@ -2,6 +2,7 @@
 //!
 //! Asking for CUDA when it cannot be used is an error, never a quiet CPU run (docs/PROTOCOL.md §1).
 
+use crate::gpu::{self, CudaVersion};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -60,22 +61,52 @@ impl<'de> Deserialize<'de> for DeviceChoice {
     }
 }
 
-/// What CUDA looks like from here, as needed to resolve a choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What CUDA looks like from here, as needed to resolve a choice (also in `featdrop-doctor
+/// --json`, so a process without libtorch resolves choices as a trainer would).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CudaState {
     /// Whether libtorch's CUDA backend (`libtorch_cuda.so`) is loaded in this process.
     pub compiled: bool,
-    /// Whether the NVIDIA driver library (`libcuda.so`) could be loaded.
+    /// Whether the NVIDIA driver library (`libcuda.so.1`) could be loaded.
     pub driver: bool,
+    /// The newest CUDA version the driver supports, when it could be read.
+    pub driver_cuda: Option<CudaVersion>,
+    /// The CUDA version libtorch is built for, when known.
+    pub libtorch_cuda: Option<CudaVersion>,
     /// Number of visible CUDA devices.
     pub devices: usize,
 }
 
-/// The path of a shared library loaded in this process whose file name ends with `name`, from
-/// `/proc/self/maps` (what is really loaded, not what a linker was asked for).
+impl CudaState {
+    /// Why CUDA cannot be used (meaningful when it cannot): the missing or too-old piece.
+    pub fn why_unusable(&self) -> String {
+        if !self.compiled {
+            return "this libtorch has no CUDA backend loaded (a CPU-only build, or libtorch_cuda.so was not linked)"
+                .into();
+        }
+        if !self.driver {
+            return "libtorch's CUDA backend is loaded, but no NVIDIA driver was found (libcuda.so.1 cannot be \
+                    loaded: this machine has no GPU driver)"
+                .into();
+        }
+        if let (Some(driver), Some(need)) = (self.driver_cuda, self.libtorch_cuda)
+            && driver.major < need.major
+        {
+            let v = gpu::Verdict::DriverTooOld { driver, need: gpu::requirement(need) };
+            return v.problem().expect("a too-old driver is a problem");
+        }
+        "the NVIDIA driver is loaded but no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES; \
+         `cargo xtask doctor` lists what CUDA sees)"
+            .into()
+    }
+}
+
+/// The path of a shared library loaded in this process whose file name is `name` or
+/// `name.<version>`, from `/proc/self/maps` (what is really loaded, not what a linker was asked
+/// for: the driver's `libcuda.so.1` is mapped as `libcuda.so.<release>`).
 pub fn loaded_library(name: &str) -> Option<std::path::PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with(name)).map(Into::into)
+    gpu::library_in_maps(&maps, name).map(|l| l.path)
 }
 
 impl DeviceChoice {
@@ -83,20 +114,15 @@ impl DeviceChoice {
     /// `i`. Separate from libtorch so the rules are testable on any machine.
     pub fn resolve_with(self, cuda: CudaState) -> Result<Option<usize>, String> {
         let usable = cuda.compiled && cuda.devices > 0;
-        let why = if !cuda.compiled {
-            "this libtorch has no CUDA backend loaded (a CPU-only build, or libtorch_cuda.so was not linked)"
-        } else if !cuda.driver {
-            "libtorch's CUDA backend is loaded, but no NVIDIA driver was found (libcuda.so.1 cannot be \
-             loaded: this machine has no GPU driver)"
-        } else {
-            "the NVIDIA driver is loaded but no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
-        };
         match self {
             Self::Cpu => Ok(None),
             Self::Auto => Ok(usable.then_some(0)),
-            Self::Cuda(_) if !usable => Err(format!("device `{self}` was asked for but CUDA is not usable: {why}")),
+            Self::Cuda(_) if !usable => {
+                Err(format!("device `{self}` was asked for but CUDA is not usable: {}", cuda.why_unusable()))
+            }
             Self::Cuda(i) if i >= cuda.devices => Err(format!(
-                "device `{self}` was asked for but only {} CUDA device(s) are visible (cuda:0 … cuda:{})",
+                "device `{self}` was asked for but only {} CUDA device(s) are visible (cuda:0 … cuda:{}; \
+                 CUDA_VISIBLE_DEVICES renumbers them from 0)",
                 cuda.devices,
                 cuda.devices - 1
             )),
@@ -105,17 +131,45 @@ impl DeviceChoice {
     }
 }
 
+/// The CUDA state of this process: libtorch's backend and device count, the driver's version.
+#[cfg(feature = "torch")]
+pub fn cuda_state() -> CudaState {
+    // Counting devices makes the CUDA runtime load the driver library if there is one.
+    let devices = tch::Cuda::device_count().max(0) as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    #[cfg(target_os = "linux")]
+    let (driver, driver_cuda) = match gpu::Driver::open() {
+        Ok(d) => (true, d.version().ok()),
+        Err(_) => (gpu::driver_in_maps(&maps).is_some(), None),
+    };
+    #[cfg(not(target_os = "linux"))]
+    let (driver, driver_cuda) = (gpu::driver_in_maps(&maps).is_some(), None);
+    CudaState {
+        compiled: gpu::library_in_maps(&maps, "libtorch_cuda.so").is_some(),
+        driver,
+        driver_cuda,
+        libtorch_cuda: libtorch_version().as_deref().and_then(CudaVersion::from_build_tag),
+        devices,
+    }
+}
+
+/// The version of the libtorch this process loaded (`2.11.0+cu130`), from the `build-version`
+/// (or `version.py`) beside its `lib/` folder.
+pub fn libtorch_version() -> Option<String> {
+    let lib = loaded_library("libtorch_cpu.so")?;
+    let root = lib.parent()?.parent()?;
+    if let Ok(v) = std::fs::read_to_string(root.join("build-version")) {
+        return Some(v.trim().into());
+    }
+    let py = std::fs::read_to_string(root.join("version.py")).ok()?;
+    py.lines().find_map(|l| l.strip_prefix("__version__ = ")).map(|v| v.trim_matches(['\'', '"']).into())
+}
+
 #[cfg(feature = "torch")]
 impl DeviceChoice {
     /// Resolves the choice against this process's libtorch and logs the outcome.
     pub fn resolve(self) -> anyhow::Result<tch::Device> {
-        // Counting devices makes the CUDA runtime load the driver library if there is one.
-        let devices = tch::Cuda::device_count().max(0) as usize;
-        let state = CudaState {
-            compiled: loaded_library("libtorch_cuda.so").is_some(),
-            driver: loaded_library("libcuda.so.1").is_some() || loaded_library("libcuda.so").is_some(),
-            devices,
-        };
+        let state = cuda_state();
         let device = match self.resolve_with(state).map_err(anyhow::Error::msg)? {
             None => tch::Device::Cpu,
             Some(i) => tch::Device::Cuda(i),
@@ -138,10 +192,16 @@ impl DeviceChoice {
 mod tests {
     use super::*;
 
-    const NONE: CudaState = CudaState { compiled: true, driver: true, devices: 0 };
-    const NO_DRIVER: CudaState = CudaState { compiled: true, driver: false, devices: 0 };
-    const CPU_BUILD: CudaState = CudaState { compiled: false, driver: false, devices: 0 };
-    const TWO: CudaState = CudaState { compiled: true, driver: true, devices: 2 };
+    const CU130: Option<CudaVersion> = Some(CudaVersion { major: 13, minor: 0 });
+    const NONE: CudaState =
+        CudaState { compiled: true, driver: true, driver_cuda: CU130, libtorch_cuda: CU130, devices: 0 };
+    const NO_DRIVER: CudaState =
+        CudaState { compiled: true, driver: false, driver_cuda: None, libtorch_cuda: CU130, devices: 0 };
+    const CPU_BUILD: CudaState =
+        CudaState { compiled: false, driver: false, driver_cuda: None, libtorch_cuda: None, devices: 0 };
+    const TWO: CudaState = CudaState { devices: 2, ..NONE };
+    /// A CUDA 12.2 driver under a CUDA 13.0 libtorch: the runtime sees no device.
+    const OLD_DRIVER: CudaState = CudaState { driver_cuda: Some(CudaVersion { major: 12, minor: 2 }), ..NONE };
 
     #[test]
     fn parses_and_rejects() {
@@ -165,6 +225,15 @@ mod tests {
         assert!(e.contains("only 2 CUDA device(s)"), "{e}");
     }
 
+    /// Issue 30 item 3: a driver that is there but too old is named as such, with what to do.
+    #[test]
+    fn a_too_old_driver_is_not_a_missing_one() {
+        let e = DeviceChoice::Cuda(0).resolve_with(OLD_DRIVER).unwrap_err();
+        assert!(!e.contains("no NVIDIA driver"), "{e}");
+        assert!(e.contains("driver is too old: it supports CUDA up to 12.2") && e.contains("580.65.06"), "{e}");
+        assert_eq!(DeviceChoice::Auto.resolve_with(OLD_DRIVER), Ok(None));
+    }
+
     #[test]
     fn auto_and_cpu() {
         assert_eq!(DeviceChoice::Auto.resolve_with(NONE), Ok(None));
@@ -183,9 +252,8 @@ mod tests {
             // The diagnosis names the missing piece: a backend that is loaded is never blamed.
             if loaded_library("libtorch_cuda.so").is_some() {
                 assert!(!e.contains("no CUDA backend loaded"), "the CUDA backend is loaded, yet: {e}");
-                if loaded_library("libcuda.so").is_none() {
-                    assert!(e.contains("no NVIDIA driver"), "{e}");
-                }
+                let driver = loaded_library("libcuda.so").is_some() || gpu::Driver::open().is_ok();
+                assert_eq!(e.contains("no NVIDIA driver"), !driver, "{e}");
             }
         }
     }

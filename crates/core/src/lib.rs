@@ -1,5 +1,5 @@
 //! Shared types of featdrop (docs/PROTOCOL.md §1): tasks and task sets, batches with one label tensor per
-//! task, view modes, device choice, seeding, the run config, the run-directory layout and its lock, atomic
+//! task, view modes, device choice and GPU checks, seeding, the run config, the run-directory layout and its lock, atomic
 //! files, memory estimates, metrics logs, checkpoints and logging set-up.
 //!
 //! The `torch` feature (on by default) adds everything that needs libtorch: [`batch`],
@@ -14,6 +14,7 @@ pub mod catalogue;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod gpu;
 #[cfg(feature = "torch")]
 pub mod init;
 pub mod io;

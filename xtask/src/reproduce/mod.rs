@@ -5,12 +5,14 @@
 //! error and the rest go on; the exit status says whether any cell failed.
 //!
 //! Everything the experiment file says is checked before the first cell starts (see
-//! [`preflight`]). One `reproduce` at a time writes an experiment's folder: it holds the folder's
-//! lock (a second one stops at once, naming the first one's pid), and every process it starts
-//! ends when it ends, however it ends — no orphaned trainer goes on writing a run directory.
+//! [`preflight`]), and so is the device every cell will use, which is said ([`devices`]). One
+//! `reproduce` at a time writes an experiment's folder: it holds the folder's lock (a second one
+//! stops at once, naming the first one's pid), and every process it starts ends when it ends,
+//! however it ends — no orphaned trainer goes on writing a run directory.
 
 pub mod cell;
 pub mod changed;
+pub mod devices;
 pub mod experiment;
 pub mod locks;
 pub mod preflight;
@@ -103,7 +105,8 @@ impl Bins {
 
     /// Binaries built before (e.g. by `cargo test --workspace`), checked to be there.
     pub fn existing(dir: &Path) -> Result<Self> {
-        // featdrop-doctor is needed only to pick the scale, and is checked where it is used.
+        // featdrop-doctor is needed only to pick the scale and resolve devices other than `cpu`,
+        // and is checked where it is used.
         for name in ["featdrop-train", "featdrop-eval", "featdrop-theory"] {
             ensure!(
                 dir.join(name).is_file(),
@@ -173,7 +176,8 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         Some(dir) => Bins::existing(&absolute(dir))?,
         None => Bins::build(&lt)?,
     };
-    let (exp_path, why) = choose_experiment(args, &bins)?;
+    let mut doctor = devices::Lazy::new(&bins);
+    let (exp_path, why) = choose_experiment(args, &mut doctor)?;
     let exp = Experiment::load(&exp_path)?;
     eprintln!("experiment `{}` ({}): {why}", exp.name, exp_path.display());
     let out = absolute(&args.out);
@@ -186,8 +190,15 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let exp_dir = out.join(&exp.name);
     let theory = exp.theory.as_ref().filter(|_| !args.no_theory);
     preflight::check_tool_args(&exp, &exp_dir, &cells, &bins, theory.is_some())?;
-    if args.executor == Executor::Local {
-        preflight::check_memory(&exp, &cells)?;
+    match args.executor {
+        Executor::Local => {
+            preflight::check_memory(&exp, &cells)?;
+            devices::check_local(&exp, &cells, args.device.as_deref(), &mut doctor)?;
+        }
+        Executor::Slurm => {
+            let gpus = slurm::gpus_per_task(&exp, &cells, &args.slurm);
+            devices::check_slurm(&exp, &cells, args.device.as_deref(), gpus)?;
+        }
     }
     // Held until the study ends; released by the system if this process is killed.
     let _lock = locks::experiment(&exp_dir)?;
@@ -303,7 +314,7 @@ fn failed_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell]) -> Vec<String>
 }
 
 /// The experiment to run, and why it was picked.
-fn choose_experiment(args: &ReproduceArgs, bins: &Bins) -> Result<(PathBuf, String)> {
+fn choose_experiment(args: &ReproduceArgs, doctor: &mut devices::Lazy) -> Result<(PathBuf, String)> {
     if let Some(p) = &args.experiment {
         return Ok((absolute(p), "given with --experiment".into()));
     }
@@ -311,13 +322,7 @@ fn choose_experiment(args: &ReproduceArgs, bins: &Bins) -> Result<(PathBuf, Stri
     if let Some(s) = &args.scale {
         return Ok((file(s), format!("scale `{s}` given with --scale")));
     }
-    let doctor = bins
-        .cmd("featdrop-doctor")
-        .arg("--json")
-        .output()
-        .context("running featdrop-doctor to pick the scale (or pass --scale)")?;
-    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap_or(Value::Null);
-    let cuda = report["cuda_usable"].as_bool().unwrap_or(false);
+    let cuda = doctor.get().context("picking the scale (or pass --scale)")?.cuda_usable;
     let missing = crate::fetch::missing_real_data(&paths::repo_root().join("data/raw"));
     let (scale, why) = default_scale(cuda, &missing);
     Ok((file(scale), why))

@@ -53,6 +53,12 @@ fn read_submissions(slurm_dir: &Path) -> Result<Vec<Submission>> {
     Ok(subs)
 }
 
+/// GPUs each array task asks for (and sees as `cuda:0 …`), as `submit` resolves them.
+pub fn gpus_per_task(exp: &Experiment, cells: &[Cell], flags: &SlurmArgs) -> u32 {
+    let cpu_only = cells.iter().all(|c| c.config.device == featdrop_core::DeviceChoice::Cpu);
+    Resources::resolve(exp.slurm.as_ref(), flags, cpu_only).gpus
+}
+
 /// For each cell, the latest array task it was submitted as: cell id → (job, task).
 fn latest_tasks(subs: &[Submission]) -> BTreeMap<String, (u64, u64)> {
     let mut latest = BTreeMap::new();
