@@ -306,7 +306,7 @@ fn an_interrupted_destruction_analysis_writes_no_partial_result_and_resumes() {
     let (first, second) = (&names[0], &names[1]);
     let blocked = ClassifierCache::new(&cache, &frozen.cfg, tch::Device::Cpu, second, &classifier).weights();
     std::fs::create_dir_all(&blocked).unwrap();
-    run_destruction(&frozen, &opts).err().expect("storing the second classifier fails");
+    run_destruction(&frozen, &opts).expect_err("storing the second classifier fails");
     assert!(!run.destruction().exists(), "a destruction.json with only `{first}` would count as finished");
     let partial: DestructionReport = read_report(&run.destruction_partial()).unwrap();
     assert_eq!(partial.tasks.keys().collect::<Vec<_>>(), [first]);
