@@ -191,14 +191,16 @@ fn run_to_end(exp: &Path, root: &Path) -> u64 {
     report_start.expect("the sweep ran before the report").elapsed().as_millis() as u64
 }
 
-/// A JSON file without the fields that measure time (they differ between any two runs).
+/// A JSON file without the fields that measure time (they differ between any two runs) and the
+/// list of training attempts (a killed run has more). The first epoch's loss is the run's, however
+/// many attempts it took (issue 27 item 13), so it stays.
 fn timeless(path: &Path) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(m) => {
                 // first_epoch_loss: of the first epoch a process ran, so it moves with a resume.
                 m.retain(|k, _| {
-                    !(k.ends_with("seconds") || matches!(k.as_str(), "wall_s" | "images_per_s" | "first_epoch_loss"))
+                    !(k.ends_with("seconds") || matches!(k.as_str(), "wall_s" | "images_per_s" | "attempts"))
                 });
                 m.values_mut().for_each(strip);
             }

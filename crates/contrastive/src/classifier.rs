@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, ensure};
 use featdrop_core::init;
-use featdrop_core::io::write_json_atomic;
+use featdrop_core::io::{remove_stale_temps, temp_path_with_ext, write_json_atomic};
 use featdrop_core::seed::with_torch_seed;
 use featdrop_core::{RunConfig, Seeds, Split, Stream, ViewFamily};
 use featdrop_data::{MultiTaskDataset, epoch_indices};
@@ -231,11 +231,23 @@ impl ClassifierCache {
         let (weights, key) = self.paths();
         // One temp file per process: with several cells at once (a Slurm array), the view modes of
         // a dataset may store the same entry together. (tch picks the format by the extension.)
-        let tmp = weights.with_file_name(format!(".{}.{}.tmp.safetensors", self.name, std::process::id()));
+        let tmp = temp_path_with_ext(&self.dir.join(&self.name), "safetensors");
         net.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &weights).with_context(|| format!("writing {}", weights.display()))?;
         write_json_atomic(&key, &self.key)
     }
+}
+
+/// How long a temp file in a classifier cache must have been left alone before it counts as an
+/// interrupted write's: the cache may be shared by processes on other machines (a Slurm array
+/// on a shared file system), whose pids say nothing here, and a write in progress takes seconds.
+const CACHE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the temp files interrupted stores left in the classifier cache `dir` (see
+/// [`featdrop_core::io::remove_stale_temps`]); their writers have ended and left them alone for
+/// ten minutes.
+pub fn remove_stale_cache_temps(dir: &Path) -> Result<()> {
+    remove_stale_temps(dir, CACHE_TEMP_AGE, |_| true).map(drop)
 }
 
 /// The 64-bit FNV-1a hash of `text`: stable across builds and platforms, unlike std's hasher.

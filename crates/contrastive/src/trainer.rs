@@ -10,7 +10,7 @@ use crate::encoder::Encoder;
 use crate::optim::{Adam, Sgd};
 use crate::views;
 use anyhow::{Context, Result};
-use featdrop_core::io::{JsonLines, write_json_atomic};
+use featdrop_core::io::{JsonLines, remove_stale_temps, write_json_atomic};
 use featdrop_core::lock::DirLock;
 use featdrop_core::trained_on::TrainedOn;
 use featdrop_core::{RunConfig, RunDir, Seeds, ViewFamily, checkpoint};
@@ -20,24 +20,32 @@ use std::collections::BTreeMap;
 use tch::{Device, Tensor, nn::VarStore};
 
 /// What a finished (or stopped) training run reports; also `pretrain.done.json`.
+///
+/// The costs are the run's, over every attempt (`attempts`: each process that trained it, killed
+/// ones included), not only the last process's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainSummary {
     /// Epochs completed in total.
     pub epochs: usize,
     /// Optimisation steps in total.
     pub steps: u64,
-    /// Mean encoder loss of the first epoch run in this process (None if none ran).
+    /// Mean encoder loss of the run's first epoch (None if unknown: a run resumed from a
+    /// checkpoint of an older version whose log lost it).
     pub first_epoch_loss: Option<f64>,
     /// Mean encoder loss of the last epoch.
     pub last_epoch_loss: f64,
     /// kNN accuracy per task after the last epoch.
     pub knn: BTreeMap<String, f64>,
-    /// Wall time of this process's training, seconds.
+    /// Training wall time over every attempt, seconds.
     pub seconds: f64,
-    /// Training throughput of this process, images per second (pairs count as two).
+    /// Training throughput over every attempt: images processed (pairs count as two, redone
+    /// epochs count again) per second of `seconds`.
     pub images_per_s: f64,
     /// The device used.
     pub device: String,
+    /// The training sessions, oldest first (absent in files of older versions).
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -45,6 +53,14 @@ struct TrainerState {
     epochs_done: usize,
     step: u64,
     last_epoch_loss: f64,
+    /// The run's first epoch's mean loss, carried from checkpoint to checkpoint (absent in
+    /// checkpoints of older versions).
+    #[serde(default)]
+    first_epoch_loss: Option<f64>,
+    /// The `metrics.jsonl` record of epoch `epochs_done`, to put back if a kill tore it from the
+    /// log (absent in checkpoints of older versions).
+    #[serde(default)]
+    epoch_record: Option<serde_json::Value>,
 }
 
 /// A contrastive pretraining run.
@@ -62,6 +78,7 @@ pub struct Trainer {
     adam: Option<Adam>,
     epochs_done: usize,
     last_epoch_loss: f64,
+    first_epoch_loss: Option<f64>,
     // Built at the start of `run` for a trainable view family (viewmaker modes) unless
     // `train.destruction.batch` is 0.
     destruction: Option<destruction::DestructionMonitor>,
@@ -204,6 +221,7 @@ impl Trainer {
             adam,
             epochs_done: 0,
             last_epoch_loss: f64::NAN,
+            first_epoch_loss: None,
             destruction: None,
             classifier_cache: None,
             _lock: lock,
@@ -264,42 +282,86 @@ impl Trainer {
         out
     }
 
-    /// Records the config (checked against the directory's by [`run_dir::claim`]) and resumes
-    /// from the newest intact checkpoint.
+    /// Records the config (checked against the directory's by [`run_dir::claim`]), removes what
+    /// interrupted writes left, and resumes from the newest intact checkpoint.
     fn prepare_run_dir(&mut self) -> Result<()> {
         let cfg_path = self.run.config();
         if !cfg_path.exists() {
             write_json_atomic(&cfg_path, &self.cfg)?;
         }
         let ckpt_dir = self.run.checkpoints();
-        if let Some((tag, tensors, state)) = checkpoint::load_newest_intact::<TrainerState>(&ckpt_dir)? {
+        // This process holds the run directory's lock: no other trainer writes there.
+        for dir in [self.run.root(), ckpt_dir.as_path()] {
+            remove_stale_temps(dir, std::time::Duration::ZERO, |_| true)?;
+        }
+        let mut state = None;
+        if let Some((tag, tensors, s)) = checkpoint::load_newest_intact::<TrainerState>(&ckpt_dir)? {
             let loaded: Vec<(String, Tensor)> =
                 tensors.into_iter().map(|(n, t)| (n, t.to_device(self.device))).collect();
             checkpoint::restore_into(&loaded, &self.state_tensors())
                 .with_context(|| format!("restoring checkpoint {tag}"))?;
-            self.epochs_done = state.epochs_done;
-            self.last_epoch_loss = state.last_epoch_loss;
-            tracing::info!(checkpoint = %tag, epochs_done = state.epochs_done, "resumed");
+            self.epochs_done = s.epochs_done;
+            self.last_epoch_loss = s.last_epoch_loss;
+            self.first_epoch_loss = s.first_epoch_loss;
+            tracing::info!(checkpoint = %tag, epochs_done = s.epochs_done, "resumed");
+            self.prune_checkpoints_before(&tag)?;
+            state = Some(s);
         }
-        self.trim_metrics()
+        self.trim_metrics(state.as_ref())
+    }
+
+    /// Removes the checkpoints older than `tag` (the one resumed) that `train.keep_epochs` does not
+    /// keep: a kill between saving a checkpoint and pruning its predecessor leaves both.
+    fn prune_checkpoints_before(&self, tag: &str) -> Result<()> {
+        let Some(resumed) = epoch_of(tag) else { return Ok(()) };
+        let keep = |t: &str| epoch_of(t).is_none_or(|e| e >= resumed || self.cfg.train.keep_epochs.contains(&e));
+        let removed = checkpoint::prune(&self.run.checkpoints(), keep)?;
+        if !removed.is_empty() {
+            tracing::info!(removed = ?removed, "removed checkpoints an interrupted run left behind");
+        }
+        Ok(())
     }
 
     /// Drops the metrics records past the restart point — they belong to work about to be redone
-    /// (also when the run restarts from scratch) — and a torn last line a kill left behind.
-    fn trim_metrics(&self) -> Result<()> {
+    /// (also when the run restarts from scratch) — and a torn last line a kill left behind. The
+    /// restart point's own epoch record, if the log lost it, is put back from the checkpoint
+    /// (`state`): that epoch is not redone.
+    fn trim_metrics(&mut self, state: Option<&TrainerState>) -> Result<()> {
         let metrics = self.run.metrics();
         if !metrics.exists() {
             return Ok(());
         }
         let (records, torn) = JsonLines::read_complete::<serde_json::Value>(&metrics)?;
-        if let Some(line) = torn {
-            tracing::warn!(file = %metrics.display(), line, "dropped a torn last record; its step is redone");
-        }
         let done = self.epochs_done as u64;
-        let keep: Vec<&serde_json::Value> =
-            records.iter().filter(|r| r["epoch"].as_u64().is_some_and(|e| e <= done)).collect();
-        if keep.len() < records.len() || torn.is_some() {
-            let text: String = keep.iter().map(|r| format!("{r}\n")).collect();
+        let mut keep: Vec<serde_json::Value> =
+            records.iter().filter(|r| r["epoch"].as_u64().is_some_and(|e| e <= done)).cloned().collect();
+        let is_epoch = |r: &serde_json::Value, e: u64| r["kind"] == "epoch" && r["epoch"].as_u64() == Some(e);
+        if self.first_epoch_loss.is_none() {
+            // A checkpoint of an older version: the log still has it.
+            self.first_epoch_loss = keep.iter().find(|r| is_epoch(r, 1)).and_then(|r| r["loss"].as_f64());
+        }
+        let mut restored = false;
+        if done > 0 && !keep.iter().any(|r| is_epoch(r, done)) {
+            match state.and_then(|s| s.epoch_record.clone()).filter(|r| is_epoch(r, done)) {
+                Some(record) => {
+                    keep.push(record);
+                    restored = true;
+                }
+                None => tracing::warn!(file = %metrics.display(), epoch = done,
+                    "the log lost the record of epoch {done} and its checkpoint (of an older version) holds none"),
+            }
+        }
+        match (torn, restored) {
+            (Some(line), true) => tracing::warn!(file = %metrics.display(), line, epoch = done,
+                "dropped a torn last record; it was the record of epoch {done}, put back from its checkpoint"),
+            (Some(line), false) => tracing::warn!(file = %metrics.display(), line,
+                "dropped a torn last record; the work it recorded is redone"),
+            (None, true) => tracing::warn!(file = %metrics.display(), epoch = done,
+                "the record of epoch {done} was missing; put back from its checkpoint"),
+            (None, false) => {}
+        }
+        let text: String = keep.iter().map(|r| format!("{r}\n")).collect();
+        if text != std::fs::read_to_string(&metrics).with_context(|| format!("reading {}", metrics.display()))? {
             featdrop_core::io::write_atomic(&metrics, text.as_bytes())?;
         }
         Ok(())
@@ -327,6 +389,11 @@ fn deterministic(device: Device) -> Result<()> {
          environment before CUDA starts (featdrop-train sets it; a program of your own must set it at its start)"
     );
     featdrop_torch_ext::set_deterministic(true).context("train.deterministic")
+}
+
+/// The epoch of a checkpoint tag `epoch-NNNN`.
+fn epoch_of(tag: &str) -> Option<usize> {
+    tag.strip_prefix("epoch-")?.parse().ok()
 }
 
 /// A VarStore's trainable variables by name, in name order (batch-norm statistics excluded).
@@ -359,9 +426,11 @@ fn same_device(dataset: Device, parts: &[(String, Device)]) -> Result<()> {
     }
 }
 
+mod attempts;
 mod destruction;
 mod run;
 mod run_dir;
+pub use attempts::Attempt;
 pub use destruction::classifier_budget;
 pub use run::StopAfter;
 

@@ -320,3 +320,132 @@ fn destruction_monitor_can_be_turned_off() {
     trainer.run(StopAfter::default()).unwrap();
     assert_eq!(destruction_per_epoch(dir.path()), vec![None]);
 }
+
+fn metrics_of(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    featdrop_core::io::JsonLines::read_all(&dir.join("metrics.jsonl")).unwrap()
+}
+
+fn epoch_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    metrics_of(dir).into_iter().filter(|r| r["kind"] == "epoch").collect()
+}
+
+fn checkpoint_tags(dir: &std::path::Path) -> Vec<String> {
+    featdrop_core::checkpoint::tags(&dir.join("checkpoints")).unwrap()
+}
+
+/// Issue 27 items 11 and 13: `--stop-after-epoch N` off the `checkpoint_every` beat stopped
+/// without a checkpoint (the rerun silently redid those epochs), and the summary of a resumed run
+/// counted only its last session: its time, its images, its first epoch's loss.
+#[test]
+fn a_stop_checkpoints_and_the_summary_counts_every_attempt() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = smoke_config(BaseViews::None, 64, 3);
+    cfg.train.checkpoint_every = 10;
+    let stopped = Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap().run(StopAfter(Some(1))).unwrap();
+    assert_eq!(checkpoint_tags(dir.path()), ["epoch-0001"], "the stop is checkpointed");
+    let mut resumed = Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap();
+    assert_eq!(resumed.epochs_done(), 1, "the stopped epoch is not redone");
+    let s = resumed.run(StopAfter::default()).unwrap();
+    assert_eq!(checkpoint_tags(dir.path()), ["epoch-0003"], "the stop's checkpoint is pruned like any other");
+
+    let epochs = epoch_records(dir.path());
+    assert_eq!(epochs.iter().map(|r| r["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(s.first_epoch_loss, epochs[0]["loss"].as_f64(), "the run's first epoch, not the session's");
+    assert_eq!(s.first_epoch_loss, stopped.first_epoch_loss);
+    let spans: Vec<(usize, usize)> = s.attempts.iter().map(|a| (a.from_epoch, a.to_epoch)).collect();
+    assert_eq!(spans, [(0, 1), (1, 3)]);
+    assert_eq!(s.seconds, s.attempts.iter().map(|a| a.seconds).sum::<f64>());
+    assert!(s.seconds > stopped.seconds && s.attempts[0].seconds == stopped.seconds, "{s:?}");
+    // 64 examples in batches of 32, each a pair: 128 images an epoch, over both sessions.
+    assert_eq!(s.attempts.iter().map(|a| a.images).sum::<u64>(), 3 * 128);
+    assert!((s.images_per_s - 3.0 * 128.0 / s.seconds).abs() < 1e-9, "{s:?}");
+    let done: featdrop_contrastive::TrainSummary =
+        featdrop_core::io::read_json(&dir.path().join("pretrain.done.json")).unwrap();
+    assert_eq!((done.seconds, done.attempts.len()), (s.seconds, 2));
+
+    // A kill between the final checkpoint and pretrain.done.json: the rerun trains nothing and
+    // reports the run's costs, not zero.
+    drop(resumed);
+    std::fs::remove_file(dir.path().join("pretrain.done.json")).unwrap();
+    let again = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap().run(StopAfter::default()).unwrap();
+    assert_eq!((again.seconds, again.images_per_s, again.attempts.len()), (s.seconds, s.images_per_s, 2));
+    assert_eq!(again.first_epoch_loss, s.first_epoch_loss);
+}
+
+/// Issue 27 item 10: a torn last record at an epoch that has a checkpoint was dropped for good
+/// (that epoch is not redone); it is put back from the checkpoint. Item 9: a last record that
+/// lost only its line end had the next one glued onto it, and the log no longer read.
+#[test]
+fn a_torn_or_unended_last_record_is_mended_on_resume() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = smoke_config(BaseViews::None, 64, 3);
+    let metrics = dir.path().join("metrics.jsonl");
+    Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap().run(StopAfter(Some(1))).unwrap();
+    // The epoch-1 record, written just before the epoch-1 checkpoint, loses its line end.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    std::fs::write(&metrics, text.trim_end_matches('\n')).unwrap();
+    Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap().run(StopAfter(Some(2))).unwrap();
+    let records = epoch_records(dir.path());
+    assert_eq!(records.iter().map(|r| r["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+
+    // The epoch-2 record is torn in half, though its checkpoint was saved.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let last = text.trim_end_matches('\n').rsplit('\n').next().unwrap().to_string();
+    assert!(last.contains(r#""kind":"epoch""#) && last.contains(r#""epoch":2"#), "{last}");
+    std::fs::write(&metrics, &text[..text.len() - 1 - last.len() / 2]).unwrap();
+    let mut resumed = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
+    assert_eq!(resumed.epochs_done(), 2);
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), text, "the record of epoch 2 is put back as it was");
+    resumed.run(StopAfter::default()).unwrap();
+    let epochs: Vec<u64> = epoch_records(dir.path()).iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, [1, 2, 3]);
+    let steps = metrics_of(dir.path()).iter().filter(|r| r["kind"] == "step").count();
+    assert_eq!(steps, 3 * 2, "every step logged once");
+}
+
+/// Issue 27 item 12: after a kill at the last epoch the previous checkpoint survived beside the
+/// new one, and temp files of interrupted writes were never removed. A resume removes both
+/// (temp files of this project's pattern only, and not those of a running process).
+#[test]
+fn a_resume_removes_what_interrupted_writes_left() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = smoke_config(BaseViews::None, 64, 2);
+    cfg.train.keep_epochs = vec![1];
+    let ckpts = dir.path().join("checkpoints");
+    Trainer::from_config(cfg.clone(), RunDir::at(dir.path())).unwrap().run(StopAfter::default()).unwrap();
+    assert_eq!(checkpoint_tags(dir.path()), ["epoch-0001", "epoch-0002"]);
+    // Without keep_epochs, epoch 1 would have been pruned after epoch 2 was saved: as a kill
+    // between the two leaves it.
+    cfg.train.keep_epochs.clear();
+    let config = dir.path().join("config.json");
+    featdrop_core::io::write_json_atomic(&config, &cfg).unwrap();
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let live = std::os::unix::process::parent_id();
+    let stale = [
+        ckpts.join(format!(".epoch-0002.safetensors.{dead}.tmp")),
+        ckpts.join(format!(".epoch-0002.{dead}.safetensors.tmp")),
+        ckpts.join(format!(".latest.json.{dead}.tmp")),
+        dir.path().join(format!(".metrics.jsonl.{dead}.tmp")),
+    ];
+    let kept = [dir.path().join(format!(".probe.json.{live}.tmp")), dir.path().join("notes.tmp")];
+    for f in stale.iter().chain(&kept) {
+        std::fs::write(f, "half").unwrap();
+    }
+    let trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
+    assert_eq!(trainer.epochs_done(), 2);
+    assert_eq!(checkpoint_tags(dir.path()), ["epoch-0002"], "the previous checkpoint is removed");
+    for f in &stale {
+        assert!(!f.exists(), "{} left", f.display());
+    }
+    for f in &kept {
+        assert!(f.exists(), "{} removed", f.display());
+    }
+}

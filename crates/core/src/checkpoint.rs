@@ -3,7 +3,7 @@
 //! A checkpoint `<tag>` is `<tag>.safetensors` and `<tag>.json`, each written atomically, the
 //! JSON last: a checkpoint whose JSON exists is complete. `latest.json` names the newest tag.
 
-use crate::io::{read_json, write_json_atomic};
+use crate::io::{read_json, temp_path, write_json_atomic};
 use anyhow::{Context, Result, ensure};
 use serde::{Serialize, de::DeserializeOwned};
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ fn weights_path(dir: &Path, tag: &str) -> PathBuf {
 pub fn save<S: Serialize>(dir: &Path, tag: &str, tensors: &[(String, Tensor)], state: &S) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let final_path = weights_path(dir, tag);
-    let tmp = dir.join(format!(".{tag}.{}.safetensors.tmp", std::process::id()));
+    let tmp = temp_path(&final_path);
     // safetensors wants contiguous CPU tensors.
     let cpu: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())).collect();
@@ -65,18 +65,48 @@ pub fn latest(dir: &Path) -> Result<Option<String>> {
 /// A loaded checkpoint: its tag, its tensors (on the CPU) and its state.
 pub type Loaded<S> = (String, Vec<(String, Tensor)>, S);
 
+/// The tags of the checkpoints in `dir` (those with a state or a weights file), sorted.
+pub fn tags(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut tags: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .filter_map(|n| n.strip_suffix(".json").or_else(|| n.strip_suffix(".safetensors")).map(str::to_string))
+        .filter(|t| t != "latest")
+        .collect();
+    tags.sort_unstable();
+    tags.dedup();
+    Ok(tags)
+}
+
+/// Removes the checkpoints of `dir` whose tag `keep` rejects — its state first, so that what a
+/// kill leaves half-removed is no longer a complete checkpoint — and returns their tags.
+pub fn prune(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for tag in tags(dir)?.into_iter().filter(|t| !keep(t)) {
+        for path in [dir.join(format!("{tag}.json")), weights_path(dir, &tag)] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing old checkpoint file {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        removed.push(tag);
+    }
+    Ok(removed)
+}
+
 /// The newest checkpoint in `dir` that loads: the latest first, then older ones, newest first. A
 /// checkpoint that cannot be read (a truncated file after a crash or a full disk) is skipped with
 /// a warning naming it; `None` when none loads (the run starts over, and says so).
 pub fn load_newest_intact<S: DeserializeOwned>(dir: &Path) -> Result<Option<Loaded<S>>> {
-    let mut tags: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
-            .filter(|t| t != "latest" && !t.starts_with('.'))
-            .collect(),
-        Err(_) => return Ok(None),
-    };
+    // Complete checkpoints only: the state file is written last.
+    let mut tags: Vec<String> = tags(dir)?.into_iter().filter(|t| dir.join(format!("{t}.json")).exists()).collect();
     tags.sort_unstable_by(|a, b| b.cmp(a));
     let latest = latest(dir).ok().flatten();
     if let Some(l) = &latest {

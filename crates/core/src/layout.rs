@@ -52,6 +52,18 @@ impl RunDir {
         self.root.join("destruction.json")
     }
 
+    /// Finished tasks of a label-destruction analysis still under way: `destruction.json` is
+    /// written only whole, once every requested task is measured.
+    pub fn destruction_partial(&self) -> PathBuf {
+        self.root.join("destruction.partial.json")
+    }
+
+    /// The training sessions of the run (featdrop-train's attempts record): their time and
+    /// images, summed into `pretrain.done.json`.
+    pub fn attempts(&self) -> PathBuf {
+        self.root.join("attempts.json")
+    }
+
     /// View grids saved during training.
     pub fn views(&self) -> PathBuf {
         self.root.join("views")

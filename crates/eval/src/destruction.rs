@@ -1,20 +1,22 @@
 //! Label destruction (§5.2): per task, a classifier trained on clean data is scored on clean test
 //! inputs and on views of them; a family's destruction rate is `1 − accuracy on views / clean
-//! accuracy`. Resumable per task; written to `destruction.json` with a grid `destruction.png`.
+//! accuracy`. Resumable per task; written to `destruction.json`, whole once every task is done,
+//! with a grid `destruction.png`.
 
 pub use crate::classifier::ClassifierCache;
 pub use crate::classifier::DestructionConfig;
-use crate::classifier::{SmallCnn, accuracy, cached_or_trained, train_steps};
+use crate::classifier::{SmallCnn, accuracy, cached_or_trained, remove_stale_cache_temps, train_steps};
 use crate::frozen::FrozenRun;
 use crate::pending::pending_tasks;
 use crate::report::{DESTRUCTION_SCHEMA, DestructionReport, DestructionTask, FamilyDestruction, read_report};
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use featdrop_contrastive::grid::{heat, show};
-use featdrop_core::io::write_json_atomic;
+use featdrop_core::io::{remove_stale_temps, write_json_atomic};
 use featdrop_core::{BaseViews, Modality, Seeds, Split, Stream, ViewFamily, ViewMode};
 use featdrop_data::MultiTaskDataset;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tch::{Kind, Tensor};
 
 /// A kind of view the classifiers are scored on.
@@ -174,13 +176,18 @@ fn dropout_p(mode: ViewMode) -> f64 {
 
 /// Measures label destruction for the tasks of `opts` on `run`, merges them into
 /// `destruction.json` (finished tasks are kept unless `force`) and writes `destruction.png`.
+///
+/// `destruction.json` is written once, whole, after every requested task and the grid: a file
+/// there is a finished analysis. Meanwhile each finished task is kept in
+/// `destruction.partial.json`, so that an interrupted analysis resumes after its last task.
 pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionReport> {
     opts.classifier.validate()?;
+    remove_stale_outputs(run, opts)?;
     let ds = run.dataset.as_ref();
     let expert = featdrop_contrastive::assembly::expert_family(&run.cfg, ds.modality(), ds.device())?;
     let identity = clean_family(ds);
     let sources = run_sources(run, identity.as_ref(), expert.as_ref());
-    let mut report = existing(run, opts)?;
+    let (mut report, mut changed) = existing(run, opts)?;
     let seeds = Seeds::new(run.cfg.seed);
     for (i, name) in pending_tasks(ds, opts.tasks.as_deref(), opts.force, |t| report.tasks.contains_key(t))? {
         let cache = opts
@@ -193,8 +200,8 @@ pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<Des
             result.families.iter().map(|(f, r)| format!("{f}={:.3}", r.destruction_rate)).collect();
         tracing::info!(task = %name, clean = format!("{:.4}", result.clean_accuracy), rates = %rates.join(" "), "destruction");
         report.tasks.insert(name, result);
-        // Written after each task so an interrupted analysis keeps what it finished.
-        write_json_atomic(&run.run.destruction(), &report)?;
+        write_json_atomic(&run.run.destruction_partial(), &report)?;
+        changed = true;
     }
     // The grid shows pictures; spectrogram runs skip it.
     if opts.grid_rows > 0 && ds.modality() == Modality::Image {
@@ -208,11 +215,38 @@ pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<Des
             &run.run.root().join("destruction.png"),
         )?;
     }
+    if changed || !run.run.destruction().exists() {
+        write_json_atomic(&run.run.destruction(), &report)?;
+    }
+    remove_if_present(&run.run.destruction_partial())?;
     Ok(report)
 }
 
-/// The report to add to: the existing file when it used the same classifier and views.
-fn existing(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionReport> {
+/// Removes what interrupted writes of this analysis's files left in the run directory (other
+/// writers' files there are theirs) and in the classifier cache.
+fn remove_stale_outputs(run: &FrozenRun, opts: &DestructionOptions) -> Result<()> {
+    let outputs = [run.run.destruction(), run.run.destruction_partial(), run.run.root().join("destruction.png")];
+    let ours = |target: &str| outputs.iter().any(|p| p.ends_with(target));
+    remove_stale_temps(run.run.root(), Duration::ZERO, ours)?;
+    if let Some(dir) = &opts.classifier_cache {
+        remove_stale_cache_temps(dir)?;
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The report to add to — the existing `destruction.json` when it used the same classifier and
+/// views, with the tasks an interrupted analysis kept in `destruction.partial.json` — and whether
+/// that holds more than `destruction.json` (so it must be written).
+fn existing(run: &FrozenRun, opts: &DestructionOptions) -> Result<(DestructionReport, bool)> {
     let ds = run.dataset.as_ref();
     let fresh = DestructionReport {
         schema: DESTRUCTION_SCHEMA.into(),
@@ -225,19 +259,43 @@ fn existing(run: &FrozenRun, opts: &DestructionOptions) -> Result<DestructionRep
         seed: run.cfg.seed,
         tasks: BTreeMap::new(),
     };
+    if opts.force {
+        return Ok((fresh, false));
+    }
+    let header = |r: &DestructionReport| DestructionReport { tasks: BTreeMap::new(), ..r.clone() };
     let path = run.run.destruction();
-    if !path.exists() || opts.force {
-        return Ok(fresh);
+    let mut report = fresh.clone();
+    if path.exists() {
+        let old: DestructionReport = read_report(&path).map_err(|e| e.context("pass --force to recompute it"))?;
+        if header(&old) != fresh {
+            bail!(
+                "{} was made with another classifier, checkpoint or test set; pass --force to recompute every task",
+                path.display()
+            );
+        }
+        report = old;
     }
-    let old: DestructionReport = read_report(&path).map_err(|e| e.context("pass --force to recompute it"))?;
-    let comparable = DestructionReport { tasks: BTreeMap::new(), ..old.clone() };
-    if comparable != fresh {
-        bail!(
-            "{} was made with another classifier, checkpoint or test set; pass --force to recompute every task",
-            path.display()
-        );
+    let partial = run.run.destruction_partial();
+    let mut added = false;
+    if partial.exists() {
+        match read_report::<DestructionReport>(&partial) {
+            Ok(p) if header(&p) == fresh => {
+                for (task, result) in p.tasks {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = report.tasks.entry(task) {
+                        tracing::info!(task = %slot.key(), file = %partial.display(), "kept from an interrupted analysis");
+                        slot.insert(result);
+                        added = true;
+                    }
+                }
+            }
+            // Another analysis's leftovers: redone, and the file replaced.
+            Ok(_) => tracing::warn!(file = %partial.display(), "made with other settings; its tasks are recomputed"),
+            Err(e) => {
+                tracing::warn!(file = %partial.display(), error = %format!("{e:#}"), "unreadable; its tasks are recomputed")
+            }
+        }
     }
-    Ok(old)
+    Ok((report, added))
 }
 
 /// Writes `rows` test examples as original | expert view | viewmaker view (when there is one) |

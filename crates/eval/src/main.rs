@@ -129,7 +129,6 @@ fn run(cli: &Cli) -> Result<()> {
     let progress = !cli.verbosity.quiet;
     match &cli.command {
         Command::Probe { common, features, epochs, epoch } => {
-            let frozen = common.load(*epoch)?;
             let opts = ProbeOptions {
                 tasks: common.tasks(),
                 features: *features,
@@ -137,6 +136,9 @@ fn run(cli: &Cli) -> Result<()> {
                 force: common.force,
                 progress,
             };
+            // Before minutes of loading the run.
+            opts.validate()?;
+            let frozen = common.load(*epoch)?;
             let report = featdrop_eval::run_probe(&frozen, &opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

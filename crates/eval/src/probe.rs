@@ -6,12 +6,13 @@ use crate::frozen::{FrozenEncoder, FrozenRun};
 use crate::linear::{LinearProbes, evaluate, fit, fit_steps};
 use crate::pending::pending_tasks;
 use crate::report::{EpochProbe, PROBE_SCHEMA, ProbeProtocol, ProbeReport, ProbeTask, read_report};
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 use featdrop_contrastive::views::clean;
 use featdrop_core::config::ProbeConfig;
-use featdrop_core::io::write_json_atomic;
+use featdrop_core::io::{remove_stale_temps, write_json_atomic};
 use featdrop_core::{Seeds, Split, Stream};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use tch::{Kind, Tensor};
 
 /// Where the probes' training features come from (the run config's closed set, under the name
@@ -43,9 +44,24 @@ const CHUNK: i64 = 256;
 /// The `checkpoint` of a [`ProbeReport`] made by [`probe_encoder`]: the encoder as it was in memory.
 pub const IN_MEMORY: &str = "in-memory";
 
+impl ProbeOptions {
+    /// Checks the options on their own (before a run is loaded): `epochs`, when given, is at
+    /// least 1 — a probe trained for 0 epochs reads chance and would be recorded as done.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(e) = self.epochs {
+            ensure!(e >= 1, "--epochs = {e} is out of range; expected an integer ≥ 1 (probe training epochs)");
+        }
+        Ok(())
+    }
+}
+
 /// Runs the probes of `opts` on `run` and writes the merged results to `probe.json`. Tasks whose
 /// results are already there under the same protocol are kept, not recomputed, unless `force`.
 pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
+    opts.validate()?;
+    // What an interrupted write of probe.json left (other writers' files in the run are theirs).
+    let out = run.run.probe();
+    remove_stale_temps(run.run.root(), Duration::ZERO, |target| out.ends_with(target))?;
     let mut cfg = run.cfg.probe.clone();
     let mode = match opts.features {
         Some(m) => m,
@@ -139,6 +155,7 @@ fn final_checkpoint(run: &FrozenRun) -> String {
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub fn probe_encoder(frozen: &FrozenEncoder, cfg: &ProbeConfig) -> Result<ProbeReport> {
+    ensure!(cfg.epochs >= 1, "probe.epochs = {} is out of range; expected an integer ≥ 1", cfg.epochs);
     let mode = cfg.features;
     let protocol = protocol(frozen, cfg, mode);
     let all: Vec<(usize, String)> =

@@ -274,3 +274,98 @@ fn destruction_of_a_colour_run_scores_the_colour_family() {
     let (colour, expert) = (digit["colour"].destruction_rate, digit["expert"].destruction_rate);
     assert!(colour < expert - 0.2, "colour views destroy {colour:.3} of the digit label, expert views {expert:.3}");
 }
+
+/// A pid no process has: a child that has ended and been reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Issue 27 item 1: destruction.json was written after each task, and a file there counted as a
+/// finished analysis — a failure (a kill, a full disk) between the two tasks left only the first,
+/// never completed. Now it is written whole at the end; the finished tasks wait in
+/// destruction.partial.json and the rerun resumes after them. Temp files that interrupted writes
+/// left are removed (item 12): the analysis's own in the run, old ones in the classifier cache.
+#[test]
+fn an_interrupted_destruction_analysis_writes_no_partial_result_and_resumes() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pretrain(tiny_config(BaseViews::Expert, 64), tmp.path());
+    let frozen = FrozenRun::load(&run, None).unwrap();
+    let cache = tmp.path().join("classifiers");
+    let classifier = DestructionConfig { epochs: 1, batch_size: 32, lr: 3e-3, width: 4 };
+    let opts = DestructionOptions {
+        classifier: classifier.clone(),
+        classifier_cache: Some(cache.clone()),
+        ..Default::default()
+    };
+    // The second task fails: its classifier cannot be stored (a folder where its file goes).
+    let names = frozen.dataset.tasks().names().into_iter().map(String::from).collect::<Vec<_>>();
+    let (first, second) = (&names[0], &names[1]);
+    let blocked = ClassifierCache::new(&cache, &frozen.cfg, tch::Device::Cpu, second, &classifier).weights();
+    std::fs::create_dir_all(&blocked).unwrap();
+    run_destruction(&frozen, &opts).expect_err("storing the second classifier fails");
+    assert!(!run.destruction().exists(), "a destruction.json with only `{first}` would count as finished");
+    let partial: DestructionReport = read_report(&run.destruction_partial()).unwrap();
+    assert_eq!(partial.tasks.keys().collect::<Vec<_>>(), [first]);
+
+    // Leftovers of interrupted writes: a dead writer's temp files, an old and a fresh one in the
+    // cache (a fresh one may be another machine's write in progress).
+    let dead = dead_pid();
+    let stale_run = run.root().join(format!(".destruction.json.{dead}.tmp"));
+    let stale_cache = cache.join(format!(".x.seed-0.digit.00.{dead}.tmp.safetensors"));
+    let fresh_cache = cache.join(format!(".y.seed-0.digit.00.{dead}.tmp.safetensors"));
+    for f in [&stale_run, &stale_cache, &fresh_cache] {
+        std::fs::write(f, "half").unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&stale_cache).unwrap().set_modified(hour_ago).unwrap();
+
+    // The first task is kept, not recomputed: a value marked in the partial file survives.
+    let mut marked = partial.clone();
+    marked.tasks.get_mut(first).unwrap().clean_accuracy = 0.123;
+    featdrop_core::io::write_json_atomic(&run.destruction_partial(), &marked).unwrap();
+    std::fs::remove_dir(&blocked).unwrap();
+    let done = run_destruction(&frozen, &DestructionOptions { grid_rows: 2, ..opts }).unwrap();
+    let on_disk: DestructionReport = read_report(&run.destruction()).unwrap();
+    assert_eq!(on_disk, done);
+    assert_eq!(on_disk.tasks.keys().collect::<Vec<_>>(), ["digit", "photo"]);
+    assert_eq!(on_disk.tasks[first].clean_accuracy, 0.123, "the finished task was recomputed");
+    assert!(run.root().join("destruction.png").exists());
+    assert!(!run.destruction_partial().exists(), "the partial file goes once the whole one is written");
+    assert!(!stale_run.exists() && !stale_cache.exists(), "temp files of interrupted writes stay");
+    assert!(fresh_cache.exists(), "a fresh temp file in the shared cache is left alone");
+}
+
+/// Issue 27 item 2: `probe --epochs 0 --force` replaced a finished probe.json by an untrained
+/// probe at chance (and without --force recorded chance as done). 0 epochs is refused, and
+/// nothing is written.
+#[test]
+fn a_probe_of_zero_epochs_is_refused_and_writes_nothing() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pretrain(tiny_config(BaseViews::Expert, 64), tmp.path());
+    let frozen = FrozenRun::load(&run, None).unwrap();
+    let cached = ProbeOptions { features: Some(FeatureMode::Cached), ..Default::default() };
+    run_probe(&frozen, &cached).unwrap();
+    let before = std::fs::read(run.probe()).unwrap();
+    for force in [true, false] {
+        let zero = ProbeOptions { epochs: Some(0), force, ..cached.clone() };
+        let e = format!("{:#}", run_probe(&frozen, &zero).unwrap_err());
+        assert!(e.contains("--epochs = 0 is out of range; expected an integer ≥ 1"), "{e}");
+        assert_eq!(std::fs::read(run.probe()).unwrap(), before, "probe.json changed (force: {force})");
+    }
+    let cfg = featdrop_core::config::ProbeConfig { epochs: 0, ..frozen.cfg.probe.clone() };
+    let e = featdrop_eval::probe_encoder(&frozen.frozen(), &cfg).unwrap_err().to_string();
+    assert!(e.contains("probe.epochs = 0 is out of range"), "{e}");
+    // The command line refuses it before loading the run (this folder holds none).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_featdrop-eval"))
+        .args(["probe", "--epochs", "0", "--force", "--run"])
+        .arg(tmp.path().join("nowhere"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--epochs = 0 is out of range"), "{stderr}");
+}

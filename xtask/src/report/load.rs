@@ -33,6 +33,10 @@ pub struct Done {
     /// Not written by every version; reported only when present.
     #[serde(default, alias = "libtorch_version")]
     pub torch_version: Option<String>,
+    /// The training sessions `seconds` and `images_per_s` sum over (absent in older files, whose
+    /// costs are the last session's only).
+    #[serde(default)]
+    pub attempts: Vec<Value>,
 }
 
 /// `probe.json` (featdrop-eval's ProbeReport, schema 1 or 2).

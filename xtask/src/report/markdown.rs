@@ -346,7 +346,9 @@ fn theory_md(exp: &Experiment, f: &Figures) -> String {
 
 fn costs_md(exp: &Experiment) -> String {
     let mut s = String::from(
-        "### Costs\n\n| cell | state | wall time (s) | training (s) | images/s |\n|---|---|---:|---:|---:|\n",
+        "### Costs\n\nTraining time and images/s are over every training attempt of a cell (a killed and resumed \
+         run's sessions summed).\n\n| cell | state | wall time (s) | training (s) | images/s | attempts |\n\
+         |---|---|---:|---:|---:|---:|\n",
     );
     let mut total = 0.0;
     for c in &exp.cells {
@@ -358,13 +360,16 @@ fn costs_md(exp: &Experiment) -> String {
         let wall = c.status.as_ref().map(|st| st.seconds).or(c.done.as_ref().map(|d| d.seconds));
         total += wall.unwrap_or(0.0);
         let fmt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into());
+        // Files of older versions list no attempts.
+        let attempts = c.done.as_ref().map(|d| d.attempts.len()).filter(|n| *n > 0);
         let _ = writeln!(
             s,
-            "| `{}` | {state} | {} | {} | {} |",
+            "| `{}` | {state} | {} | {} | {} | {} |",
             c.id,
             fmt(wall),
             fmt(c.done.as_ref().map(|d| d.seconds)),
-            fmt(c.done.as_ref().map(|d| d.images_per_s))
+            fmt(c.done.as_ref().map(|d| d.images_per_s)),
+            attempts.map_or_else(|| "—".into(), |n| n.to_string())
         );
     }
     let _ = writeln!(s, "\nTotal wall time of the cells: {total:.1} s ({:.1} min).\n", total / 60.0);

@@ -775,3 +775,22 @@ fn destruction_in_metrics_becomes_curves() {
     let panels = super::figures::curve_panels(&exp, &super::stats::summarise(&exp), "photos+digits");
     assert!(panels.iter().all(|p| !p.0.contains("destruction")));
 }
+
+/// Issue 27 item 13: a resumed run's training time is over every attempt (pretrain.done.json
+/// sums them); the Costs table reports that total and how many attempts it took.
+#[test]
+fn costs_count_every_training_attempt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    let done = runs.join(EXP).join("photos+digits/expert/seed-0/pretrain.done.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&done).unwrap()).unwrap();
+    let attempt = |from: usize, to: usize, s: f64| json!({"started_unix_s": 0, "from_epoch": from, "to_epoch": to, "seconds": s, "images": 1000});
+    (v["seconds"], v["images_per_s"]) = (json!(340.0), json!(3000.0 / 340.0));
+    v["attempts"] = json!([attempt(0, 1, 200.0), attempt(1, 1, 96.5), attempt(1, 2, 43.5)]);
+    put(&done, &v);
+    write(&runs, &tmp.path().join("report"), None).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    assert!(md.contains("| `photos+digits/expert/seed-0` | done | 20.0 | 340.0 | 8.8 | 3 |"), "{md}");
+    assert!(md.contains("| `photos+digits/expert/seed-1` | done | 20.0 | 12.5 | 300.0 | — |"), "older files list none");
+}

@@ -15,7 +15,20 @@ pub fn finished(exp: &Experiment, c: &Cell) -> bool {
     if exp.destruction {
         needed.push("destruction.json");
     }
-    needed.iter().all(|f| c.run_dir.join(f).exists()) && earlier_epochs_probed(c)
+    needed.iter().all(|f| c.run_dir.join(f).exists())
+        && earlier_epochs_probed(c)
+        && (!exp.destruction || destruction_has_every_task(c))
+}
+
+/// Whether destruction.json holds every task probe.json does: older versions wrote it after each
+/// task, so one cut short between two tasks holds only the first (issue 27 item 1).
+fn destruction_has_every_task(c: &Cell) -> bool {
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(c.run_dir.join(f)).unwrap_or_default()).unwrap_or_default()
+    };
+    let (probe, destruction) = (read("probe.json"), read("destruction.json"));
+    let Some(tasks) = probe["tasks"].as_object() else { return false };
+    tasks.keys().all(|t| destruction["tasks"].get(t).is_some())
 }
 
 /// The epochs of `train.keep_epochs` before the last: their checkpoints are probed too.
@@ -238,10 +251,9 @@ mod tests {
 
         let (_, c) = epochs_probed("photos+letters/expert/seed-0");
         std::fs::create_dir_all(&c.run_dir).unwrap();
-        for f in ["pretrain.done.json", "destruction.json"] {
-            std::fs::write(c.run_dir.join(f), "{}").unwrap();
-        }
+        std::fs::write(c.run_dir.join("pretrain.done.json"), "{}").unwrap();
         let task = serde_json::json!({"photo": {"top1": 0.5}});
+        std::fs::write(c.run_dir.join("destruction.json"), serde_json::json!({"tasks": task}).to_string()).unwrap();
         let probe = |epochs: serde_json::Value| {
             let v = serde_json::json!({"tasks": task, "epochs": epochs});
             std::fs::write(c.run_dir.join("probe.json"), v.to_string()).unwrap();
@@ -300,5 +312,24 @@ mod tests {
             c.id
         );
         assert!(e.starts_with(&first), "{e}");
+    }
+
+    /// Issue 27 item 1: a destruction.json cut short between two tasks (older versions wrote it
+    /// after each) counted as finished, and the missing task was never measured.
+    #[test]
+    fn a_destruction_file_missing_a_probed_task_is_not_finished() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = Experiment::load(&crate::paths::repo_root().join("experiments/paper.json")).unwrap();
+        assert!(exp.destruction);
+        let cells = exp.cells(tmp.path(), None).unwrap();
+        let c = cells.iter().find(|c| c.id == "photos/expert/seed-0").unwrap();
+        std::fs::create_dir_all(&c.run_dir).unwrap();
+        let write = |f: &str, v: serde_json::Value| std::fs::write(c.run_dir.join(f), v.to_string()).unwrap();
+        write("pretrain.done.json", serde_json::json!({}));
+        write("probe.json", serde_json::json!({"tasks": {"photo": {"top1": 0.5}, "digit": {"top1": 0.3}}}));
+        write("destruction.json", serde_json::json!({"tasks": {"photo": {}}}));
+        assert!(!finished(&exp, c), "digit has no destruction rates");
+        write("destruction.json", serde_json::json!({"tasks": {"photo": {}, "digit": {}}}));
+        assert!(finished(&exp, c));
     }
 }

@@ -2,7 +2,9 @@
 //! task's label the viewmaker's views still carry while it trains, measured with the §5.2
 //! classifiers on one fixed test batch.
 
-use crate::classifier::{ClassifierCache, DestructionConfig, SmallCnn, accuracy, cached_or_trained};
+use crate::classifier::{
+    ClassifierCache, DestructionConfig, SmallCnn, accuracy, cached_or_trained, remove_stale_cache_temps,
+};
 use anyhow::Result;
 use featdrop_core::config::DestructionMonitorConfig;
 use featdrop_core::{RunConfig, Seeds, Split, Stream, ViewFamily};
@@ -56,6 +58,9 @@ impl DestructionMonitor {
         let batch = dataset.batch(Split::Test, &idx, seeds.derive(Stream::Eval, MONITOR_BATCH));
         let clean = crate::views::clean(dataset.modality(), dataset.device());
         let clean_inputs = tch::no_grad(|| clean.view(&batch.inputs, 0));
+        if let Some(dir) = cache_dir {
+            remove_stale_cache_temps(dir)?;
+        }
         let mut tasks = Vec::new();
         for (i, t) in dataset.tasks().iter().enumerate() {
             let cache = cache_dir.map(|d| ClassifierCache::new(d, cfg, device, &t.name, &budget));

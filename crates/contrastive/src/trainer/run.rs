@@ -1,5 +1,6 @@
 //! The training loop: steps, epochs, monitoring, view grids and checkpoints.
 
+use super::attempts::Attempts;
 use super::destruction::DestructionMonitor;
 use super::{TrainSummary, Trainer, TrainerState};
 use crate::knn::knn_accuracy;
@@ -234,8 +235,12 @@ impl Trainer {
             self.destruction = Some(monitor);
         }
         let mut metrics = JsonLines::append(&self.run.metrics())?;
+        let mut attempts = Attempts::load(&self.run.attempts())?;
+        if self.epochs_done < end {
+            attempts.begin(self.epochs_done)?;
+        }
         let started = Instant::now();
-        let (mut images, mut first_loss) = (0u64, None);
+        let mut images = 0u64;
         let mut knn = BTreeMap::new();
         for epoch in self.epochs_done..end {
             let t0 = Instant::now();
@@ -261,7 +266,9 @@ impl Trainer {
             }
             bar.finish_and_clear();
             let mean = sum / batches.len() as f64;
-            first_loss.get_or_insert(mean);
+            if epoch == 0 {
+                self.first_epoch_loss = Some(mean);
+            }
             knn = self.monitor();
             self.epochs_done = epoch + 1;
             self.last_epoch_loss = mean;
@@ -274,21 +281,23 @@ impl Trainer {
             }
             metrics.write(&record)?;
             tracing::info!(epoch = epoch + 1, loss = format!("{mean:.4}"), knn = ?knn, seconds = format!("{secs:.1}"), "epoch");
-            self.after_epoch(epoch + 1)?;
+            self.after_epoch(epoch + 1, end, record)?;
+            attempts.record(epoch + 1, started.elapsed().as_secs_f64(), images)?;
         }
-        let secs = started.elapsed().as_secs_f64();
         if knn.is_empty() {
             knn = self.monitor();
         }
+        let (seconds, images) = attempts.totals();
         let summary = TrainSummary {
             epochs: self.epochs_done,
             steps: self.epochs_done as u64 * per_epoch,
-            first_epoch_loss: first_loss,
+            first_epoch_loss: self.first_epoch_loss,
             last_epoch_loss: self.last_epoch_loss,
             knn,
-            seconds: secs,
-            images_per_s: if secs > 0.0 { images as f64 / secs } else { 0.0 },
+            seconds,
+            images_per_s: if seconds > 0.0 { images as f64 / seconds } else { 0.0 },
             device: format!("{:?}", self.device),
+            attempts: attempts.all().to_vec(),
         };
         if self.epochs_done == cfg.train.epochs {
             write_json_atomic(&self.run.done_marker(), &summary)?;
@@ -296,8 +305,10 @@ impl Trainer {
         Ok(summary)
     }
 
-    /// Saves view grids and checkpoints when due.
-    fn after_epoch(&mut self, done: usize) -> Result<()> {
+    /// Saves view grids and checkpoints when due: on the `checkpoint_every` beat, at the last
+    /// epoch, at a kept epoch, and where this process stops (`stop`), so that a rerun does not
+    /// redo the epochs since the last beat. `record` is the epoch's metrics record.
+    fn after_epoch(&mut self, done: usize, stop: usize, record: serde_json::Value) -> Result<()> {
         let t = &self.cfg.train;
         let last = done == t.epochs;
         if t.view_grid_every > 0 && (done.is_multiple_of(t.view_grid_every) || last) {
@@ -305,23 +316,21 @@ impl Trainer {
             crate::grid::save_view_grid(self, &path, 8)?;
         }
         let keep = |epoch: usize| t.keep_epochs.contains(&epoch);
-        if done.is_multiple_of(t.checkpoint_every) || last || keep(done) {
+        if done.is_multiple_of(t.checkpoint_every) || last || keep(done) || done == stop {
             let per_epoch = (self.dataset.len(Split::Train) / t.batch_size) as u64;
             let state = TrainerState {
                 epochs_done: done,
                 step: done as u64 * per_epoch,
                 last_epoch_loss: self.last_epoch_loss,
+                first_epoch_loss: self.first_epoch_loss,
+                epoch_record: Some(record),
             };
             let dir = self.run.checkpoints();
-            let previous = checkpoint::latest(&dir)?;
-            checkpoint::save(&dir, &format!("epoch-{done:04}"), &self.state_tensors(), &state)?;
-            // The previous checkpoint goes unless it is one of `train.keep_epochs` (kept to be probed).
-            let kept = |tag: &str| tag.strip_prefix("epoch-").and_then(|n| n.parse().ok()).is_some_and(keep);
-            if let Some(old) = previous.filter(|o| *o != format!("epoch-{done:04}") && !kept(o)) {
-                for ext in ["safetensors", "json"] {
-                    let _ = std::fs::remove_file(dir.join(format!("{old}.{ext}")));
-                }
-            }
+            let tag = format!("epoch-{done:04}");
+            checkpoint::save(&dir, &tag, &self.state_tensors(), &state)?;
+            // The older checkpoints go unless they are of `train.keep_epochs` (kept to be probed).
+            let kept = |t: &str| t == tag || super::epoch_of(t).is_some_and(keep);
+            checkpoint::prune(&dir, kept)?;
         }
         Ok(())
     }
