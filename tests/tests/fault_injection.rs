@@ -3,9 +3,10 @@
 //! `cargo xtask reproduce` is run as a user runs it (the `xtask` binary with `--bin-dir`, in its
 //! own process group) on a tiny grid, and:
 //! - killed with SIGKILL of its whole process group at seeded random moments — during training,
-//!   evaluation and report writing — then restarted until it finishes: every cell ends with
-//!   results identical to an uninterrupted run's, and no `metrics.jsonl` line is missing or
-//!   written twice;
+//!   evaluation, between the two tasks of the destruction analysis, inside the theory sweep and
+//!   during report writing — then restarted until it finishes: every cell ends with results
+//!   identical to an uninterrupted run's, no `metrics.jsonl` line is missing or written twice, and
+//!   the report's costs count the time the killed attempts spent;
 //! - killed alone (SIGKILL of the `reproduce` process only): the trainer it started ends with it;
 //! - started twice at once on one folder: the second stops at once, naming the first one's pid,
 //!   and every result is written exactly once.
@@ -149,11 +150,16 @@ impl Rng {
 enum Phase {
     Training,
     Evaluation,
+    /// One task's destruction rates measured, the next one's not yet written.
+    BetweenDestructionTasks,
+    Theory,
     Report,
 }
 
-/// Waits until `child` reaches `phase` (a trainer or evaluator of its group runs; the report:
-/// the theory sweep — the step before it — has recorded its arguments); false if it ended first.
+/// Waits until `child` reaches `phase` (a trainer, evaluator or theory sweep of its group runs;
+/// between destruction tasks: a cell holds the finished tasks of an unfinished analysis; the
+/// report: the theory sweep — the step before it — has written its summary); false if it ended
+/// first.
 fn reached(child: &mut Child, phase: Phase, exp_dir: &Path) -> bool {
     let pgid = child.id() as i32;
     loop {
@@ -164,7 +170,11 @@ fn reached(child: &mut Child, phase: Phase, exp_dir: &Path) -> bool {
         let there = match phase {
             Phase::Training => running("featdrop-train"),
             Phase::Evaluation => running("featdrop-eval"),
-            Phase::Report => exp_dir.join("theory/reproduce-args.json").exists(),
+            Phase::BetweenDestructionTasks => {
+                CELLS.iter().any(|id| exp_dir.join(id).join("destruction.partial.json").exists())
+            }
+            Phase::Theory => running("featdrop-theory"),
+            Phase::Report => exp_dir.join(SWEEP_DONE).exists(),
         };
         if there {
             return true;
@@ -172,6 +182,12 @@ fn reached(child: &mut Child, phase: Phase, exp_dir: &Path) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// The cells of the grid the kill test runs.
+const CELLS: [&str; 2] = ["photos+digits/expert/seed-0", "photos+digits/viewmaker/seed-0"];
+
+/// The theory sweep's last output: the report is written after it.
+const SWEEP_DONE: &str = "theory/summary.md";
 
 /// How long the reference run spent after its theory sweep (writing the report), in ms.
 fn run_to_end(exp: &Path, root: &Path) -> u64 {
@@ -183,7 +199,7 @@ fn run_to_end(exp: &Path, root: &Path) -> u64 {
             assert!(status.success(), "uninterrupted reproduce failed:\n{}", log_of(root));
             break;
         }
-        if report_start.is_none() && exp_dir.join("theory/reproduce-args.json").exists() {
+        if report_start.is_none() && exp_dir.join(SWEEP_DONE).exists() {
             report_start = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -247,6 +263,42 @@ fn assert_same_cell(a: &Path, b: &Path, id: &str, schedule: &str) {
     assert_eq!(ma, mb, "{id}: metrics values differ after {schedule}");
 }
 
+/// The cells' wall times (over every attempt) in `root`'s report, each checked to be at least its
+/// training time (also over every attempt) and at most `campaign_s`, and the report's total
+/// checked to be their sum.
+fn cell_costs(root: &Path, campaign_s: f64, schedule: &str) -> f64 {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(root.join("report/results.json")).unwrap()).unwrap();
+    let results = &doc["experiments"][0];
+    let cells = results["cells"].as_array().expect("results.json lists its cells");
+    let mut sum = 0.0;
+    for c in cells {
+        let (wall, train) = (c["seconds"].as_f64().unwrap(), c["train_seconds"].as_f64().unwrap());
+        let id = &c["id"];
+        assert!(
+            wall + 0.05 >= train,
+            "{id}: wall time {wall:.2} s below its training time {train:.2} s after {schedule}"
+        );
+        assert!(wall <= campaign_s, "{id}: wall time {wall:.2} s above the {campaign_s:.2} s spent after {schedule}");
+        sum += wall;
+    }
+    let total = results["total_seconds"].as_f64().expect("results.json has the total");
+    assert!((total - sum).abs() < 0.01, "total {total} s is not the cells' sum {sum} s");
+    sum
+}
+
+/// The report's costs after kills count the killed attempts (issue 27 item 13): a resume skips
+/// only finished work, so the killed study did all the uninterrupted one's work and more, and
+/// its cells' wall time cannot be much below the uninterrupted one's (0.7: room for the noise of
+/// a shared machine; counting only each cell's last attempt gave far less).
+fn assert_costs_count_every_attempt(straight: &Path, killed: &Path, straight_s: f64, killed_s: f64, schedule: &str) {
+    let (a, b) = (cell_costs(straight, straight_s, "no kill"), cell_costs(killed, killed_s, schedule));
+    eprintln!("cells' wall time: uninterrupted {a:.2} s, killed {b:.2} s");
+    assert!(
+        b >= 0.7 * a,
+        "the killed study's cells cost {b:.2} s against {a:.2} s uninterrupted: attempts lost after {schedule}"
+    );
+}
+
 /// The fault-injection test of issue 19: a seeded schedule of SIGKILLs of the whole process
 /// group, each at a random moment of one phase, then a restart that must finish, with results
 /// identical to an uninterrupted run's.
@@ -267,9 +319,13 @@ fn killed_and_restarted_study_ends_identical_to_an_uninterrupted_one() {
         Phase::Training,
         Phase::Training,
         Phase::Evaluation,
+        Phase::BetweenDestructionTasks,
         Phase::Training,
         Phase::Evaluation,
         Phase::Evaluation,
+        Phase::BetweenDestructionTasks,
+        Phase::Theory,
+        Phase::Theory,
         Phase::Report,
         Phase::Report,
     ];
@@ -283,7 +339,13 @@ fn killed_and_restarted_study_ends_identical_to_an_uninterrupted_one() {
             // Finished (or failed) before this phase came: the restarts below find out which.
             continue;
         }
-        let limit = if phase == Phase::Report { report_ms * 9 / 10 } else { 400 };
+        let limit = match phase {
+            Phase::Report => report_ms * 9 / 10,
+            // At once: the next task's rates are not written yet.
+            Phase::BetweenDestructionTasks => 1,
+            Phase::Theory => 100,
+            Phase::Training | Phase::Evaluation => 400,
+        };
         let delay = rng.below(limit);
         std::thread::sleep(Duration::from_millis(delay));
         let killed_live = child.try_wait().unwrap().is_none();
@@ -296,16 +358,18 @@ fn killed_and_restarted_study_ends_identical_to_an_uninterrupted_one() {
         }
     }
     let schedule = format!("kills [{}] (seed {seed})", schedule.join(", "));
-    for phase in [Phase::Training, Phase::Evaluation, Phase::Report] {
+    for phase in [Phase::Training, Phase::Evaluation, Phase::BetweenDestructionTasks, Phase::Theory, Phase::Report] {
         assert!(landed.contains(&phase), "no kill landed during {phase:?}: {schedule}\n{}", log_of(&b));
     }
     let mut last = start(&exp, &b);
     let status = last.wait().unwrap();
     assert!(status.success(), "the restart after {schedule} failed:\n{}", log_of(&b));
+    let killed_s = t0.elapsed().as_secs_f64() - straight_s;
 
-    for id in ["photos+digits/expert/seed-0", "photos+digits/viewmaker/seed-0"] {
+    for id in CELLS {
         assert_same_cell(&a, &b, id, &schedule);
     }
+    assert_costs_count_every_attempt(&a, &b, straight_s, killed_s, &schedule);
     let theory = |r: &Path| timeless(&r.join("runs/faults/theory/theory.json"));
     assert_eq!(theory(&a), theory(&b), "theory.json differs after {schedule}");
     let results = |r: &Path| timeless(&r.join("report/results.json"));

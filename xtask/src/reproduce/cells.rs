@@ -2,7 +2,7 @@
 
 use super::experiment::{Cell, Experiment};
 use super::record::{self, Record};
-use super::{Bins, changed, steps};
+use super::{Bins, changed, steps, wall};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
@@ -118,21 +118,36 @@ fn say(bar: &ProgressBar, line: String) {
 pub fn run_one(exp: &Experiment, exp_dir: &Path, c: &Cell, bins: &Bins, base: Record) -> (Record, Option<String>) {
     let log = c.run_dir.join("log.txt");
     let t0 = Instant::now();
-    let result = std::fs::create_dir_all(&c.run_dir)
-        .with_context(|| format!("creating {}", c.run_dir.display()))
-        .and_then(|()| steps(exp, c, exp_dir).iter().try_for_each(|s| run_cell_step(exp, c, bins, s, &log)));
+    let made = std::fs::create_dir_all(&c.run_dir).with_context(|| format!("creating {}", c.run_dir.display()));
+    let earlier = if made.is_ok() { earlier_attempts(&c.run_dir) } else { 0.0 };
+    let result =
+        made.and_then(|()| steps(exp, c, exp_dir).iter().try_for_each(|s| run_cell_step(exp, c, bins, s, &log)));
     let error = result.err().map(|e| format!("{e:#}"));
+    let seconds = earlier + t0.elapsed().as_secs_f64();
+    if let Err(e) = wall::end(&c.run_dir, seconds) {
+        eprintln!("warning: {}: its wall time over attempts is not recorded: {e:#}", c.id);
+    }
     let mut logs = vec![log];
     logs.extend(base.logs.iter().cloned());
     let rec = Record {
         state: if error.is_none() { "done" } else { "failed" }.into(),
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds,
         exit_code: Some(if error.is_none() { 0 } else { 1 }),
         logs,
         error: error.clone(),
         ..base
     };
     (rec, error)
+}
+
+/// The seconds a cell's earlier attempts took ([`wall`]). A record that cannot be read starts
+/// the count anew, said: a cost figure is not worth stopping a cell for.
+fn earlier_attempts(run_dir: &Path) -> f64 {
+    wall::begin(run_dir).unwrap_or_else(|e| {
+        eprintln!("warning: {e:#}; counting this cell's wall time from this attempt");
+        let _ = std::fs::remove_file(run_dir.join(wall::FILE));
+        wall::begin(run_dir).unwrap_or(0.0)
+    })
 }
 
 /// One step of a cell. The destruction's arguments are recorded before it runs, so its

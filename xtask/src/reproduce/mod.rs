@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod record;
 pub mod slurm;
 pub mod tidy;
+pub mod wall;
 
 use crate::{libtorch, paths};
 use anyhow::{Context, Result, bail, ensure};

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Record {
     /// `running`, `done` or `failed`.
     pub state: String,
-    /// Wall time of the attempt (0 while running).
+    /// Wall time of the cell over every attempt so far, killed ones included (`wall.json`; 0
+    /// while running).
     #[serde(default)]
     pub seconds: f64,
     /// The attempt's exit code: 0 done, 1 a step failed; absent while running or when the task
