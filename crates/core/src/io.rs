@@ -54,7 +54,7 @@ fn is_pid(s: &str) -> bool {
 }
 
 /// Whether process `pid` runs on this machine (a pid that cannot be checked counts as running).
-fn process_runs(pid: u32) -> bool {
+pub fn process_runs(pid: u32) -> bool {
     #[cfg(unix)]
     {
         let Ok(pid) = libc::pid_t::try_from(pid) else { return true };

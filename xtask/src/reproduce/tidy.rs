@@ -12,23 +12,13 @@ use std::path::{Path, PathBuf};
 /// `<stem>.tmp-<pid>-<thread>` (status records, `super::record`), `<name>.tmp` (older writers,
 /// the Slurm script before submission).
 pub fn temp_writer(name: &str) -> Option<Option<u32>> {
+    if let Some((_, pid)) = featdrop_core::io::parse_temp_name(name) {
+        return Some(Some(pid));
+    }
     if let Some((_, rest)) = name.split_once(".tmp-") {
         return Some(rest.split('-').next().and_then(|p| p.parse().ok()));
     }
-    let stem = name.strip_suffix(".tmp")?;
-    let pid = stem.strip_prefix('.').and_then(|s| s.rsplit_once('.')).and_then(|(_, p)| p.parse().ok());
-    Some(pid)
-}
-
-/// Whether a process with this pid runs on this machine (this one included).
-fn alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    name.strip_suffix(".tmp").map(|_| None)
 }
 
 /// Removes the temp files (not folders) directly in each of `dirs` whose writer is not running;
@@ -40,7 +30,7 @@ pub fn remove_stale_temps(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         for e in entries {
             let e = e.with_context(|| format!("listing {}", dir.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            let stale = temp_writer(&name).is_some_and(|pid| !pid.is_some_and(alive));
+            let stale = temp_writer(&name).is_some_and(|pid| !pid.is_some_and(featdrop_core::io::process_runs));
             if stale && e.file_type().is_ok_and(|t| t.is_file()) {
                 let p = e.path();
                 std::fs::remove_file(&p).with_context(|| format!("removing stale temp file {}", p.display()))?;
