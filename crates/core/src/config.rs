@@ -596,6 +596,12 @@ impl RunConfig {
                 "no +dropout:<p> on audio unless data.pair_noise = shared (independent re-draws every pair's noise)",
             )?;
         }
+        // A font only draws letters: on another dataset of the catalogue it would go unused.
+        if let (Some(font), Some(info)) = (&self.data.font, catalogue::find(&self.dataset)) {
+            let letters = info.overlay_task().is_some_and(|t| t.name == "letter");
+            let expected = "no font: only photos+letters draws letters with one";
+            c.that("data.font", format!("\"{font}\" on dataset {}", self.dataset), letters, expected)?;
+        }
         // `colour` recolours pixels; a spectrogram has no colours to change.
         let colour = self.view_mode.base == BaseViews::Colour;
         let audio_modes = "expert, viewmaker, expert+viewmaker or none on audio (`colour` is an image view family)";
@@ -717,6 +723,18 @@ mod tests {
         v["train"] = serde_json::json!({"deterministic": "yes"});
         let e = err(v);
         assert!(e.contains("exp.json") && e.contains("train.deterministic"), "{e}");
+    }
+
+    /// Issue 27 item 21's leftover: `data.font` on a dataset without letters was accepted and
+    /// went unused.
+    #[test]
+    fn a_font_is_only_for_a_dataset_with_letters() {
+        let mut v = base();
+        v["data"] = serde_json::json!({"font": "/fonts/sans.ttf"});
+        let e = err(v.clone());
+        assert!(e.contains("exp.json") && e.contains("data.font") && e.contains("photos+digits"), "{e}");
+        v["dataset"] = "photos+letters".into();
+        RunConfig::from_json(&v.to_string(), "exp.json").unwrap();
     }
 
     /// Issue 19.3: a data folder with the default source ran on synthetic data, silently.
