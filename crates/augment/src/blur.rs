@@ -52,7 +52,7 @@ pub fn gaussian_blur(images: &Tensor, sigma: &Tensor, truncate: f64, max_sigma: 
 
 /// Blurs only the images whose `mask` (bool `[N]`) is true, σ ≤ `max_sigma` (see [`gaussian_blur`]).
 pub fn blur_where(images: &Tensor, mask: &Tensor, sigma: &Tensor, truncate: f64, max_sigma: f64) -> Tensor {
-    crate::on_selected(images, mask, |x| gaussian_blur(x, sigma, truncate, max_sigma))
+    crate::on_selected(images, mask, |x, pick| gaussian_blur(x, &pick(sigma), truncate, max_sigma))
 }
 
 #[cfg(test)]

@@ -121,16 +121,45 @@ impl JitterParams {
     }
 }
 
+/// A colour op taking images and one factor per sample.
+type PerSampleOp = fn(&Tensor, &Tensor) -> Tensor;
+
 /// Applies colour jitter: at each of the 4 positions, every sample gets the op its `order` names
-/// there; samples with `apply` false are unchanged.
-///
-/// Brightness, contrast and saturation are all `blend(x, target, factor)` (torchvision's
-/// definitions), with target 0, the image's mean gray level or its luma: at each position one
-/// blend with each sample's own target and factor does whichever of the three the sample drew,
-/// and the hue rotation is computed beside it and kept where the sample drew hue. Every
-/// selection is a masked `where` over the whole batch, so nothing is read back to the host
-/// (issue 30 item 7); the loop is over the 4 positions, never over samples.
+/// there; samples with `apply` false are unchanged. The loop is over positions (and ops), never
+/// over samples; how samples are selected follows [`crate::masked_selection`].
 pub fn color_jitter(images: &Tensor, params: &JitterParams) -> Tensor {
+    if crate::masked_selection(images.device()) {
+        jitter_masked(images, params)
+    } else {
+        jitter_selected(images, params)
+    }
+}
+
+/// Each op runs once per position on the samples that chose it: 16 (position, op) pairs.
+fn jitter_selected(images: &Tensor, params: &JitterParams) -> Tensor {
+    let ops: [(PerSampleOp, &Tensor); 4] = [
+        (adjust_brightness, &params.brightness),
+        (adjust_contrast, &params.contrast),
+        (adjust_saturation, &params.saturation),
+        (adjust_hue, &params.hue),
+    ];
+    let mut x = images.shallow_clone();
+    for k in 0..4 {
+        let at_k = params.order.select(1, k);
+        for (j, (op, factor)) in ops.iter().enumerate() {
+            let mask = at_k.eq(j as i64).logical_and(&params.apply);
+            x = crate::on_selected(&x, &mask, |sel, pick| op(sel, &pick(factor)));
+        }
+    }
+    x
+}
+
+/// Without selections (nothing read back to the host, issue 30 item 7). Brightness, contrast
+/// and saturation are all `blend(x, target, factor)` (torchvision's definitions), with target 0,
+/// the image's mean gray level or its luma: at each position one blend with each sample's own
+/// target and factor does whichever of the three the sample drew, and the hue rotation is
+/// computed beside it and kept where the sample drew hue.
+fn jitter_masked(images: &Tensor, params: &JitterParams) -> Tensor {
     // Columns in op order (0 brightness, 1 contrast, 2 saturation, 3 hue).
     let factors = Tensor::stack(&[&params.brightness, &params.contrast, &params.saturation, &params.hue], 1);
     let mut x = images.shallow_clone();

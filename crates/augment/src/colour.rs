@@ -121,7 +121,7 @@ impl ColourRecipe {
     /// result has the same shape, in [0, 1], not normalised.
     pub fn apply(&self, images: &Tensor, params: &ColourParams) -> Tensor {
         let x = color_jitter(images, &params.jitter);
-        let x = on_selected(&x, &params.grayscale, grayscale);
+        let x = on_selected(&x, &params.grayscale, |x, _| grayscale(x));
         let x = blur_where(&x, &params.blur, &params.blur_sigma, self.blur_truncate, self.blur_sigma[1]);
         if self.noise_std == 0.0 {
             return x;

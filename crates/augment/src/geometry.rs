@@ -96,7 +96,7 @@ pub fn resized_crop(images: &Tensor, boxes: &CropBoxes, out: (i64, i64)) -> Tens
 
 /// Flips the images whose `mask` entry (bool `[N]`) is true, left to right; exact.
 pub fn flip_where(images: &Tensor, mask: &Tensor) -> Tensor {
-    crate::on_selected(images, mask, |x| x.flip([3]))
+    crate::on_selected(images, mask, |x, _| x.flip([3]))
 }
 
 #[cfg(test)]

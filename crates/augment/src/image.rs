@@ -214,7 +214,7 @@ impl ImageRecipe {
             None => images.shallow_clone(),
         };
         let x = color_jitter(&x, &params.jitter);
-        let x = on_selected(&x, &params.grayscale, grayscale);
+        let x = on_selected(&x, &params.grayscale, |x, _| grayscale(x));
         let x = blur_where(&x, &params.blur, &params.blur_sigma, self.blur_truncate, self.blur_sigma[1]);
         flip_where(&x, &params.flip)
     }

@@ -29,6 +29,7 @@ pub use colour::{ColourImage, ColourParams, ColourRecipe};
 pub use geometry::CropBoxes;
 pub use image::{ExpertImage, Identity, ImageParams, ImageRecipe, Normalize};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
 pub use featdrop_core::seed::{seed_torch, with_torch_seed as with_seed};
@@ -44,19 +45,49 @@ pub(crate) fn coin(n: i64, p: f64, device: Device) -> Tensor {
     Tensor::rand([n], (Kind::Float, device)).lt(p)
 }
 
+/// Makes [`masked_selection`] true on every device (tests only: a CPU then takes the CUDA path,
+/// so that a test can count that path's host round trips on a machine without a GPU).
+static FORCE_MASKED: AtomicBool = AtomicBool::new(false);
+
+/// Whether selections of samples on `device` are masked `where`s over the whole batch rather
+/// than `nonzero` + `index_select`. On CUDA, `nonzero` reads its count back to the host — a
+/// synchronisation per call, ~19 per image view (issue 30 item 7) — so the ops run on every
+/// sample and the selected results are kept. On a CPU `nonzero` waits for nothing, and running
+/// each op on the samples that drew it makes expert views about 2.7× faster (`cargo bench -p
+/// featdrop-augment --bench views`). Both paths give the same numbers.
+pub fn masked_selection(device: Device) -> bool {
+    device.is_cuda() || FORCE_MASKED.load(Ordering::Relaxed)
+}
+
+/// Makes every device take the masked path of [`masked_selection`] (`true`), or each its own
+/// (`false`, the default). For tests that count the CUDA path's host round trips on a CPU.
+pub fn force_masked_selection(on: bool) {
+    FORCE_MASKED.store(on, Ordering::Relaxed);
+}
+
 /// Applies `op` to the samples (along dim 0) that `mask` (bool `[N]`) selects; the others are
 /// returned untouched, bit for bit.
 ///
-/// `op` gets the whole batch and must keep its shape, each sample's result depending on that
-/// sample alone (so per-sample parameters are passed whole, `[N]`). Its result is kept where
-/// `mask` is true by a masked `where`: nothing is read back to the host. Selecting the samples
-/// first (`nonzero`, `index_select`, `index_copy`) would run `op` on fewer samples but needs the
-/// count on the host — a device synchronisation per call, ~19 per image view (issue 30 item 7).
-/// The results are the same either way; the samples left out are computed and dropped, so `op`
-/// must not fail on them (no gradient flows into the dropped results' inputs here: the views
-/// are made from data that does not require grad).
-pub fn on_selected(x: &Tensor, mask: &Tensor, op: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
-    op(x).where_self(&per_sample(mask, x.dim().saturating_sub(1)), x)
+/// `op` gets the samples and `pick`, which turns a per-sample parameter `[N]` into the one for
+/// the samples `op` got; it must keep their shape, each sample's result depending on that sample
+/// alone. Which samples it gets depends on [`masked_selection`]: all of them (the selected
+/// results are kept by a masked `where`, so `op` must not fail on the others; no gradient flows
+/// into their inputs here, views being made from data that does not require grad), or only the
+/// selected ones.
+pub fn on_selected(
+    x: &Tensor,
+    mask: &Tensor,
+    op: impl FnOnce(&Tensor, &dyn Fn(&Tensor) -> Tensor) -> Tensor,
+) -> Tensor {
+    if masked_selection(x.device()) {
+        return op(x, &Tensor::shallow_clone).where_self(&per_sample(mask, x.dim().saturating_sub(1)), x);
+    }
+    let idx = mask.nonzero().squeeze_dim(1);
+    if idx.size()[0] == 0 {
+        return x.shallow_clone();
+    }
+    let y = op(&x.index_select(0, &idx), &|p: &Tensor| p.index_select(0, &idx));
+    x.index_copy(0, &idx, &y)
 }
 
 /// `[N]` per-sample values reshaped to broadcast over the trailing `dims` dimensions.

@@ -2,7 +2,8 @@
 //! needs a device value on the host (a count, a scalar) forces a synchronisation on CUDA — the GPU
 //! drains, the host stalls, the queue of launched kernels runs dry. The step is recorded with
 //! libtorch's profiler on the CPU, where the same aten ops run and are visible, and those ops are
-//! counted.
+//! counted. The views select samples per device (`featdrop_augment::masked_selection`: `nonzero`
+//! on a CPU, where it waits for nothing); the CPU is made to take the CUDA path here.
 
 use featdrop_contrastive::Trainer;
 use featdrop_core::config::UpdateOrder;
@@ -45,6 +46,7 @@ static PROFILER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The synchronising ops of one training step (after a warm-up step), by name.
 fn syncs_per_step(mode: BaseViews, update: UpdateOrder) -> BTreeMap<String, usize> {
     let _one_at_a_time = PROFILER.lock().unwrap_or_else(|e| e.into_inner());
+    featdrop_augment::force_masked_selection(true);
     let mut cfg = RunConfig::new("test", "photos+digits", mode, 0);
     cfg.device = DeviceChoice::Cpu;
     (cfg.data.train_size, cfg.data.test_size, cfg.data.monitor_size) = (64, 64, 64);
