@@ -50,16 +50,7 @@ fn user_libtorch() -> Option<PathBuf> {
 
 /// Reads libtorch's version from `build-version` (libtorch zips) or `version.py` (wheels).
 pub fn read_version(root: &Path) -> Result<String> {
-    if let Ok(v) = std::fs::read_to_string(root.join("build-version")) {
-        return Ok(v.trim().to_string());
-    }
-    let py = root.join("version.py");
-    let text = std::fs::read_to_string(&py)
-        .with_context(|| format!("{} has neither build-version nor version.py: is it a libtorch?", root.display()))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("__version__ = "))
-        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
-        .with_context(|| format!("{}: no `__version__ = …` line", py.display()))
+    featdrop_core::device::read_libtorch_version(root)
 }
 
 /// Checks that `root` is a libtorch 2.11 with its libraries.

@@ -153,16 +153,27 @@ pub fn cuda_state() -> CudaState {
     }
 }
 
-/// The version of the libtorch this process loaded (`2.11.0+cu130`), from the `build-version`
-/// (or `version.py`) beside its `lib/` folder.
+/// The version of the libtorch this process loaded (`2.11.0+cu130`), read beside its `lib/`
+/// folder.
 pub fn libtorch_version() -> Option<String> {
     let lib = loaded_library("libtorch_cpu.so")?;
-    let root = lib.parent()?.parent()?;
+    read_libtorch_version(lib.parent()?.parent()?).ok()
+}
+
+/// The version of the libtorch at `root` (the folder holding `lib/`), from `build-version`
+/// (libtorch zips) or `version.py` (wheels).
+pub fn read_libtorch_version(root: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
     if let Ok(v) = std::fs::read_to_string(root.join("build-version")) {
-        return Some(v.trim().into());
+        return Ok(v.trim().to_string());
     }
-    let py = std::fs::read_to_string(root.join("version.py")).ok()?;
-    py.lines().find_map(|l| l.strip_prefix("__version__ = ")).map(|v| v.trim_matches(['\'', '"']).into())
+    let py = root.join("version.py");
+    let text = std::fs::read_to_string(&py)
+        .with_context(|| format!("{} has neither build-version nor version.py: is it a libtorch?", root.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
+        .with_context(|| format!("{}: no `__version__ = …` line", py.display()))
 }
 
 #[cfg(feature = "torch")]

@@ -127,7 +127,7 @@ pub fn human(bytes: u64) -> String {
 /// Whole-split sizes (train, test) of a built-in dataset: what `data.train_size` / `test_size`
 /// = 0 stands for. The same numbers as `featdrop-data`'s (`DEFAULT_SIZES`; AudioMNIST's 48
 /// training and 12 test speakers × 500 clips; 3 synthetic clips per speaker and digit), which
-/// this crate cannot import.
+/// this crate cannot import (held equal by a test there: `whole_split_tests`).
 pub fn whole_splits(info: &catalogue::DatasetInfo, source: Source) -> (u64, u64) {
     match (info.modality, source) {
         (Modality::Image, _) => (50_000, 10_000),

@@ -395,3 +395,24 @@ mod letter_tests {
         assert_eq!(real_letter_font(Some(given), &nowhere).unwrap(), given);
     }
 }
+
+/// featdrop-core estimates GPU memory from the whole-split sizes (`memory::whole_splits`), which
+/// it cannot import from here; this keeps its copy equal to the sizes this crate builds.
+#[cfg(test)]
+mod whole_split_tests {
+    use super::DEFAULT_SIZES;
+    use crate::audio::{dataset::SYNTH_REPS, split_speakers};
+    use featdrop_core::{Split, catalogue, config::Source, memory::whole_splits};
+
+    #[test]
+    fn cores_whole_splits_are_the_ones_built_here() {
+        let image = catalogue::find("photos+digits").unwrap();
+        let audio = catalogue::find("speech+noise").unwrap();
+        let (tr, te) = (split_speakers(Split::Train).len(), split_speakers(Split::Test).len());
+        assert_eq!(whole_splits(image, Source::Real), (DEFAULT_SIZES.0 as u64, DEFAULT_SIZES.1 as u64));
+        let synthetic = ((tr * 10 * SYNTH_REPS) as u64, (te * 10 * SYNTH_REPS) as u64);
+        assert_eq!(whole_splits(audio, Source::Synthetic), synthetic);
+        // AudioMNIST: 50 recordings of each digit per speaker.
+        assert_eq!(whole_splits(audio, Source::Real), ((tr * 500) as u64, (te * 500) as u64));
+    }
+}
