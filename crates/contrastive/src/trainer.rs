@@ -11,6 +11,7 @@ use crate::optim::{Adam, Sgd};
 use crate::views;
 use anyhow::{Context, Result};
 use featdrop_core::io::{JsonLines, remove_stale_temps, write_json_atomic};
+use featdrop_core::layout::tag_epoch;
 use featdrop_core::lock::DirLock;
 use featdrop_core::trained_on::TrainedOn;
 use featdrop_core::{RunConfig, RunDir, Seeds, ViewFamily, checkpoint};
@@ -313,8 +314,8 @@ impl Trainer {
     /// Removes the checkpoints older than `tag` (the one resumed) that `train.keep_epochs` does not
     /// keep: a kill between saving a checkpoint and pruning its predecessor leaves both.
     fn prune_checkpoints_before(&self, tag: &str) -> Result<()> {
-        let Some(resumed) = epoch_of(tag) else { return Ok(()) };
-        let keep = |t: &str| epoch_of(t).is_none_or(|e| e >= resumed || self.cfg.train.keep_epochs.contains(&e));
+        let Some(resumed) = tag_epoch(tag) else { return Ok(()) };
+        let keep = |t: &str| tag_epoch(t).is_none_or(|e| e >= resumed || self.cfg.train.keep_epochs.contains(&e));
         let removed = checkpoint::prune(&self.run.checkpoints(), keep)?;
         if !removed.is_empty() {
             tracing::info!(removed = ?removed, "removed checkpoints an interrupted run left behind");
@@ -389,11 +390,6 @@ fn deterministic(device: Device) -> Result<()> {
          environment before CUDA starts (featdrop-train sets it; a program of your own must set it at its start)"
     );
     featdrop_torch_ext::set_deterministic(true).context("train.deterministic")
-}
-
-/// The epoch of a checkpoint tag `epoch-NNNN`.
-fn epoch_of(tag: &str) -> Option<usize> {
-    tag.strip_prefix("epoch-")?.parse().ok()
 }
 
 /// A VarStore's trainable variables by name, in name order (batch-norm statistics excluded).

@@ -4,6 +4,16 @@
 use crate::view_mode::ViewMode;
 use std::path::{Path, PathBuf};
 
+/// The checkpoint tag of pretraining epoch `epoch`: `epoch-0042`.
+pub fn epoch_tag(epoch: usize) -> String {
+    format!("epoch-{epoch:04}")
+}
+
+/// The pretraining epoch a checkpoint tag names (`epoch-0042` → 42); `None` for another tag.
+pub fn tag_epoch(tag: &str) -> Option<usize> {
+    tag.strip_prefix("epoch-")?.parse().ok()
+}
+
 /// One run's directory and the files in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunDir {

@@ -80,7 +80,7 @@ pub(crate) fn checkpoint_tag(run: &RunDir, epoch: Option<usize>) -> Result<Strin
             format!("{} has no checkpoint (checkpoints/latest.json is made by featdrop-train)", run.root().display())
         }),
         Some(e) => {
-            let tag = format!("epoch-{e:04}");
+            let tag = featdrop_core::layout::epoch_tag(e);
             if dir.join(format!("{tag}.json")).exists() {
                 return Ok(tag);
             }

@@ -63,7 +63,7 @@ impl Probe {
     pub fn by_epoch(&self) -> BTreeMap<usize, &BTreeMap<String, ProbeTask>> {
         let mut out: BTreeMap<usize, &BTreeMap<String, ProbeTask>> =
             self.epochs.iter().map(|(e, p)| (*e, &p.tasks)).collect();
-        let last = self.checkpoint.as_deref().and_then(|t| t.strip_prefix("epoch-")?.parse().ok());
+        let last = self.checkpoint.as_deref().and_then(featdrop_core::layout::tag_epoch);
         if let Some(e) = last.filter(|_| !self.tasks.is_empty()) {
             out.insert(e, &self.tasks);
         }

@@ -326,10 +326,10 @@ impl Trainer {
                 epoch_record: Some(record),
             };
             let dir = self.run.checkpoints();
-            let tag = format!("epoch-{done:04}");
+            let tag = featdrop_core::layout::epoch_tag(done);
             checkpoint::save(&dir, &tag, &self.state_tensors(), &state)?;
             // The older checkpoints go unless they are of `train.keep_epochs` (kept to be probed).
-            let kept = |t: &str| t == tag || super::epoch_of(t).is_some_and(keep);
+            let kept = |t: &str| t == tag || featdrop_core::layout::tag_epoch(t).is_some_and(keep);
             checkpoint::prune(&dir, kept)?;
         }
         Ok(())
