@@ -108,11 +108,7 @@ impl Trainer {
         let device = cfg.device.resolve()?;
         run_dir::check_device(&run, device, opts.allow_device_change)?;
         // Before the dataset is built on the device: refused if it cannot fit, said otherwise.
-        match featdrop_core::memory::check_device(&cfg, &origin, device)? {
-            Some(line) if line.contains("WARNING") || line.contains("skipped") => tracing::warn!("{line}"),
-            Some(line) => tracing::info!("{line}"),
-            None => {}
-        }
+        featdrop_core::memory::check_device(&cfg, &origin, device)?;
         let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
         Self::build(cfg, run, lock, dataset, enc_vs, encoder, views)
     }

@@ -227,12 +227,22 @@ fn activation_values(cfg: &RunConfig, h: u64, w: u64, audio: bool) -> u64 {
     n
 }
 
+/// What [`check_device_fits`] says of a run it does not refuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fit {
+    /// The line to say before the first step.
+    pub line: String,
+    /// Whether it is a warning (more than the free memory, or nothing known to check).
+    pub warning: bool,
+}
+
 /// Refuses `cfg` when its device estimate exceeds the device's `total` memory, naming the field
-/// that asks for the most; otherwise the line to say before the first step (a warning when the
+/// that asks for the most; otherwise what to say before the first step (a warning when the
 /// estimate exceeds the `free` memory: another process holds the rest).
-pub fn check_device_fits(cfg: &RunConfig, origin: &str, device: &str, total: u64, free: Option<u64>) -> Result<String> {
+pub fn check_device_fits(cfg: &RunConfig, origin: &str, device: &str, total: u64, free: Option<u64>) -> Result<Fit> {
     let Some(sizes) = data_sizes(cfg) else {
-        return Ok(format!("{device}: the memory of dataset `{}` is not known here", cfg.dataset));
+        let line = format!("{device}: the memory of dataset `{}` is not known here", cfg.dataset);
+        return Ok(Fit { line, warning: true });
     };
     let e = device_estimate(cfg, sizes);
     let parts = format!(
@@ -260,27 +270,35 @@ pub fn check_device_fits(cfg: &RunConfig, origin: &str, device: &str, total: u64
         );
     }
     let mut line = format!("{device}: this run needs {parts} of GPU memory; {} in all", human(total));
+    let warning = free.is_some_and(|f| e.total() > f);
     if let Some(free) = free {
         line += &format!(", {} free", human(free));
-        if e.total() > free {
-            line += " — WARNING: more than is free (another process holds the rest); it may run out of memory";
-        }
     }
-    Ok(line)
+    if warning {
+        line += " — WARNING: more than is free (another process holds the rest); it may run out of memory";
+    }
+    Ok(Fit { line, warning })
 }
 
-/// Checks `cfg` against the memory of `device` (a CUDA device; nothing to check on the CPU) and
-/// returns the line that says so, read from the NVIDIA driver. Memory the driver cannot tell is
-/// said in the line and checked no further: libtorch, which found the device, will run.
+/// Checks `cfg` against the memory of `device` (a CUDA device; nothing to check on the CPU), read
+/// from the NVIDIA driver, and logs what it found. Memory the driver cannot tell is warned about
+/// and checked no further: libtorch, which found the device, will run.
 #[cfg(all(feature = "torch", target_os = "linux"))]
-pub fn check_device(cfg: &RunConfig, origin: &str, device: tch::Device) -> Result<Option<String>> {
-    let tch::Device::Cuda(i) = device else { return Ok(None) };
+pub fn check_device(cfg: &RunConfig, origin: &str, device: tch::Device) -> Result<()> {
+    let tch::Device::Cuda(i) = device else { return Ok(()) };
     let gpus = crate::gpu::Driver::open().and_then(|d| d.gpus());
     let Some(g) = gpus.as_ref().ok().and_then(|gpus| gpus.iter().find(|g| g.index == i)) else {
         let why = gpus.err().unwrap_or_else(|| "the driver lists no such GPU".into());
-        return Ok(Some(format!("cuda:{i}: its memory cannot be read ({why}); the GPU memory check is skipped")));
+        tracing::warn!("cuda:{i}: its memory cannot be read ({why}); the GPU memory check is skipped");
+        return Ok(());
     };
-    check_device_fits(cfg, origin, &format!("cuda:{i} ({})", g.name), g.memory_total, g.memory_free).map(Some)
+    let fit = check_device_fits(cfg, origin, &format!("cuda:{i} ({})", g.name), g.memory_total, g.memory_free)?;
+    if fit.warning {
+        tracing::warn!("{}", fit.line);
+    } else {
+        tracing::info!("{}", fit.line);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -358,11 +376,14 @@ mod tests {
     fn a_run_too_big_for_its_gpu_names_the_field_and_a_tight_one_is_warned_about() {
         let c = audio(0, 0);
         let total = device_estimate(&c, data_sizes(&c).unwrap()).total();
-        let line = check_device_fits(&c, "exp.json", "cuda:0 (T4)", 16_000_000_000, Some(15_000_000_000)).unwrap();
-        assert!(line.starts_with("cuda:0 (T4): this run needs about ") && line.contains("15.0 GB free"), "{line}");
-        assert!(!line.contains("WARNING"), "{line}");
-        let line = check_device_fits(&c, "exp.json", "cuda:0", total + 1, Some(total - 1)).unwrap();
-        assert!(line.contains("WARNING: more than is free"), "{line}");
+        let fit = check_device_fits(&c, "exp.json", "cuda:0 (T4)", 16_000_000_000, Some(15_000_000_000)).unwrap();
+        assert!(
+            fit.line.starts_with("cuda:0 (T4): this run needs about ") && fit.line.contains("15.0 GB free"),
+            "{fit:?}"
+        );
+        assert!(!fit.warning && !fit.line.contains("WARNING"), "{fit:?}");
+        let fit = check_device_fits(&c, "exp.json", "cuda:0", total + 1, Some(total - 1)).unwrap();
+        assert!(fit.warning && fit.line.contains("WARNING: more than is free"), "{fit:?}");
         let e = check_device_fits(&c, "exp.json", "cuda:0 (small)", 4_000_000_000, None).unwrap_err().to_string();
         assert!(e.starts_with("exp.json: this run does not fit on cuda:0 (small)"), "{e}");
         assert!(e.contains("field `data.train_size` = 24000") && e.contains("than the device's 4.0 GB"), "{e}");

@@ -161,7 +161,7 @@ pub fn check_memory(
         let Some(total) = doctor.gpus.iter().find(|g| g.index == i).and_then(|g| g.memory_total) else { continue };
         let free = doctor.gpus.iter().find(|g| g.index == i).and_then(|g| g.memory_free);
         let origin = format!("{} (cell {})", exp.file.display(), c.id);
-        let line = memory::check_device_fits(&c.config, &origin, &format!("cuda:{i}"), total, free)?;
+        let line = memory::check_device_fits(&c.config, &origin, &format!("cuda:{i}"), total, free)?.line;
         let need = memory::data_sizes(&c.config).map_or(0, |s| memory::device_estimate(&c.config, s).total());
         if largest.get(&i).is_none_or(|(n, _)| need > *n) {
             largest.insert(i, (need, format!("largest cell {}: {line}", c.id)));
