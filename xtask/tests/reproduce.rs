@@ -398,20 +398,7 @@ fn failures_are_the_last_word_and_do_not_stop_the_report() {
 
     let tmp = tempfile::tempdir().unwrap();
     let mut exp = tiny_experiment();
-    exp["theory"] = serde_json::json!([
-        "--p-values",
-        "0",
-        "--ratios",
-        "0.5",
-        "--ks",
-        "2",
-        "--seeds",
-        "0",
-        "--no-infonce",
-        "--no-gd-check",
-        "--no-figures",
-        "--no-progress"
-    ]);
+    exp["theory"] = tiny_theory("2");
     // The sweep's output folder cannot be made: a plain file is in the way.
     std::fs::create_dir_all(tmp.path().join("runs/tiny")).unwrap();
     std::fs::write(tmp.path().join("runs/tiny/theory"), "not a folder").unwrap();
