@@ -658,3 +658,158 @@ fn cell_tasks_and_a_local_reproduce_exclude_each_other() {
     assert!(err.contains("cannot be deleted while cells of this experiment are running"), "{err}");
     assert!(run_dir.join("probe.json").exists(), "{err}");
 }
+
+/// Four cells of one dataset (two view modes × two seeds) with the destruction analysis: the
+/// view modes of a seed share its classifiers.
+fn four_cells() -> serde_json::Value {
+    let mut exp = tiny_experiment();
+    exp["view_modes"] = serde_json::json!(["expert", "dropout:0.5"]);
+    exp["seeds"] = serde_json::json!([0, 1]);
+    exp["destruction"] = true.into();
+    exp["destruction_args"] =
+        serde_json::json!(["--epochs", "1", "--width", "4", "--batch-size", "32", "--grid-rows", "0"]);
+    exp
+}
+
+/// A result file without what depends on the clock.
+fn results_of(path: &Path) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, _| !(k.contains("second") || k.contains("time") || k.ends_with("_s") || k == "created"));
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    strip(&mut v);
+    v
+}
+
+/// Issue 25 item 1: `--jobs 2` runs two cells at once and gives the numbers `--jobs 1` gives:
+/// every probe and destruction result equal. Both runs give each cell one libtorch thread
+/// (OMP_NUM_THREADS=1 for `reproduce`, which every cell then gets: results depend on a cell's
+/// thread count, not on how many cells run beside it), and each status record says so.
+#[test]
+fn cells_side_by_side_give_the_same_numbers_as_one_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let exp = four_cells();
+    for (root, jobs) in [(&one, "1"), (&two, "2")] {
+        std::fs::create_dir_all(root).unwrap();
+        let out = run_tiny(root, &exp, &["--jobs", jobs]);
+        assert!(out.status.success(), "--jobs {jobs}: {}", stderr(&out));
+        if jobs == "2" {
+            let err = stderr(&out);
+            assert!(err.contains("running up to 2 cells at once: 2 on the CPU (1 libtorch thread(s) each)"), "{err}");
+        }
+    }
+    for mode in ["expert", "dropout-0.5"] {
+        for seed in [0, 1] {
+            let id = format!("photos+digits/{mode}/seed-{seed}");
+            for file in ["probe.json", "destruction.json"] {
+                let (a, b) = [&one, &two].map(|r| results_of(&r.join("runs/tiny").join(&id).join(file)));
+                assert!(a["tasks"].as_object().is_some_and(|t| !t.is_empty()), "{id}/{file}: {a}");
+                assert_eq!(a, b, "{id}/{file}: --jobs 2 differs from --jobs 1");
+            }
+            let record = two.join("runs/tiny/status").join(format!("{}.json", id.replace('/', "__")));
+            let rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
+            assert_eq!((&rec["state"], &rec["device"], &rec["threads"]), (&"done".into(), &"cpu".into(), &1.into()));
+        }
+    }
+}
+
+/// `--jobs` and `--devices` refuse what cannot be, naming the flag, before any cell runs.
+#[test]
+fn jobs_and_devices_are_checked_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment();
+    let out = run_tiny(tmp.path(), &exp, &["--jobs", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid value '0' for '--jobs <N>'"), "{}", stderr(&out));
+    let out = run_tiny(tmp.path(), &exp, &["--devices", "0,x"]);
+    assert!(stderr(&out).contains("invalid value '0,x' for '--devices <LIST>': `x` is not a GPU index"));
+    let out = run_tiny(tmp.path(), &exp, &["--devices", "0"]);
+    let err = last_line(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("--devices 0: every cell runs on the CPU (device `cpu`)"), "{err}");
+    let out = run_tiny(tmp.path(), &exp, &["--executor", "slurm", "--jobs", "2"]);
+    assert!(last_line(&out).contains("--jobs is for the local executor"), "{}", stderr(&out));
+    assert!(!tmp.path().join("runs/tiny/photos+digits").exists());
+}
+
+/// The live children of `pid` named `name`.
+fn children_named(pid: u32, name: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if &stat[open + 1..close] == name && fields.len() > 1 && fields[0] != "Z" && fields[1] == pid.to_string() {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].split_whitespace().next() != Some("Z")))
+        .unwrap_or(false)
+}
+
+/// Issue 25 item 1: with cells side by side, each trainer is started from a worker thread, and
+/// the parent-death signal follows the thread that started a child: a SIGKILLed `reproduce --jobs
+/// 2` still ends both trainers it runs.
+#[test]
+fn a_killed_reproduce_ends_every_cell_it_runs_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    exp["view_modes"] = serde_json::json!(["expert", "dropout:0.5"]);
+    // Long enough to be found running.
+    exp["run"]["train"]["epochs"] = 200.into();
+    let file = tmp.path().join("tiny.json");
+    std::fs::write(&file, exp.to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env("OMP_NUM_THREADS", "1")
+        .args(["reproduce", "--jobs", "2", "--bin-dir"])
+        .arg(bin_dir())
+        .arg("--experiment")
+        .arg(&file)
+        .arg("--out")
+        .arg(tmp.path().join("runs"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let trainers = loop {
+        let found = children_named(child.id(), "featdrop-train");
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "reproduce ended before its trainers ran");
+        if t0.elapsed().as_secs() > 60 {
+            child.kill().unwrap();
+            panic!("two trainers never ran at once: {found:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t1 = std::time::Instant::now();
+    while trainers.iter().any(|&t| alive(t)) && t1.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let orphans: Vec<i32> = trainers.iter().copied().filter(|&t| alive(t)).collect();
+    for &t in &orphans {
+        // SAFETY: kill(2) of a process this test's reproduce started.
+        unsafe { libc::kill(t, libc::SIGKILL) };
+    }
+    assert!(orphans.is_empty(), "trainers {orphans:?} outlived the reproduce that started them");
+}

@@ -209,6 +209,11 @@ impl ClassifierCache {
         self.paths().0
     }
 
+    /// The entry's lock file in the cache folder (hidden, never a temp name: cleaning leaves it).
+    fn lock_name(&self) -> String {
+        format!(".{}.lock", self.name)
+    }
+
     fn paths(&self) -> (PathBuf, PathBuf) {
         (self.dir.join(format!("{}.safetensors", self.name)), self.dir.join(format!("{}.json", self.name)))
     }
@@ -267,19 +272,44 @@ pub fn cached_or_trained(
 ) -> Result<SmallCnn> {
     let t = &dataset.tasks().0[task];
     let clean = crate::views::clean(dataset.modality(), dataset.device());
-    if let Some(cache) = cache {
+    let train = || train_classifier(dataset, task, clean.as_ref(), cfg, seeds, bar);
+    let Some(cache) = cache else { return train() };
+    let load = || -> Result<Option<SmallCnn>> {
         let probe = clean.view(&dataset.batch(Split::Train, &Tensor::from_slice(&[0i64]), 0).inputs, 0);
         let mut net = SmallCnn::new(probe.size()[1], t.num_classes as i64, cfg.width, dataset.device(), 0);
-        if cache.load_into(&mut net)? {
+        let hit = cache.load_into(&mut net)?;
+        if hit {
             tracing::info!(task = %t.name, "classifier reused from the cache");
-            return Ok(net);
         }
+        Ok(hit.then_some(net))
+    };
+    load_or_make(&cache.dir, &cache.lock_name(), load, train, |net| cache.store(net))
+}
+
+/// The cache entry's value: loaded when stored, else made and stored while holding the entry's
+/// lock file `lock_name` in `dir`. Cells running side by side (`reproduce --jobs`, a Slurm array)
+/// often need one classifier together: the first makes it, the others wait for its lock, then
+/// load what it stored, instead of each training the same classifier.
+fn load_or_make<T>(
+    dir: &Path,
+    lock_name: &str,
+    load: impl Fn() -> Result<Option<T>>,
+    make: impl FnOnce() -> Result<T>,
+    store: impl FnOnce(&T) -> Result<()>,
+) -> Result<T> {
+    if let Some(v) = load()? {
+        return Ok(v);
     }
-    let net = train_classifier(dataset, task, clean.as_ref(), cfg, seeds, bar)?;
-    if let Some(cache) = cache {
-        cache.store(&net)?;
+    let program = std::env::args().next().unwrap_or_default();
+    let program = Path::new(&program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let _lock = featdrop_core::lock::DirLock::wait_file(dir, lock_name, &format!("{program} (a classifier)"))?;
+    // Made by whoever held the lock before.
+    if let Some(v) = load()? {
+        return Ok(v);
     }
-    Ok(net)
+    let v = make()?;
+    store(&v)?;
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -296,5 +326,44 @@ mod init_tests {
         assert!(max("fc.weight") <= bound(16.0 * 32.0) && max("fc.bias") > 0.0);
         // Batch norm γ = 1 (tch would draw it from U(0, 1)), β = 0.
         assert_eq!((vars["s2.bn.weight"].min().double_value(&[]), max("s2.bn.bias")), (1.0, 0.0));
+    }
+}
+
+#[cfg(test)]
+mod cache_lock_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    /// Issue 25 item 1: two cells needing one classifier at once used to both train it; now the
+    /// second waits for the first's lock and loads what it stored.
+    #[test]
+    fn two_users_of_one_entry_make_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(2));
+        let stored = dir.path().join("entry.json");
+        let users: Vec<_> = (0..2)
+            .map(|_| {
+                let (dir, made, start, stored) =
+                    (dir.path().to_path_buf(), made.clone(), start.clone(), stored.clone());
+                std::thread::spawn(move || {
+                    let load = || Ok(std::fs::read_to_string(&stored).ok());
+                    start.wait();
+                    let make = || {
+                        made.fetch_add(1, Ordering::SeqCst);
+                        // Long enough for the other user to find nothing stored and queue.
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        Ok("weights".to_string())
+                    };
+                    let store = |v: &String| Ok(featdrop_core::io::write_atomic(&stored, v.as_bytes())?);
+                    load_or_make(&dir, ".entry.lock", load, make, store).unwrap()
+                })
+            })
+            .collect();
+        for u in users {
+            assert_eq!(u.join().unwrap(), "weights");
+        }
+        assert_eq!(made.load(Ordering::SeqCst), 1, "the classifier was trained twice");
     }
 }

@@ -73,11 +73,21 @@ impl DirLock {
     /// Takes the exclusive lock of `dir`, waiting for its holder to let go (for short jobs that
     /// would rather queue than fail, e.g. two report writers). Says once on stderr whom it waits for.
     pub fn wait(dir: &Path, holder: &str) -> Result<Self> {
-        let (mut file, path) = open(dir, LOCK_FILE)?;
+        Self::wait_on(dir, LOCK_FILE, holder, &dir.display().to_string())
+    }
+
+    /// Takes the exclusive lock file `name` of `dir`, waiting for its holder to let go (e.g. the
+    /// lock of one entry of a cache several processes fill). Says once on stderr whom it waits for.
+    pub fn wait_file(dir: &Path, name: &str, holder: &str) -> Result<Self> {
+        Self::wait_on(dir, name, holder, &dir.join(name).display().to_string())
+    }
+
+    fn wait_on(dir: &Path, name: &str, holder: &str, what: &str) -> Result<Self> {
+        let (mut file, path) = open(dir, name)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                eprintln!("waiting for {} to finish with {}…", describe_holder(&path), dir.display());
+                eprintln!("waiting for {} to finish with {what}…", describe_holder(&path));
                 file.lock().with_context(|| format!("locking {}", path.display()))?;
             }
             Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),

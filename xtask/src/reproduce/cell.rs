@@ -75,7 +75,7 @@ pub fn run_cell(args: &CellArgs) -> Result<()> {
     }
     eprintln!("cell {} (grid index {}) on {}", c.id, args.index, base.node);
     record::write(&exp_dir, &c.id, &Record { state: "running".into(), ..base.clone() })?;
-    let (mut rec, error) = run_one(&exp, &exp_dir, c, &bins, base);
+    let (mut rec, error) = run_one(&exp, &exp_dir, c, &bins, base, &[]);
     if error.is_some() && rec.executor == "slurm" {
         rec.slurm_state = Some("FAILED".into());
     }

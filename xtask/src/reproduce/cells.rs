@@ -1,7 +1,9 @@
-//! Running the grid cells one after another, with one overall progress display and a status file.
+//! Running the grid cells, several at once when the machine has room (see [`super::slots`]), with
+//! one overall progress display and a status file.
 
 use super::experiment::{Cell, Experiment};
 use super::record::{self, Record};
+use super::slots::{Demand, Event, Slot, run_pool};
 use super::{Bins, changed, steps, wall};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -52,7 +54,14 @@ fn earlier_epochs_probed(c: &Cell) -> bool {
 /// (its panic message, or the tail of its output). A log that cannot be written (a full disk)
 /// never hides the step's own error: see [`keep_first_cause`].
 pub fn run_step(bins: &Bins, step: &[String], log: &Path) -> Result<()> {
-    let out = bins.cmd(&step[0]).args(&step[1..]).output().with_context(|| format!("starting {}", step[0]))?;
+    run_step_with(bins, step, log, &[])
+}
+
+/// [`run_step`] with `env` added to the step's environment (its slot's threads and GPU).
+pub fn run_step_with(bins: &Bins, step: &[String], log: &Path, env: &[(String, String)]) -> Result<()> {
+    let mut cmd = bins.cmd(&step[0]);
+    cmd.args(&step[1..]).envs(env.iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().with_context(|| format!("starting {}", step[0]))?;
     let logged = append_log(log, step, &out);
     let outcome = if out.status.success() {
         Ok(())
@@ -113,15 +122,23 @@ fn say(bar: &ProgressBar, line: String) {
     bar.suspend(|| eprintln!("{line}"));
 }
 
-/// Runs one cell's steps; returns its record (`base` filled in with the outcome) and the error.
-/// Whatever goes wrong in the cell is its error, in its record: nothing here stops the others.
-pub fn run_one(exp: &Experiment, exp_dir: &Path, c: &Cell, bins: &Bins, base: Record) -> (Record, Option<String>) {
+/// Runs one cell's steps, `env` added to their environment; returns its record (`base` filled in
+/// with the outcome) and the error. Whatever goes wrong in the cell is its error, in its record:
+/// nothing here stops the others.
+pub fn run_one(
+    exp: &Experiment,
+    exp_dir: &Path,
+    c: &Cell,
+    bins: &Bins,
+    base: Record,
+    env: &[(String, String)],
+) -> (Record, Option<String>) {
     let log = c.run_dir.join("log.txt");
     let t0 = Instant::now();
     let made = std::fs::create_dir_all(&c.run_dir).with_context(|| format!("creating {}", c.run_dir.display()));
     let earlier = if made.is_ok() { earlier_attempts(&c.run_dir) } else { 0.0 };
     let result =
-        made.and_then(|()| steps(exp, c, exp_dir).iter().try_for_each(|s| run_cell_step(exp, c, bins, s, &log)));
+        made.and_then(|()| steps(exp, c, exp_dir).iter().try_for_each(|s| run_cell_step(exp, c, bins, s, &log, env)));
     let error = result.err().map(|e| format!("{e:#}"));
     let seconds = earlier + t0.elapsed().as_secs_f64();
     if let Err(e) = wall::end(&c.run_dir, seconds) {
@@ -152,11 +169,18 @@ fn earlier_attempts(run_dir: &Path) -> f64 {
 
 /// One step of a cell. The destruction's arguments are recorded before it runs, so its
 /// `destruction.json` is never without them (see `super::changed`).
-fn run_cell_step(exp: &Experiment, c: &Cell, bins: &Bins, step: &[String], log: &Path) -> Result<()> {
+fn run_cell_step(
+    exp: &Experiment,
+    c: &Cell,
+    bins: &Bins,
+    step: &[String],
+    log: &Path,
+    env: &[(String, String)],
+) -> Result<()> {
     if step.get(1).is_some_and(|a| a == "destruction") {
         changed::record_args(&c.run_dir.join(changed::DESTRUCTION_ARGS), &exp.destruction_args)?;
     }
-    run_step(bins, step, log)
+    run_step_with(bins, step, log, env)
 }
 
 /// Writes a cell's final record. A record that cannot be written (a full disk) is an error that
@@ -168,38 +192,120 @@ pub fn write_outcome(exp_dir: &Path, c: &Cell, rec: &Record) -> Result<()> {
     })
 }
 
-/// Runs every unfinished cell; returns how many failed. Each outcome is the cell's own record
-/// (the same records Slurm tasks write), and `status.json` is assembled from them.
-pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins) -> Result<usize> {
+/// Runs every unfinished cell, up to one per slot at once (see [`super::slots`]); returns how
+/// many failed. Each outcome is the cell's own record (the same records Slurm tasks write), and
+/// `status.json` is assembled from them — by this thread alone, as the outcomes arrive.
+pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins, plan: &Placement) -> Result<usize> {
     let bar = ProgressBar::new(cells.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("cells {pos}/{len} {bar:30} elapsed {elapsed_precise} eta {eta_precise}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "cells {pos}/{len} done {bar:30} elapsed {elapsed_precise} eta {eta_precise}  {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut failed = 0;
-    for c in cells {
+    let mut todo = Vec::new();
+    for (i, c) in cells.iter().enumerate() {
         if finished(exp, c) {
             say(&bar, format!("skip {}: finished", c.id));
             bar.inc(1);
-            continue;
+        } else {
+            todo.push(i);
         }
-        bar.set_message(c.id.clone());
-        let base = Record { executor: "local".into(), node: record::node_name(), ..Default::default() };
-        let (rec, error) = run_one(exp, exp_dir, c, bins, base);
-        let secs = rec.seconds;
-        match error {
-            None => say(&bar, format!("done {} in {secs:.0} s", c.id)),
-            Some(e) => {
-                failed += 1;
-                say(&bar, format!("FAILED {} after {secs:.0} s: {e}", c.id));
+    }
+    // The estimate counts the cells that run, not the skipped ones.
+    bar.reset_eta();
+    let on_gpu: Vec<bool> = todo.iter().map(|&i| plan.on_gpu[i]).collect();
+    let slots = plan.slots(&on_gpu);
+    if slots.len() > 1 {
+        say(&bar, format!("running up to {} cells at once: {}", slots.len(), describe(&slots)));
+    }
+    let envs = slots.iter().map(|s| super::slots::child_env(s, plan.visible.as_deref())).collect::<Result<Vec<_>>>()?;
+    // (cell id, where it runs) of the running cells, for the progress line.
+    let mut running: Vec<(String, String)> = Vec::new();
+    let mut failed = 0;
+    let run = |k: usize, s: usize| {
+        let (c, slot) = (&cells[todo[k]], &slots[s]);
+        let base = Record {
+            executor: "local".into(),
+            node: record::node_name(),
+            device: Some(slot.device()),
+            threads: Some(slot.threads),
+            ..Default::default()
+        };
+        run_one(exp, exp_dir, c, bins, base, &envs[s])
+    };
+    run_pool(&on_gpu, &slots, run, |event| {
+        match event {
+            Event::Started { cell, slot } => running.push((cells[todo[cell]].id.clone(), slots[slot].device())),
+            Event::Finished { cell, slot, result: (rec, error) } => {
+                let c = &cells[todo[cell]];
+                running.retain(|(id, _)| *id != c.id);
+                let (secs, place) = (rec.seconds, slots[slot].device());
+                match error {
+                    None => say(&bar, format!("done {} in {secs:.0} s ({place})", c.id)),
+                    Some(e) => {
+                        failed += 1;
+                        say(&bar, format!("FAILED {} after {secs:.0} s: {e}", c.id));
+                    }
+                }
+                write_outcome(exp_dir, c, &rec)?;
+                record::assemble(exp_dir)?;
+                bar.inc(1);
             }
         }
-        write_outcome(exp_dir, c, &rec)?;
-        record::assemble(exp_dir)?;
-        bar.inc(1);
-    }
+        let now: Vec<String> = running.iter().map(|(id, at)| format!("{id} ({at})")).collect();
+        bar.set_message(format!("{} running: {}", running.len(), now.join(", ")));
+        Ok(())
+    })?;
     bar.finish_and_clear();
     Ok(failed)
+}
+
+/// "2 × cpu (1 thread each)", "cuda:0, cuda:1 (8 threads each)".
+fn describe(slots: &[Slot]) -> String {
+    let gpus: Vec<String> = slots.iter().filter(|s| s.gpu.is_some()).map(Slot::device).collect();
+    let cpus = slots.iter().filter(|s| s.gpu.is_none()).count();
+    let mut parts = Vec::new();
+    if !gpus.is_empty() {
+        parts.push(gpus.join(", "));
+    }
+    if cpus > 0 {
+        parts.push(format!("{cpus} on the CPU"));
+    }
+    let t = slots.first().map_or(1, |s| s.threads);
+    format!("{} ({t} libtorch thread(s) each)", parts.join(" and "))
+}
+
+/// Where the cells may run: which of them need a GPU, the GPUs, the cores and how many at once.
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    /// Per cell (in the order of the cells given to [`run_cells`]): whether it runs on a GPU.
+    pub on_gpu: Vec<bool>,
+    /// The GPUs the cells may use, numbered as this process sees them.
+    pub gpus: Vec<usize>,
+    /// At most this many cells at once (`--jobs`, else the experiment's `jobs`).
+    pub jobs: Option<usize>,
+    /// The cores to split between the cells.
+    pub cores: usize,
+    /// Threads per cell set by the user (`OMP_NUM_THREADS`).
+    pub threads: Option<usize>,
+    /// This process's `CUDA_VISIBLE_DEVICES`.
+    pub visible: Option<String>,
+}
+
+impl Placement {
+    /// The slots for the cells still to run (`on_gpu` of those).
+    pub fn slots(&self, on_gpu: &[bool]) -> Vec<Slot> {
+        let gpu_cells = on_gpu.iter().filter(|g| **g).count();
+        super::slots::slots(&Demand {
+            jobs: self.jobs,
+            cores: self.cores,
+            gpus: &self.gpus,
+            gpu_cells,
+            cpu_cells: on_gpu.len() - gpu_cells,
+            threads: self.threads,
+        })
+    }
 }
 
 /// The theory sweep's command.

@@ -198,24 +198,103 @@ pub fn announcement(cells: &[Cell], devices: &[Option<usize>], doctor: Option<&D
 }
 
 /// The local executor's device checks and announcement: every cell's device resolved (the
-/// doctor runs unless every cell asks for the CPU), each GPU's memory checked, all said on stderr.
-pub fn check_local(exp: &Experiment, cells: &[Cell], flag: Option<&str>, doctor: &mut Lazy) -> Result<()> {
+/// doctor runs unless every cell asks for the CPU), the GPUs the cells share (see [`gpu_pool`]),
+/// each one's memory checked against the largest cell, all said on stderr. Returns, per cell,
+/// whether it runs on a GPU, and the GPUs. `devices` is `--devices`, as given and parsed.
+pub fn check_local(
+    exp: &Experiment,
+    cells: &[Cell],
+    flag: Option<&str>,
+    devices: Option<(String, &[usize])>,
+    doctor: &mut Lazy,
+) -> Result<(Vec<bool>, Vec<usize>)> {
     if cells.iter().all(|c| c.config.device == DeviceChoice::Cpu) {
+        if let Some((given, _)) = devices {
+            bail!(
+                "--devices {given}: every cell runs on the CPU (device `cpu`), so no GPU would be used; \
+                 pass --device cuda (or auto) to run them on GPUs"
+            );
+        }
         for line in announcement(cells, &vec![None; cells.len()], None) {
             eprintln!("{line}");
         }
-        return Ok(());
+        return Ok((vec![false; cells.len()], Vec::new()));
     }
     let dir = doctor.bins.dir().display().to_string();
     let doc = doctor.get().with_context(|| {
         format!("the cells' device is not `cpu`; featdrop-doctor (in {dir}) must say what CUDA can do")
     })?;
-    let devices = plan(exp, cells, flag, doc)?;
-    let memory = check_memory(exp, cells, &devices, doc)?;
-    for line in announcement(cells, &devices, Some(doc)).into_iter().chain(memory) {
+    let planned = plan(exp, cells, flag, doc)?;
+    let on_gpu: Vec<bool> = planned.iter().map(Option::is_some).collect();
+    if !on_gpu.contains(&true) {
+        if let Some((given, _)) = devices {
+            bail!(
+                "--devices {given}: no cell runs on a GPU here ({})",
+                doc.cuda_problem.as_deref().unwrap_or("`auto`")
+            );
+        }
+        for line in announcement(cells, &planned, Some(doc)) {
+            eprintln!("{line}");
+        }
+        return Ok((on_gpu, Vec::new()));
+    }
+    let pool = gpu_pool(devices, flag, doc)?;
+    let mut memory = Vec::new();
+    for &g in &pool {
+        let on_g: Vec<Option<usize>> = planned.iter().map(|d| d.map(|_| g)).collect();
+        memory.extend(check_memory(exp, cells, &on_g, doc)?);
+    }
+    for line in pool_announcement(cells, &planned, &pool, doc).into_iter().chain(memory) {
         eprintln!("{line}");
     }
-    Ok(())
+    Ok((on_gpu, pool))
+}
+
+/// The GPUs the local executor spreads the GPU cells over, one cell per GPU at a time:
+/// `--devices` (each checked to be visible and to run this libtorch's kernels), else the GPU of
+/// `--device cuda:N`, else every usable visible GPU.
+pub fn gpu_pool(devices: Option<(String, &[usize])>, flag: Option<&str>, doctor: &Doctor) -> Result<Vec<usize>> {
+    if let Some((given, list)) = devices {
+        let visible = doctor.cuda_state.devices;
+        for &i in list {
+            let Some(g) = doctor.gpus.iter().find(|g| g.index == i).filter(|_| i < visible) else {
+                let here = match visible {
+                    0 => "no CUDA device is visible here".to_string(),
+                    n => format!("{n} CUDA device(s) are visible here: cuda:0 … cuda:{}", n - 1),
+                };
+                bail!("--devices {given}: GPU {i} is not visible ({here}; `cargo xtask doctor` lists them)");
+            };
+            if !g.usable {
+                let why = g.problem.as_deref().or(g.kernel_error.as_deref()).unwrap_or("unknown");
+                bail!("--devices {given}: {} cannot run this libtorch's kernels: {why}", doctor.describe(i));
+            }
+        }
+        return Ok(list.to_vec());
+    }
+    if let Some(DeviceChoice::Cuda(i)) = flag.and_then(|f| f.parse().ok()) {
+        return Ok(vec![i]);
+    }
+    Ok(doctor.gpus.iter().filter(|g| g.usable).map(|g| g.index).collect())
+}
+
+/// The announcement when the GPU cells share `pool`: the CPU cells as [`announcement`] says
+/// them, then the GPU cells and every GPU of the pool.
+fn pool_announcement(cells: &[Cell], planned: &[Option<usize>], pool: &[usize], doctor: &Doctor) -> Vec<String> {
+    if let [g] = pool {
+        let shown: Vec<Option<usize>> = planned.iter().map(|d| d.map(|_| *g)).collect();
+        return announcement(cells, &shown, Some(doctor));
+    }
+    let (cpu_cells, cpu): (Vec<Cell>, Vec<Option<usize>>) =
+        cells.iter().zip(planned).filter(|(_, d)| d.is_none()).map(|(c, d)| (c.clone(), *d)).unzip();
+    let mut lines = if cpu_cells.is_empty() { Vec::new() } else { announcement(&cpu_cells, &cpu, Some(doctor)) };
+    let n = planned.iter().filter(|d| d.is_some()).count();
+    let gpus: Vec<String> = pool.iter().map(|&i| doctor.describe(i)).collect();
+    lines.push(format!(
+        "device: {n} cell(s) will run on {} GPUs, one cell per GPU at a time: {}",
+        pool.len(),
+        gpus.join(", ")
+    ));
+    lines
 }
 
 /// `--executor slurm`: each task has `gpus` GPUs, which it sees as `cuda:0 …`; a cell asking
@@ -369,6 +448,44 @@ mod tests {
         assert!(e.contains("(cell photos/expert/seed-0): this run does not fit on cuda:0"), "{e}");
         // The CPU cells have nothing to check here.
         assert!(check_memory(&exp, &cells, &[None, None], &small).unwrap().is_empty());
+    }
+
+    /// Issue 25 item 1: the GPUs the cells share: `--devices` checked (an index not visible, or a
+    /// GPU that failed its kernel, is an error naming the flag), else `--device cuda:N`'s GPU,
+    /// else every usable one.
+    #[test]
+    fn the_gpu_pool_is_the_devices_flag_checked_or_every_usable_gpu() {
+        let mut doc = doctor(4);
+        doc.gpus[1].usable = false;
+        doc.gpus[1].problem = Some("the GPU is too old".into());
+        assert_eq!(gpu_pool(None, None, &doc).unwrap(), [0, 2, 3]);
+        assert_eq!(gpu_pool(None, Some("cuda:2"), &doc).unwrap(), [2]);
+        assert_eq!(gpu_pool(Some(("3,0".into(), &[3, 0])), Some("cuda:2"), &doc).unwrap(), [3, 0], "--devices wins");
+        let e = gpu_pool(Some(("0,4".into(), &[0, 4])), None, &doc).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--devices 0,4: GPU 4 is not visible (4 CUDA device(s) are visible here: cuda:0 … cuda:3")
+        );
+        let e = gpu_pool(Some(("1".into(), &[1])), None, &doc).unwrap_err().to_string();
+        assert!(e.starts_with("--devices 1: cuda:1 (NVIDIA H100") && e.contains("the GPU is too old"), "{e}");
+        let e = gpu_pool(Some(("0".into(), &[0])), None, &no_cuda()).unwrap_err().to_string();
+        assert!(e.contains("GPU 0 is not visible (no CUDA device is visible here"), "{e}");
+    }
+
+    /// Several GPUs: one line names them all; one GPU reads as before.
+    #[test]
+    fn the_announcement_names_every_gpu_the_cells_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let (exp, cells) = experiment(dir.path(), serde_json::json!({"device": "cuda"}));
+        let gpu = doctor(2);
+        let planned = plan(&exp, &cells, None, &gpu).unwrap();
+        let lines = pool_announcement(&cells, &planned, &[0, 1], &gpu);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("device: 2 cell(s) will run on 2 GPUs, one cell per GPU at a time: cuda:0 (NVIDIA")
+        );
+        assert!(lines[0].contains(", cuda:1 (NVIDIA H100"), "{lines:?}");
+        let lines = pool_announcement(&cells, &planned, &[1], &gpu);
+        assert!(lines[0].starts_with("device: every cell (2) will run on cuda:1 (NVIDIA H100"), "{lines:?}");
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //!   "destruction": true,                   // run featdrop-eval destruction per cell
 //!   "destruction_args": ["--epochs", "3"], // extra featdrop-eval destruction arguments
 //!   "theory": ["--seeds", "0,1"],          // extra featdrop-theory sweep arguments (null: no sweep)
-//!   "slurm": {"partition": "gpu", "time": "12:00:00"}  // optional: `--executor slurm` resources
+//!   "slurm": {"partition": "gpu", "time": "12:00:00"},  // optional: `--executor slurm` resources
+//!   "jobs": 2                              // optional: cells at once on the local executor
+//!                                          // (`--jobs` wins; default: one per GPU, or per core)
 //! }
 //! ```
 //! The run config of a cell is its dataset's defaults (the catalogue's published values), then
@@ -65,6 +67,9 @@ pub struct Experiment {
     /// Resources of the Slurm array's tasks (`--executor slurm`; flags override them).
     #[serde(default)]
     pub slurm: Option<super::slurm::SlurmSection>,
+    /// How many cells the local executor runs at once unless `--jobs` says (see `super::slots`).
+    #[serde(default)]
+    pub jobs: Option<usize>,
     /// Where the file was read from (for errors).
     #[serde(skip)]
     pub file: PathBuf,
@@ -149,6 +154,11 @@ impl Experiment {
                  the grid and a label that can be part of a folder name"
             );
         }
+        ensure!(
+            self.jobs != Some(0),
+            "{f}: field `jobs` = 0: expected the number of cells to run at once, at least 1 (or no field: one \
+             per GPU, or per core on a CPU)"
+        );
         for reserved in ["experiment", "dataset", "view_mode", "seed"] {
             ensure!(!self.run.contains_key(reserved), "{f}: field `run.{reserved}` is set by the grid; remove it");
         }
@@ -401,6 +411,15 @@ mod tests {
         v["per_dataset"]["photos+emoji"] = serde_json::json!({});
         let e = Experiment::load(&write(dir.path(), v)).unwrap_err().to_string();
         assert!(e.contains("`per_dataset.photos+emoji`"), "{e}");
+        let mut v = base();
+        v["jobs"] = 0.into();
+        let e = Experiment::load(&write(dir.path(), v.clone())).unwrap_err().to_string();
+        assert!(e.contains("exp.json: field `jobs` = 0: expected the number of cells"), "{e}");
+        v["jobs"] = "two".into();
+        let e = Experiment::load(&write(dir.path(), v.clone())).unwrap_err().to_string();
+        assert!(e.contains("exp.json: field `jobs`: invalid type"), "{e}");
+        v["jobs"] = 2.into();
+        assert_eq!(Experiment::load(&write(dir.path(), v)).unwrap().jobs, Some(2));
         let mut v = base();
         v["run"]["seed"] = 1.into();
         assert!(

@@ -17,6 +17,7 @@ pub mod experiment;
 pub mod locks;
 pub mod preflight;
 pub mod record;
+pub mod slots;
 pub mod slurm;
 pub mod tidy;
 pub mod wall;
@@ -49,6 +50,19 @@ pub struct ReproduceArgs {
     /// Device for every run: auto, cpu, cuda, cuda:N.
     #[arg(long, value_parser = parse_device)]
     pub device: Option<String>,
+    /// Run up to N cells at once (local executor). Default: the experiment's `jobs`, else one cell
+    /// per GPU (see --devices) when the cells run on CUDA, and on a CPU one cell per core. The
+    /// cores are split evenly: each cell's libtorch gets cores / N threads (OMP_NUM_THREADS and
+    /// MKL_NUM_THREADS of its processes), unless OMP_NUM_THREADS is set for `reproduce`, which
+    /// every cell then gets. Results do not depend on N, only on each cell's thread count.
+    #[arg(long, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+    /// The GPUs the cells run on, one cell per GPU at a time: indices as `cargo xtask doctor`
+    /// lists them, e.g. `--devices 0,2`. Default: every usable visible GPU (with `--device cuda:N`,
+    /// GPU N alone). A cell sees its GPU alone, as cuda:0 (CUDA_VISIBLE_DEVICES), whatever index
+    /// its config names, and its status record says which GPU it ran on. Local executor only.
+    #[arg(long, value_name = "LIST", value_parser = parse_gpu_list)]
+    pub devices: Option<GpuList>,
     /// Root of the run directories.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -160,6 +174,29 @@ pub fn die_with_parent(cmd: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 pub fn die_with_parent(_cmd: &mut Command) {}
 
+/// `--devices`' GPU indices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuList(pub Vec<usize>);
+
+impl std::fmt::Display for GpuList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self.0.iter().map(usize::to_string).collect();
+        write!(f, "{}", list.join(","))
+    }
+}
+
+fn parse_gpu_list(s: &str) -> Result<GpuList, String> {
+    slots::parse_devices(s).map(GpuList)
+}
+
+/// `--jobs`: a whole number ≥ 1.
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a number of cells to run at once: expected a whole number ≥ 1")),
+    }
+}
+
 /// Checks a `--device` value with the run config's own parser.
 fn parse_device(s: &str) -> Result<String, String> {
     s.parse::<featdrop_core::DeviceChoice>().map(|d| d.to_string())
@@ -183,7 +220,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     eprintln!("experiment `{}` ({}): {why}", exp.name, exp_path.display());
     let out = absolute(&args.out);
     let grid = exp.cells(&out, args.device.as_deref())?;
-    let (cells, outside): (Vec<Cell>, Vec<Cell>) =
+    let (mut cells, outside): (Vec<Cell>, Vec<Cell>) =
         grid.into_iter().partition(|c| args.only.as_deref().is_none_or(|pat| c.id.contains(pat)));
     if let Some(pat) = &args.only {
         ensure!(!cells.is_empty(), "--only {pat}: no cell of `{}` matches", exp.name);
@@ -191,12 +228,20 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let exp_dir = out.join(&exp.name);
     let theory = exp.theory.as_ref().filter(|_| !args.no_theory);
     preflight::check_tool_args(&exp, &exp_dir, &cells, &bins, theory.is_some())?;
+    let mut placement = cells::Placement::default();
     match args.executor {
         Executor::Local => {
-            preflight::check_memory(&exp, &cells)?;
-            devices::check_local(&exp, &cells, args.device.as_deref(), &mut doctor)?;
+            placement = place(args, &exp, &mut cells, &mut doctor)?;
+            preflight::check_memory(&exp, &cells, placement.slots(&placement.on_gpu).len())?;
         }
         Executor::Slurm => {
+            for (flag, given) in [("--jobs", args.jobs.is_some()), ("--devices", args.devices.is_some())] {
+                ensure!(
+                    !given,
+                    "{flag} is for the local executor; a Slurm array's tasks run side by side as the cluster \
+                     gives them resources (see `--gpus` and the experiment's `slurm` section)"
+                );
+            }
             let gpus = slurm::gpus_per_task(&exp, &cells, &args.slurm);
             devices::check_slurm(&exp, &cells, args.device.as_deref(), gpus)?;
         }
@@ -206,7 +251,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let Some(_cells_lock) = prepare(args, &exp, &exp_dir, &cells, &outside)? else { return Ok(()) };
     match args.executor {
         Executor::Local => {
-            run_cells(&exp, &exp_dir, &cells, &bins)?;
+            run_cells(&exp, &exp_dir, &cells, &bins, &placement)?;
         }
         Executor::Slurm => {
             if slurm::submit(&exp, &exp_path, &out, &cells, &bins, args)?.is_none() {
@@ -236,6 +281,26 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         bail!("{}", problems.join("; "));
     }
     Ok(())
+}
+
+/// The local executor's devices, checked and said (see [`devices::check_local`]), and how many
+/// cells run at once on them. A cell on a GPU is given one GPU alone (see [`slots::child_env`]),
+/// which it sees as `cuda:0`: its config says so.
+fn place(
+    args: &ReproduceArgs,
+    exp: &Experiment,
+    cells: &mut [Cell],
+    doctor: &mut devices::Lazy,
+) -> Result<cells::Placement> {
+    let devices = args.devices.as_ref().map(|d| (d.to_string(), d.0.as_slice()));
+    let (on_gpu, gpus) = devices::check_local(exp, cells, args.device.as_deref(), devices, doctor)?;
+    for (c, _) in cells.iter_mut().zip(&on_gpu).filter(|(_, g)| **g) {
+        c.config.device = featdrop_core::DeviceChoice::Cuda(0);
+    }
+    let threads = slots::threads_from_env(std::env::var("OMP_NUM_THREADS").ok().as_deref())?;
+    let jobs = args.jobs.or(exp.jobs);
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    Ok(cells::Placement { on_gpu, gpus, jobs, cores: slots::cores(), threads, visible })
 }
 
 /// Holding the experiment's lock, before any cell runs: tidies the folder, checks the results on

@@ -44,11 +44,18 @@ fn run_check(bins: &Bins, step: &[String]) -> Result<(), String> {
     Err(format!("{} {} refuses them: {}", step[0], cmd.join(" "), said.join(" ")))
 }
 
-/// Refuses a grid with a cell that cannot fit in this machine's available memory.
-pub fn check_memory(exp: &Experiment, cells: &[Cell]) -> Result<()> {
+/// Refuses a grid with a cell that cannot fit in its share of this machine's available memory:
+/// `at_once` cells run side by side (`--jobs`), each may need as much as the largest.
+pub fn check_memory(exp: &Experiment, cells: &[Cell], at_once: usize) -> Result<()> {
+    let Some(available) = featdrop_core::memory::available() else { return Ok(()) };
+    let at_once = at_once.max(1);
+    let source = match at_once {
+        1 => "MemAvailable in /proc/meminfo".to_string(),
+        n => format!("MemAvailable in /proc/meminfo shared by the {n} cells that run at once; or lower --jobs"),
+    };
     for c in cells {
         let origin = format!("{} (cell {})", exp.file.display(), c.id);
-        featdrop_core::memory::check(&c.config, &origin)?;
+        featdrop_core::memory::check_fits(&c.config, &origin, available / at_once as u64, &source)?;
     }
     Ok(())
 }

@@ -29,6 +29,13 @@ pub struct Record {
     /// The machine that ran it.
     #[serde(default)]
     pub node: String,
+    /// Where the local executor ran it: `cpu`, or `cuda:K` as `cargo xtask doctor` numbers the GPUs
+    /// of the `reproduce` that ran it (absent in records of older versions, and of Slurm tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The libtorch threads its processes were given (`OMP_NUM_THREADS`); absent as `device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     /// Slurm: the array's job id and this cell's task id (its index in the grid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<u64>,
@@ -241,6 +248,23 @@ mod tests {
             .filter(|n| !n.to_string_lossy().ends_with(".json"))
             .collect();
         assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
+    }
+
+    /// Issue 25 item 1: a record says where the local executor ran its cell and with how many
+    /// threads; a record of an older version, without them, is read as before.
+    #[test]
+    fn records_say_device_and_threads_and_old_ones_still_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rec =
+            Record { state: "done".into(), device: Some("cuda:2".into()), threads: Some(4), ..Default::default() };
+        write(tmp.path(), "a/b/seed-0", &rec).unwrap();
+        let text = std::fs::read_to_string(path(tmp.path(), "a/b/seed-0")).unwrap();
+        assert!(text.contains("\"device\": \"cuda:2\"") && text.contains("\"threads\": 4"), "{text}");
+        assert_eq!(read(tmp.path(), "a/b/seed-0").unwrap(), Some(rec));
+        let old = r#"{"id": "a/b/seed-1", "state": "done", "seconds": 3.0, "executor": "local", "node": "n"}"#;
+        std::fs::write(path(tmp.path(), "a/b/seed-1"), old).unwrap();
+        let r = read(tmp.path(), "a/b/seed-1").unwrap().unwrap();
+        assert_eq!((r.state.as_str(), r.device, r.threads, r.note), ("done", None, None, None));
     }
 
     /// Issue 27.8: a garbled record no longer fails every reader: it is rebuilt from the cell's
