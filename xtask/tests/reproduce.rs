@@ -711,7 +711,7 @@ fn cells_side_by_side_give_the_same_numbers_as_one_at_a_time() {
         for seed in [0, 1] {
             let id = format!("photos+digits/{mode}/seed-{seed}");
             for file in ["probe.json", "destruction.json"] {
-                let (a, b) = [&one, &two].map(|r| results_of(&r.join("runs/tiny").join(&id).join(file)));
+                let [a, b] = [&one, &two].map(|r| results_of(&r.join("runs/tiny").join(&id).join(file)));
                 assert!(a["tasks"].as_object().is_some_and(|t| !t.is_empty()), "{id}/{file}: {a}");
                 assert_eq!(a, b, "{id}/{file}: --jobs 2 differs from --jobs 1");
             }

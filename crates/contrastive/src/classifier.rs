@@ -302,7 +302,7 @@ fn load_or_make<T>(
     }
     let program = std::env::args().next().unwrap_or_default();
     let program = Path::new(&program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let _lock = featdrop_core::lock::DirLock::wait_file(dir, lock_name, &format!("{program} (a classifier)"))?;
+    let _lock = featdrop_core::lock::DirLock::wait_file(dir, lock_name, &program)?;
     // Made by whoever held the lock before.
     if let Some(v) = load()? {
         return Ok(v);
@@ -356,7 +356,12 @@ mod cache_lock_tests {
                         std::thread::sleep(std::time::Duration::from_millis(300));
                         Ok("weights".to_string())
                     };
-                    let store = |v: &String| Ok(featdrop_core::io::write_atomic(&stored, v.as_bytes())?);
+                    // Atomic, with a temp file of this thread's own (the two users share a pid).
+                    let store = |v: &String| {
+                        let tmp = stored.with_extension(format!("{:?}", std::thread::current().id()));
+                        std::fs::write(&tmp, v)?;
+                        Ok(std::fs::rename(&tmp, &stored)?)
+                    };
                     load_or_make(&dir, ".entry.lock", load, make, store).unwrap()
                 })
             })
