@@ -175,6 +175,10 @@ fn slurm_conf(d: &Path) -> String {
 }
 
 fn reproduce_args(c: &mut Command, exp: &Path, root: &Path, extra: &[&str]) {
+    // Float results depend on each cell's libtorch thread count: the local executor splits the
+    // cores between the cells it runs at once, a Slurm task takes what it finds. One thread for
+    // every cell of both (sbatch passes the environment on to the tasks).
+    c.env("OMP_NUM_THREADS", "1");
     c.args(["--bin-dir"]).arg(bin_dir()).arg("--experiment").arg(exp);
     c.arg("--out").arg(root.join("runs")).arg("--report").arg(root.join("report")).args(extra);
 }
