@@ -219,6 +219,15 @@ pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins, 
     if slots.len() > 1 {
         say(&bar, format!("running up to {} cells at once: {}", slots.len(), describe(&slots)));
     }
+    if let Some(j) = plan.jobs.filter(|&j| j > slots.len() && todo.len() > slots.len() && on_gpu.iter().all(|g| *g)) {
+        say(
+            &bar,
+            format!(
+                "note: {j} cells at once were asked for, but each GPU runs one cell at a time: {} GPU(s)",
+                slots.len()
+            ),
+        );
+    }
     let envs = slots.iter().map(|s| super::slots::child_env(s, plan.visible.as_deref())).collect::<Result<Vec<_>>>()?;
     // (cell id, where it runs) of the running cells, for the progress line.
     let mut running: Vec<(String, String)> = Vec::new();
