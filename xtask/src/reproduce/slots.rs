@@ -30,7 +30,8 @@ impl Slot {
 
 /// The cores one cell gets by default on a CPU: without `--jobs` (or the experiment's `jobs`) a
 /// CPU runs `cores / CPU_CORES_PER_CELL` cells at once (at least one), each with that many
-/// libtorch threads. The one constant to change when a measurement says otherwise.
+/// libtorch threads. The one constant to change when a measurement says otherwise (and with it
+/// the words of `--jobs`' help and of docs/PROTOCOL.md §8, "one per core").
 pub const CPU_CORES_PER_CELL: usize = 1;
 
 /// How many cells a CPU of `cores` cores runs at once by default.
