@@ -215,8 +215,11 @@ fn timeless(path: &Path) -> Value {
         match v {
             Value::Object(m) => {
                 // first_epoch_loss: of the first epoch a process ran, so it moves with a resume.
+                // `costs` (a cell's time by part) and `study` (the last invocation's time by part,
+                // and how many cells it ran) are times too.
                 m.retain(|k, _| {
-                    !(k.ends_with("seconds") || matches!(k.as_str(), "wall_s" | "images_per_s" | "attempts"))
+                    !(k.ends_with("seconds")
+                        || matches!(k.as_str(), "wall_s" | "images_per_s" | "attempts" | "costs" | "study"))
                 });
                 m.values_mut().for_each(strip);
             }

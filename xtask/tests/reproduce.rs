@@ -73,6 +73,7 @@ fn smoke_study_reports_skips_and_resumes() {
         .unwrap();
     assert!(status.success());
     assert!(!cell.join("pretrain.done.json").exists());
+    assert!(!cell.join("costs-train.json").exists(), "costs are recorded only with --record-costs");
 
     let exp_arg = exp_file.to_str().unwrap();
     reproduce(tmp.path(), &["--experiment", exp_arg]);
@@ -115,6 +116,7 @@ fn smoke_study_reports_skips_and_resumes() {
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
     assert!(results["experiments"][0]["cells"][0]["probe"]["digit"].is_number());
     assert!(runs.join("jobs.json").exists() && runs.join("theory/theory.json").exists());
+    costs_add_up(&runs, "photos+digits__expert__seed-0", &report);
 
     // A second invocation finds every cell finished and recomputes nothing.
     let done = cell.join("pretrain.done.json");
@@ -124,6 +126,27 @@ fn smoke_study_reports_skips_and_resumes() {
     assert!(err.contains("skip photos+digits/expert/seed-0: finished"), "{err}");
     assert_eq!(mtime(&done), before);
     assert_eq!(mtime(&cell.join("probe.json")), probe_before);
+}
+
+/// Issue 25 item 3, on a real run: the cell's record breaks its wall time down, every part its
+/// steps measure is there, and they account for the wall time within a few % (`other`, the
+/// rest, is small); the study's parts sum to its wall time and the report shows them. Not a
+/// timed test: it compares parts against their own total.
+fn costs_add_up(exp_dir: &Path, record: &str, report: &str) {
+    let text = std::fs::read_to_string(exp_dir.join("status").join(format!("{record}.json"))).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (wall, costs) = (rec["seconds"].as_f64().unwrap(), &rec["costs"]);
+    for part in ["process_start", "data", "pretraining", "probes", "destruction", "classifiers"] {
+        assert!(costs[part].as_f64().is_some_and(|s| s > 0.0), "{part} not measured: {rec}");
+    }
+    let other = costs["other"].as_f64().unwrap();
+    assert!(other.abs() <= 0.05 * wall, "the measured parts leave {other:.2} s of {wall:.2} s unaccounted: {rec}");
+    let study: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exp_dir.join("study.json")).unwrap()).unwrap();
+    let parts: f64 = study["parts"].as_array().unwrap().iter().map(|p| p["seconds"].as_f64().unwrap()).sum();
+    let study_wall = study["wall_s"].as_f64().unwrap();
+    assert!((parts - study_wall).abs() < 1e-6 && study_wall >= wall, "{study}");
+    assert!(report.contains(&format!("took **{study_wall:.1} s**")), "the report shows the study's time");
 }
 
 #[test]
@@ -812,4 +835,51 @@ fn a_killed_reproduce_ends_every_cell_it_runs_side_by_side() {
         unsafe { libc::kill(t, libc::SIGKILL) };
     }
     assert!(orphans.is_empty(), "trainers {orphans:?} outlived the reproduce that started them");
+}
+
+/// Issue 25 item 2: `photos` × `colour+dropout:1` is `photos` × `colour` again (no overlay to
+/// drop). The dry run lists it with its twin, the job list gives it no commands, and a run never
+/// starts it: no folder, a record that names its twin, the report's row showing the twin's
+/// numbers marked; `--only` naming it runs its twin.
+#[test]
+fn a_twin_cell_is_listed_never_run_and_reported_as_its_twin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut exp = tiny_experiment();
+    exp["datasets"] = serde_json::json!(["photos"]);
+    exp["view_modes"] = serde_json::json!(["colour", "colour+dropout:1"]);
+    let out = run_tiny(tmp.path(), &exp, &["--dry-run"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("2 cell(s), 0 finished, 1 to run, 1 twin(s) never run"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "twin      photos/colour+dropout-1/seed-0  = photos/colour/seed-0: no overlay to drop (`photos` has no \
+             overlay task)"
+        ),
+        "{stdout}"
+    );
+    let exp_dir = tmp.path().join("runs/tiny");
+    let jobs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exp_dir.join("jobs.json")).unwrap()).unwrap();
+    let twin = &jobs["jobs"][1];
+    assert_eq!(
+        (twin["same_as"].as_str(), twin["steps"].as_array().map(Vec::len)),
+        (Some("photos/colour/seed-0"), Some(0))
+    );
+
+    let out = run_tiny(tmp.path(), &exp, &["--only", "colour+dropout"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(exp_dir.join("photos/colour/seed-0/probe.json").exists(), "the twin's cell ran: {err}");
+    assert!(!exp_dir.join("photos/colour+dropout-1").exists(), "the twin never runs: {err}");
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(exp_dir.join("status/photos__colour+dropout-1__seed-0.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((rec["state"].as_str(), rec["same_as"].as_str()), (Some("same"), Some("photos/colour/seed-0")));
+    let report = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let row = report.lines().find(|l| l.starts_with("| photos | photo |")).unwrap();
+    let cells: Vec<&str> = row.split('|').map(str::trim).filter(|c| !c.is_empty()).skip(2).collect();
+    assert_eq!(cells.len(), 2, "{row}");
+    assert_eq!(format!("{} (same as `colour`)", cells[0].trim_matches('*')), cells[1], "{row}");
 }

@@ -62,6 +62,7 @@ pub fn dataset_spec(cfg: &RunConfig, device: Device) -> DatasetSpec {
 
 /// Opens a config's dataset on `device`.
 pub fn open_dataset(cfg: &RunConfig, device: Device) -> Result<Box<dyn MultiTaskDataset>> {
+    let _data = featdrop_core::costs::phase(featdrop_core::costs::DATA);
     featdrop_data::open(&dataset_spec(cfg, device))
 }
 

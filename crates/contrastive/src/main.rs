@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use featdrop_contrastive::{ResumeOptions, StopAfter, Trainer};
 use featdrop_core::config::{Arch, Source, UpdateOrder, parse_override, set_path};
+use featdrop_core::costs;
 use featdrop_core::logging::{Verbosity, init};
 use featdrop_core::{DeviceChoice, RunConfig, RunDir, ViewMode};
 use serde_json::{Value, json};
@@ -17,6 +18,11 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "featdrop-train", version)]
 struct Cli {
+    /// Add this process's time by phase (start, data, pretraining, classifiers) to the run's
+    /// costs-train.json, over every attempt; `cargo xtask reproduce` passes it to break each
+    /// cell's wall time down.
+    #[arg(long)]
+    record_costs: bool,
     /// Run config (JSON, a featdrop_core::RunConfig); flags below override its fields.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -171,6 +177,7 @@ fn cublas_workspace() {
 }
 
 fn main() {
+    costs::start();
     let cli = Cli::parse();
     init(&cli.verbosity);
     let result = (|| -> Result<()> {
@@ -199,12 +206,22 @@ fn main() {
             None => RunDir::for_cell(&cli.out, &cfg.experiment, &cfg.dataset, cfg.view_mode, cfg.seed),
         };
         tracing::info!(run = %run.root().display(), "run directory");
-        let opts = ResumeOptions { allow_device_change: cli.allow_device_change };
-        let mut trainer = Trainer::from_config_with(cfg, run, opts)?;
-        if let Some(dir) = &cli.classifier_cache {
-            trainer.set_classifier_cache(dir);
+        if cli.record_costs {
+            costs::record_to(run.root(), "train")?;
         }
-        let summary = trainer.run(StopAfter(cli.stop_after_epoch))?;
+        costs::begin_work(costs::PRETRAINING);
+        let opts = ResumeOptions { allow_device_change: cli.allow_device_change };
+        let trained = (|| {
+            let mut trainer = Trainer::from_config_with(cfg, run, opts)?;
+            if let Some(dir) = &cli.classifier_cache {
+                trainer.set_classifier_cache(dir);
+            }
+            trainer.run(StopAfter(cli.stop_after_epoch))
+        })();
+        // A failed attempt's time counts too.
+        let saved = costs::save();
+        let summary = trained?;
+        saved?;
         println!("{}", serde_json::to_string_pretty(&summary)?);
         Ok(())
     })();

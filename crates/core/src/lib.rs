@@ -13,6 +13,7 @@ pub mod catalogue;
 #[cfg(feature = "torch")]
 pub mod checkpoint;
 pub mod config;
+pub mod costs;
 pub mod device;
 pub mod gpu;
 #[cfg(feature = "torch")]

@@ -194,7 +194,10 @@ pub fn run_destruction(run: &FrozenRun, opts: &DestructionOptions) -> Result<Des
             .classifier_cache
             .as_ref()
             .map(|d| ClassifierCache::new(d, &run.cfg, run.device, &name, &opts.classifier));
-        let net = classifier(ds, i, &opts.classifier, &seeds, opts.progress, cache.as_ref())?;
+        let net = {
+            let _classifiers = featdrop_core::costs::phase(featdrop_core::costs::CLASSIFIERS);
+            classifier(ds, i, &opts.classifier, &seeds, opts.progress, cache.as_ref())?
+        };
         let result = score_task(ds, i, &net, &sources, &seeds)?;
         let rates: Vec<String> =
             result.families.iter().map(|(f, r)| format!("{f}={:.3}", r.destruction_rate)).collect();

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use featdrop_core::costs;
 use featdrop_core::logging::{Verbosity, init};
 use featdrop_core::{DeviceChoice, RunDir};
 use featdrop_eval::{DestructionConfig, DestructionOptions, FeatureMode, FrozenRun, ProbeOptions};
@@ -46,6 +47,10 @@ struct Common {
     /// this flag, since the numbers would not be the ones of the run's own device (trained_on.json).
     #[arg(long)]
     allow_device_change: bool,
+    /// Add this process's time by phase to the run's costs-probe.json or costs-destruction.json,
+    /// over every attempt; `cargo xtask reproduce` passes it to break each cell's wall time down.
+    #[arg(long)]
+    record_costs: bool,
 }
 
 impl Common {
@@ -125,6 +130,20 @@ enum Command {
     },
 }
 
+/// Runs step `step` of the run `common` names (its main work charged to `work`); with
+/// `--record-costs`, adds its phase times to the run's `costs-<step>.json`, a failed attempt's too.
+fn measured<T>(common: &Common, step: &str, work: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if common.record_costs {
+        costs::record_to(&common.run, step)?;
+    }
+    costs::begin_work(work);
+    let out = f();
+    let saved = costs::save();
+    let out = out?;
+    saved?;
+    Ok(out)
+}
+
 fn run(cli: &Cli) -> Result<()> {
     let progress = !cli.verbosity.quiet;
     match &cli.command {
@@ -138,8 +157,8 @@ fn run(cli: &Cli) -> Result<()> {
             };
             // Before minutes of loading the run.
             opts.validate()?;
-            let frozen = common.load(*epoch)?;
-            let report = featdrop_eval::run_probe(&frozen, &opts)?;
+            let report =
+                measured(common, "probe", costs::PROBES, || featdrop_eval::run_probe(&common.load(*epoch)?, &opts))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Destruction { common, epochs, lr, batch_size, width, grid_rows, classifier_cache, check_args } => {
@@ -147,7 +166,6 @@ fn run(cli: &Cli) -> Result<()> {
             if *check_args {
                 return classifier.validate();
             }
-            let frozen = common.load(None)?;
             let opts = DestructionOptions {
                 tasks: common.tasks(),
                 classifier,
@@ -156,7 +174,9 @@ fn run(cli: &Cli) -> Result<()> {
                 grid_rows: *grid_rows,
                 classifier_cache: classifier_cache.clone(),
             };
-            let report = featdrop_eval::run_destruction(&frozen, &opts)?;
+            let report = measured(common, "destruction", costs::DESTRUCTION, || {
+                featdrop_eval::run_destruction(&common.load(None)?, &opts)
+            })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Export { run, epoch, out } => {
@@ -168,6 +188,7 @@ fn run(cli: &Cli) -> Result<()> {
 }
 
 fn main() {
+    costs::start();
     let cli = Cli::parse();
     init(&cli.verbosity);
     if let Err(e) = run(&cli) {

@@ -9,6 +9,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::reproduce::costs::{CellCosts, StudyCosts};
+
 /// One `status.json` entry.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Status {
@@ -17,6 +19,23 @@ pub struct Status {
     pub seconds: f64,
     #[serde(default)]
     pub error: Option<String>,
+    /// A twin cell: the id of the cell whose results are its own, and why.
+    #[serde(default)]
+    pub same_as: Option<String>,
+    #[serde(default)]
+    pub same_why: Option<String>,
+    /// The wall time by part (absent in records of older versions).
+    #[serde(default)]
+    pub costs: Option<CellCosts>,
+}
+
+/// A twin cell's twin: the cell whose results it shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Same {
+    pub id: String,
+    /// Its view mode (as the report labels modes).
+    pub mode: String,
+    pub why: String,
 }
 
 /// `pretrain.done.json` (featdrop-train's TrainSummary), the fields the report uses.
@@ -130,6 +149,8 @@ pub struct Cell {
     pub epochs: Vec<EpochRecord>,
     pub last_grid: Option<PathBuf>,
     pub destruction_png: Option<PathBuf>,
+    /// A twin cell (never run): its probe results are those of this cell.
+    pub same_as: Option<Same>,
 }
 
 impl Cell {
@@ -156,6 +177,8 @@ pub struct Experiment {
     pub name: String,
     pub cells: Vec<Cell>,
     pub theory: Option<Theory>,
+    /// The last `reproduce`'s wall time by part (`study.json`).
+    pub study: Option<StudyCosts>,
 }
 
 impl Experiment {
@@ -200,11 +223,12 @@ fn subdirs(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `dropout-0.5` (the directory name) → `dropout:0.5` (the view mode).
+/// `dropout-0.5` (the directory name) → `dropout:0.5` (the view mode), `colour+dropout-1` →
+/// `colour+dropout:1`; a name that is no view mode is kept as it is.
 pub fn mode_from_dir(dir: &str) -> String {
-    match dir.strip_prefix("dropout-") {
-        Some(p) => format!("dropout:{p}"),
-        None => dir.to_string(),
+    match dir.parse::<featdrop_core::ViewMode>() {
+        Ok(m) => m.to_string(),
+        Err(_) => dir.to_string(),
     }
 }
 
@@ -239,8 +263,31 @@ pub fn load_experiment(exp_dir: &Path, name: &str) -> Result<Experiment> {
         cells.push(load_cell(exp_dir, &id, status.get(&id).cloned())?);
     }
     cells.sort_by_key(|c| (c.dataset.clone(), super::stats::mode_key(&c.mode), c.seed));
+    link_twins(&mut cells);
     let theory = load_theory(&exp_dir.join("theory"))?;
-    Ok(Experiment { name: name.to_string(), cells, theory })
+    let study = StudyCosts::read(exp_dir)?;
+    Ok(Experiment { name: name.to_string(), cells, theory, study })
+}
+
+/// A twin cell (its record says `same_as`) shows its twin's probe results and nothing of its
+/// own (a folder an older version left is not read): it was never run, and the destruction
+/// rates, curves and grids of its twin are shown once, under the twin.
+fn link_twins(cells: &mut [Cell]) {
+    for i in 0..cells.len() {
+        let Some(status) = &cells[i].status else { continue };
+        let Some(id) = status.same_as.clone() else { continue };
+        let why = status.same_why.clone().unwrap_or_default();
+        let twin = cells.iter().find(|o| o.id == id && o.same_as.is_none());
+        let (mode, probe) = match twin {
+            Some(t) => (t.mode.clone(), t.probe.clone()),
+            // Its twin is not on disk (not run yet): the mode from the id, no results.
+            None => (id.split('/').nth(1).map(mode_from_dir).unwrap_or_default(), None),
+        };
+        let c = &mut cells[i];
+        (c.probe, c.done, c.destruction, c.epochs) = (probe, None, None, Vec::new());
+        (c.last_grid, c.destruction_png) = (None, None);
+        c.same_as = Some(Same { id, mode, why });
+    }
 }
 
 fn load_cell(exp_dir: &Path, id: &str, status: Option<Status>) -> Result<Cell> {
@@ -275,6 +322,7 @@ fn load_cell(exp_dir: &Path, id: &str, status: Option<Status>) -> Result<Cell> {
         epochs: read_epochs(&dir.join("metrics.jsonl"))?,
         last_grid: last_png(&dir.join("views"))?,
         destruction_png: Some(dir.join("destruction.png")).filter(|p| p.is_file()),
+        same_as: None,
     })
 }
 

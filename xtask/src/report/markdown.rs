@@ -110,6 +110,29 @@ fn probe_table(s: &Summary) -> String {
         out.push('\n');
     }
     out.push('\n');
+    out.push_str(&twins_md(s));
+    out
+}
+
+/// `(same as `colour`)`: the mark of a twin's numbers, or nothing.
+fn same_mark(s: &Summary, ds: &str, mode: &str) -> String {
+    s.same.get(&(ds.to_string(), mode.to_string())).map(|t| format!(" (same as `{}`)", t.mode)).unwrap_or_default()
+}
+
+/// One line per twin (dataset, mode): which cells it is the same as and why.
+fn twins_md(s: &Summary) -> String {
+    let mut out = String::new();
+    for ((ds, mode), t) in &s.same {
+        let _ = writeln!(
+            out,
+            "- {ds} · `{mode}`: same as `{}`: {}. Never trained (its config cannot give other results): the \
+             numbers shown are the `{}` cells', and no test counts them again.",
+            t.mode, t.why, t.mode
+        );
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
     out
 }
 
@@ -139,7 +162,7 @@ fn epoch_table(s: &Summary) -> String {
                     .iter()
                     .map(|e| get(e).map(|a| cell_text(a, s.expected_n)).unwrap_or_else(|| "—".into()))
                     .collect();
-                let _ = writeln!(out, "| {ds} | {task} | {m} | {} |", vals.join(" | "));
+                let _ = writeln!(out, "| {ds} | {task} | {m}{} | {} |", same_mark(s, ds, m), vals.join(" | "));
             }
         }
     }
@@ -155,7 +178,7 @@ fn probe_cell(s: &Summary, ds: &str, task: Option<&String>, mode: &str) -> Strin
         return if failed { "failed".into() } else { "—".into() };
     };
     let best = is_best(s, &key);
-    let text = cell_text(a, s.expected_n);
+    let text = cell_text(a, s.expected_n) + &same_mark(s, ds, mode);
     if best { format!("**{text}**") } else { text }
 }
 
@@ -344,14 +367,98 @@ fn theory_md(exp: &Experiment, f: &Figures) -> String {
     s
 }
 
+/// The study's wall time by part (`study.json`), when a `reproduce` recorded it.
+fn study_md(exp: &Experiment) -> String {
+    let Some(st) = &exp.study else { return String::new() };
+    let others = if st.cells_run < st.cells { " (the others were finished, or twins)" } else { "" };
+    let mut s = format!(
+        "The last `cargo xtask reproduce` of this experiment took **{:.1} s** ({:.1} min) and ran {} of its {} \
+         cell(s){others}; its parts add up to that time, {:.1} s of it outside the cells:\n\n\
+         | part | seconds | share |\n|---|---:|---:|\n",
+        st.wall_s,
+        st.wall_s / 60.0,
+        st.cells_run,
+        st.cells,
+        st.wall_s - st.part("cells")
+    );
+    for p in &st.parts {
+        let label = match p.name.as_str() {
+            "setup" => "setup (libtorch, building the binaries)",
+            "planning" => "planning (experiment, checks, configs, locks)",
+            "cells" => "cells",
+            "theory" => "theory sweep",
+            "report" => "report",
+            other => other,
+        };
+        let share = if st.wall_s > 0.0 { 100.0 * p.seconds / st.wall_s } else { 0.0 };
+        let _ = writeln!(s, "| {label} | {:.1} | {share:.0} % |", p.seconds);
+    }
+    s.push('\n');
+    s
+}
+
+/// A cell's wall time by part, mean over the seeds of each dataset and view mode whose records
+/// break it down; twins (never run) are said as such.
+fn breakdown_md(exp: &Experiment) -> String {
+    let names = super::load::CellCosts::default().parts().map(|p| p.0);
+    let mut s = format!(
+        "Where a cell's time goes, mean over seeds (s): the parts add up to the cell's wall time over every \
+         attempt; process start is loading the binaries and libtorch and reading configs, classifiers the \
+         destruction classifiers (trained, or read from the cache).\n\n| dataset | view mode | seeds | wall | {} |\n\
+         |---|---|---:|---:|{}\n",
+        names.join(" | "),
+        "---:|".repeat(names.len())
+    );
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for c in &exp.cells {
+        let k = (c.dataset.clone(), c.mode.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut rows = 0;
+    for (ds, mode) in keys {
+        let of = || exp.cells.iter().filter(|c| c.dataset == ds && c.mode == mode);
+        if let Some(t) = of().find_map(|c| c.same_as.as_ref()) {
+            let dashes = vec!["—"; names.len() + 1].join(" | ");
+            let _ = writeln!(s, "| {ds} | {mode} | same as `{}`: not run | {dashes} |", t.mode);
+            continue;
+        }
+        let with: Vec<(f64, &super::load::CellCosts)> =
+            of().filter_map(|c| c.status.as_ref().and_then(|st| Some((st.seconds, st.costs.as_ref()?)))).collect();
+        if with.is_empty() {
+            continue;
+        }
+        rows += 1;
+        let n = with.len() as f64;
+        let wall = with.iter().map(|w| w.0).sum::<f64>() / n;
+        let parts: Vec<String> = (0..names.len())
+            .map(|i| format!("{:.1}", with.iter().map(|w| w.1.parts()[i].1).sum::<f64>() / n))
+            .collect();
+        let _ = writeln!(s, "| {ds} | {mode} | {} | {wall:.1} | {} |", with.len(), parts.join(" | "));
+    }
+    if rows == 0 {
+        return String::new();
+    }
+    s.push('\n');
+    s
+}
+
 fn costs_md(exp: &Experiment) -> String {
-    let mut s = String::from(
-        "### Costs\n\nTraining time and images/s are over every training attempt of a cell (a killed and resumed \
+    let mut s = String::from("### Costs\n\n");
+    s.push_str(&study_md(exp));
+    s.push_str(&breakdown_md(exp));
+    s.push_str(
+        "Each cell: training time and images/s are over every training attempt of a cell (a killed and resumed \
          run's sessions summed).\n\n| cell | state | wall time (s) | training (s) | images/s | attempts |\n\
          |---|---|---:|---:|---:|---:|\n",
     );
     let mut total = 0.0;
     for c in &exp.cells {
+        if let Some(t) = &c.same_as {
+            let _ = writeln!(s, "| `{}` | same as `{}` | — | — | — | — |", c.id, t.id);
+            continue;
+        }
         let state = c
             .status
             .as_ref()

@@ -111,7 +111,7 @@ pub fn questions(s: &Summary) -> Vec<Question> {
         out.push(question(Asks::Suppression, BASE, what, a, b, None));
     }
     let Some(base) = probe(s, OVERLAID, MAIN_TASK, BASE) else { return out };
-    for m in s.modes.iter().filter(|m| m.starts_with(CURE_PREFIX)) {
+    for m in s.modes.iter().filter(|m| m.starts_with(CURE_PREFIX) && !s.is_twin(OVERLAID, m)) {
         let Some(cured) = probe(s, OVERLAID, MAIN_TASK, m) else { continue };
         let cost = match (probe(s, OVERLAID, OVERLAY_TASK, m), probe(s, OVERLAID, OVERLAY_TASK, BASE)) {
             (Some(a), Some(b)) => {

@@ -24,7 +24,28 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 pub fn write(runs: &Path, out: &Path, experiment: Option<&str>) -> Result<()> {
-    let experiments = load_all(runs, experiment)?;
+    write_report(runs, out, experiment, None)
+}
+
+/// The report of experiment `name` at the end of a `reproduce`, whose Costs section shows the
+/// study's wall time by part as `study` gives it when the tables are made (after the figures):
+/// `reproduce` records that same breakdown in `study.json`.
+pub fn write_with_study(
+    runs: &Path,
+    out: &Path,
+    name: &str,
+    study: &dyn Fn() -> crate::reproduce::costs::StudyCosts,
+) -> Result<()> {
+    write_report(runs, out, Some(name), Some(study))
+}
+
+fn write_report(
+    runs: &Path,
+    out: &Path,
+    experiment: Option<&str>,
+    study: Option<&dyn Fn() -> crate::reproduce::costs::StudyCosts>,
+) -> Result<()> {
+    let mut experiments = load_all(runs, experiment)?;
     // Two writers shared the staging folder and temp names below and broke each other's report.
     let _lock = featdrop_core::lock::DirLock::wait(out, "cargo xtask report")?;
     let stale = crate::reproduce::tidy::remove_stale_temps(&[out.to_path_buf()])?;
@@ -35,12 +56,15 @@ pub fn write(runs: &Path, out: &Path, experiment: Option<&str>) -> Result<()> {
     remove_dir_if_present(&staging)?;
     let several = experiments.len() > 1;
     let (mut sections, mut json) = (Vec::new(), Vec::new());
-    for exp in &experiments {
+    for exp in &mut experiments {
         let sub = if several { format!("/{}", figures::slug(&exp.name)) } else { String::new() };
         let summary = stats::summarise(exp);
         let figs = figures::make(exp, &summary, &staging.join(sub.trim_start_matches('/')), &format!("figures{sub}"))?;
         for w in &figs.warnings {
             eprintln!("warning: figure not drawn: {w}");
+        }
+        if let Some(study) = study {
+            exp.study = Some(study());
         }
         let settings = results::settings(exp);
         let protocol = protocol::rows(exp);

@@ -87,6 +87,8 @@ fn cell(c: &Cell) -> Value {
     json!({
         "id": c.id, "dataset": c.dataset, "view_mode": c.mode, "seed": c.seed, "state": state,
         "seconds": c.status.as_ref().map(|s| s.seconds),
+        "costs": c.status.as_ref().and_then(|s| s.costs.clone()),
+        "same_as": c.same_as.as_ref().map(|t| json!({"id": t.id, "view_mode": t.mode, "why": t.why})),
         "error": c.status.as_ref().and_then(|s| s.error.clone()),
         "probe": if c.probe.is_some() { Value::Object(probe) } else { Value::Null },
         "probe_epochs": if c.probe.is_some() { Value::Object(probe_epochs) } else { Value::Null },
@@ -118,7 +120,9 @@ fn aggregates(s: &Summary) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
         .iter()
         .map(|(k, a)| {
             let best = is_best(s, k);
-            json!({"dataset": k.0, "task": k.1, "view_mode": k.2, "mean": a.mean, "std": a.std, "n": a.n, "best": best})
+            let same_as = s.same.get(&(k.0.clone(), k.2.clone())).map(|t| t.mode.clone());
+            json!({"dataset": k.0, "task": k.1, "view_mode": k.2, "mean": a.mean, "std": a.std, "n": a.n, "best": best,
+                "same_as": same_as})
         })
         .collect();
     let destruction: Vec<Value> = s
@@ -173,6 +177,7 @@ pub fn experiment(
         "name": exp.name,
         "settings": settings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
         "total_seconds": total,
+        "study": exp.study,
         "cells": exp.cells.iter().map(cell).collect::<Vec<_>>(),
         "protocol": protocol,
         "probe": probe,

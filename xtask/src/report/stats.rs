@@ -175,8 +175,13 @@ pub fn compare(expert: &Agg, other: &Agg, alternative: Alternative) -> (Test, Ve
 /// Whether `key`'s mean is the highest among the view modes of its (dataset, task); only when
 /// there is something to beat.
 pub fn is_best(s: &Summary, key: &(String, String, String)) -> bool {
-    let Some(a) = s.probe.get(key) else { return false };
-    let rivals: Vec<f64> = s.probe.iter().filter(|(k, _)| k.0 == key.0 && k.1 == key.1).map(|(_, v)| v.mean).collect();
+    let Some(a) = s.probe.get(key).filter(|_| !s.is_twin(&key.0, &key.2)) else { return false };
+    let rivals: Vec<f64> = s
+        .probe
+        .iter()
+        .filter(|(k, _)| k.0 == key.0 && k.1 == key.1 && !s.is_twin(&k.0, &k.2))
+        .map(|(_, v)| v.mean)
+        .collect();
     rivals.len() > 1 && rivals.iter().all(|r| a.mean >= r - 1e-12)
 }
 
@@ -203,6 +208,16 @@ pub struct Summary {
     pub comparisons: Vec<Comparison>,
     /// The mechanism study's questions, those whose cells exist.
     pub mechanism: Vec<super::mechanism::Question>,
+    /// (dataset, mode) of twin cells → the cell they are the same as: their probe entries are
+    /// that cell's numbers, shown marked, never tested or ranked as a measurement of their own.
+    pub same: BTreeMap<(String, String), super::load::Same>,
+}
+
+impl Summary {
+    /// Whether (dataset, mode) are twin cells (see [`Summary::same`]).
+    pub fn is_twin(&self, ds: &str, mode: &str) -> bool {
+        self.same.contains_key(&(ds.to_string(), mode.to_string()))
+    }
 }
 
 pub fn summarise(exp: &Experiment) -> Summary {
@@ -213,6 +228,7 @@ pub fn summarise(exp: &Experiment) -> Summary {
     modes.sort_by_key(|m| mode_key(m));
     s.modes = modes;
     s.failed = cells.iter().filter(|c| c.failed()).map(|c| (c.dataset.clone(), c.mode.clone())).collect();
+    s.same = cells.iter().filter_map(|c| Some(((c.dataset.clone(), c.mode.clone()), c.same_as.clone()?))).collect();
     for ds in &s.datasets {
         let of_ds = || cells.iter().filter(move |c| &c.dataset == ds);
         let tasks: BTreeSet<String> =
@@ -300,7 +316,7 @@ fn comparisons(s: &Summary) -> Vec<Comparison> {
     let mut out = Vec::new();
     for ds in &s.datasets {
         let Some((main, overlays)) = task_roles(&s.tasks[ds]) else { continue };
-        for m in s.modes.iter().filter(|m| can_drop_overlay(m)) {
+        for m in s.modes.iter().filter(|m| can_drop_overlay(m) && !s.is_twin(ds, m)) {
             for (task, role) in std::iter::once((&main, "suppressed")).chain(overlays.iter().map(|t| (t, "overlay"))) {
                 let get = |mode: &str| s.probe.get(&(ds.clone(), task.clone(), mode.to_string()));
                 let (Some(e), Some(o)) = (get("expert"), get(m)) else { continue };

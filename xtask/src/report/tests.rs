@@ -794,3 +794,104 @@ fn costs_count_every_training_attempt() {
     assert!(md.contains("| `photos+digits/expert/seed-0` | done | 20.0 | 340.0 | 8.8 | 3 |"), "{md}");
     assert!(md.contains("| `photos+digits/expert/seed-1` | done | 20.0 | 12.5 | 300.0 | — |"), "older files list none");
 }
+
+/// Issue 25 item 2: a twin cell (its record says `same_as`) shows its twin's numbers, marked
+/// and explained, whatever an older version left in its folder; it is never ranked or tested
+/// as a measurement of its own, and its view mode is read from its folder's name when it has no
+/// config.json (`colour+dropout-0.5` is `colour+dropout:0.5`).
+#[test]
+fn a_twin_cell_shows_its_twins_numbers_marked_and_counted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let pd = "photos+digits";
+    let mut status = serde_json::Map::new();
+    for seed in 0..3u64 {
+        let j = 0.01 * seed as f64;
+        probed(&runs, "photos", "colour", seed, &[("photo", 0.60 + j)]);
+        probed(&runs, "photos", "expert", seed, &[("photo", 0.50 + j)]);
+        for (mode, photo) in [("colour", 0.40), ("colour+dropout:0.5", 0.55)] {
+            probed(&runs, pd, mode, seed, &[("photo", photo + j), ("digit", 0.9 - j)]);
+        }
+        let twin = json!({"state": "same", "same_as": format!("photos/colour/seed-{seed}"),
+            "same_why": "no overlay to drop (`photos` has no overlay task)"});
+        status.insert(format!("photos/colour+dropout-0.5/seed-{seed}"), twin);
+    }
+    // An older version ran seed 0 of the twin: its numbers are not shown.
+    probed(&runs, "photos", "colour+dropout:0.5", 0, &[("photo", 0.99)]);
+    put(&runs.join("mechanism/status.json"), &Value::Object(status));
+    write(&runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let js: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+
+    let photos = md.lines().find(|l| l.starts_with("| photos | photo |")).unwrap_or_else(|| panic!("{md}"));
+    assert!(photos.contains("| **61.0 ± 1.0** |"), "colour is the best of photos: {photos}");
+    assert!(photos.contains("| 61.0 ± 1.0 (same as `colour`) |"), "the twin, marked, not bold: {photos}");
+    assert!(!photos.contains("99.0"), "{photos}");
+    let note = line_of(&md, "- photos · `colour+dropout:0.5`: same as `colour`:");
+    assert!(note.contains("no overlay to drop (`photos` has no overlay task)"), "{note}");
+    let digits = md.lines().find(|l| l.starts_with("| photos+digits |")).unwrap();
+    assert!(!digits.contains("same as"), "photos+digits has an overlay to drop: {digits}");
+
+    let exp = &js["experiments"][0];
+    let agg = exp["probe"].as_array().unwrap();
+    let twin = agg.iter().find(|a| a["dataset"] == "photos" && a["view_mode"] == "colour+dropout:0.5").unwrap();
+    assert_eq!(
+        (twin["same_as"].as_str(), twin["n"].as_u64(), twin["best"].as_bool()),
+        (Some("colour"), Some(3), Some(false))
+    );
+    assert!((twin["mean"].as_f64().unwrap() - 0.61).abs() < 1e-12, "{twin}");
+    assert!(agg.iter().all(|a| a["view_mode"] != "colour+dropout-0.5"), "one mode, whatever the folder's spelling");
+    let cell = exp["cells"].as_array().unwrap().iter().find(|c| c["id"] == "photos/colour+dropout-0.5/seed-0").unwrap();
+    assert_eq!(cell["same_as"]["id"], "photos/colour/seed-0");
+    // The tests: suppression and one cure (photos+digits), nothing of the photos twin.
+    let modes: Vec<&str> =
+        exp["mechanism"].as_array().unwrap().iter().map(|q| q["view_mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["colour", "colour+dropout:0.5"]);
+    assert!(exp["effects"].as_array().unwrap().iter().all(|c| c["dataset"] == pd));
+    let costs = md.split("### Costs").nth(1).unwrap();
+    assert!(costs.contains("| `photos/colour+dropout-0.5/seed-1` | same as `photos/colour/seed-1` |"), "{costs}");
+}
+
+/// Issue 25 item 3: the Costs section breaks each dataset and view mode's cells down (mean over
+/// seeds, the parts adding up to the wall time) and shows the study's wall time by part.
+#[test]
+fn costs_break_cells_and_the_study_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    let status_file = runs.join(EXP).join("status.json");
+    let mut status: Value = serde_json::from_str(&std::fs::read_to_string(&status_file).unwrap()).unwrap();
+    for seed in 0..3 {
+        let s = seed as f64;
+        status[format!("photos+digits/expert/seed-{seed}")]["costs"] = json!({"process_start": 1.0 + s / 2.0, "data": 2.0,
+            "pretraining": 10.0, "probes": 3.0, "destruction": 2.0, "classifiers": 1.0, "other": 1.0 - s / 2.0});
+    }
+    put(&status_file, &status);
+    let parts = [("setup", 10.0), ("planning", 5.0), ("cells", 70.0), ("theory", 10.0), ("report", 5.0)];
+    let parts: Vec<Value> = parts.iter().map(|(n, s)| json!({"name": n, "seconds": s})).collect();
+    put(&runs.join(EXP).join("study.json"), &json!({"wall_s": 100.0, "parts": parts, "cells_run": 12, "cells": 13}));
+    write(&runs, &tmp.path().join("report"), None).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let costs = md.split("### Costs").nth(1).unwrap();
+    assert!(
+        costs.contains("| photos+digits | expert | 3 | 20.0 | 1.5 | 2.0 | 10.0 | 3.0 | 2.0 | 1.0 | 0.5 |"),
+        "the mean of each part over seeds: {costs}"
+    );
+    assert!(!costs.contains("| photos+shapes | expert |"), "records without a breakdown get no row: {costs}");
+    assert!(costs.contains("took **100.0 s** (1.7 min) and ran 12 of its 13 cell(s)"), "{costs}");
+    assert!(costs.contains("30.0 s of it outside the cells"), "{costs}");
+    let rows: Vec<f64> = costs
+        .lines()
+        .filter(|l| l.ends_with(" % |"))
+        .map(|l| l.split('|').nth(2).unwrap().trim().parse().unwrap())
+        .collect();
+    assert_eq!(rows, [10.0, 5.0, 70.0, 10.0, 5.0]);
+    assert!(costs.contains("| cells | 70.0 | 70 % |"), "{costs}");
+    let js: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    assert_eq!(js["experiments"][0]["study"]["wall_s"], 100.0);
+    let cell =
+        js["experiments"][0]["cells"].as_array().unwrap().iter().find(|c| c["id"] == "photos+digits/expert/seed-2");
+    assert_eq!(cell.unwrap()["costs"]["other"], 0.0);
+}

@@ -48,6 +48,12 @@ pub fn run_cell(args: &CellArgs) -> Result<()> {
     };
     let exp_dir = out.join(&exp.name);
     let _lock = super::locks::cell_shared(&exp_dir)?;
+    // `reproduce` submits no twin; one asked for by hand is recorded, not run.
+    if let Some(t) = super::twins::find(&grid).get(&c.id) {
+        record::write(&exp_dir, &c.id, &super::twins::record(t))?;
+        eprintln!("{}: the same as {} ({}); nothing to run", c.id, t.same_as, t.why);
+        return Ok(());
+    }
     let config = exp_dir.join("configs").join(format!("{}.json", c.id.replace('/', "__")));
     ensure!(
         config.is_file(),

@@ -4,7 +4,7 @@
 use super::experiment::{Cell, Experiment};
 use super::record::{self, Record};
 use super::slots::{Demand, Event, Slot, run_pool};
-use super::{Bins, changed, steps, wall};
+use super::{Bins, changed, costs, steps, wall};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
@@ -146,9 +146,13 @@ pub fn run_one(
     }
     let mut logs = vec![log];
     logs.extend(base.logs.iter().cloned());
+    let costs = costs::CellCosts::read(&c.run_dir, seconds)
+        .map_err(|e| eprintln!("warning: {}: its costs are not broken down: {e:#}", c.id))
+        .ok();
     let rec = Record {
         state: if error.is_none() { "done" } else { "failed" }.into(),
         seconds,
+        costs,
         exit_code: Some(if error.is_none() { 0 } else { 1 }),
         logs,
         error: error.clone(),
@@ -180,7 +184,7 @@ fn run_cell_step(
     if step.get(1).is_some_and(|a| a == "destruction") {
         changed::record_args(&c.run_dir.join(changed::DESTRUCTION_ARGS), &exp.destruction_args)?;
     }
-    run_step_with(bins, step, log, env)
+    costs::around_step(&c.run_dir, step, || run_step_with(bins, step, log, env))
 }
 
 /// Writes a cell's final record. A record that cannot be written (a full disk) is an error that

@@ -12,6 +12,7 @@
 
 pub mod cell;
 pub mod changed;
+pub mod costs;
 pub mod devices;
 pub mod experiment;
 pub mod locks;
@@ -20,6 +21,7 @@ pub mod record;
 pub mod slots;
 pub mod slurm;
 pub mod tidy;
+pub mod twins;
 pub mod wall;
 
 use crate::{libtorch, paths};
@@ -27,9 +29,9 @@ use anyhow::{Context, Result, bail, ensure};
 use experiment::{Cell, Experiment};
 use featdrop_core::io::write_json_atomic;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 /// `cargo xtask reproduce` options.
 #[derive(clap::Args, Debug)]
@@ -208,23 +210,27 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
 }
 
 pub fn run(args: &ReproduceArgs) -> Result<()> {
-    let started = Instant::now();
+    let mut clock = costs::Stopwatch::start();
     let lt = libtorch::setup()?;
     let bins = match &args.bin_dir {
         Some(dir) => Bins::existing(&absolute(dir))?,
         None => Bins::build(&lt)?,
     };
+    clock.lap("setup");
     let mut doctor = devices::Lazy::new(&bins);
     let (exp_path, why) = choose_experiment(args, &mut doctor)?;
     let exp = Experiment::load(&exp_path)?;
     eprintln!("experiment `{}` ({}): {why}", exp.name, exp_path.display());
     let out = absolute(&args.out);
     let grid = exp.cells(&out, args.device.as_deref())?;
-    let (mut cells, outside): (Vec<Cell>, Vec<Cell>) =
-        grid.into_iter().partition(|c| args.only.as_deref().is_none_or(|pat| c.id.contains(pat)));
+    let twins = twins::find(&grid);
+    let (mut planned, outside) =
+        twins::plan(&grid, &twins, |c| args.only.as_deref().is_none_or(|pat| c.id.contains(pat)));
     if let Some(pat) = &args.only {
-        ensure!(!cells.is_empty(), "--only {pat}: no cell of `{}` matches", exp.name);
+        ensure!(!planned.is_empty(), "--only {pat}: no cell of `{}` matches", exp.name);
     }
+    // A twin is never run: its results are its twin's (see `twins`).
+    let mut cells: Vec<Cell> = planned.iter().filter(|c| !twins.contains_key(&c.id)).cloned().collect();
     let exp_dir = out.join(&exp.name);
     let theory = exp.theory.as_ref().filter(|_| !args.no_theory);
     preflight::check_tool_args(&exp, &exp_dir, &cells, &bins, theory.is_some())?;
@@ -232,6 +238,12 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     match args.executor {
         Executor::Local => {
             placement = place(args, &exp, &mut cells, &mut doctor)?;
+            // The configs written are the placed ones (a GPU cell sees its GPU as `cuda:0`).
+            for p in planned.iter_mut() {
+                if let Some(c) = cells.iter().find(|c| c.id == p.id) {
+                    *p = c.clone();
+                }
+            }
             preflight::check_memory(&exp, &cells, placement.slots(&placement.on_gpu).len())?;
         }
         Executor::Slurm => {
@@ -248,7 +260,9 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     }
     // Held until the study ends; released by the system if this process is killed.
     let _lock = locks::experiment(&exp_dir)?;
-    let Some(_cells_lock) = prepare(args, &exp, &exp_dir, &cells, &outside)? else { return Ok(()) };
+    let Some(_cells_lock) = prepare(args, &exp, &exp_dir, &planned, &outside, &twins)? else { return Ok(()) };
+    let unfinished = cells.iter().filter(|c| !cells::finished(&exp, c)).count();
+    clock.lap("planning");
     match args.executor {
         Executor::Local => {
             run_cells(&exp, &exp_dir, &cells, &bins, &placement)?;
@@ -259,7 +273,8 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             }
         }
     }
-    let mut problems = failed_cells(&exp, &exp_dir, &cells);
+    clock.lap("cells");
+    let mut problems = failed_cells(&exp, &exp_dir, &planned, &twins);
     if let Some(t) = theory
         && let Err(e) = run_theory(&exp_dir, t, &bins)
     {
@@ -267,10 +282,21 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         eprintln!("FAILED theory sweep: {e:#}");
         problems.push(format!("the theory sweep failed (log: {})", exp_dir.join("theory.log").display()));
     }
+    clock.lap("theory");
     let report = absolute(&args.report);
-    match crate::report::write(&out, &report, Some(&exp.name)) {
+    // The study ends when the report's tables are made: the report shows the figures printed here.
+    let study = std::cell::RefCell::new(None);
+    let snapshot = || {
+        let s = clock.snapshot("report", unfinished, planned.len());
+        *study.borrow_mut() = Some(s.clone());
+        s
+    };
+    match crate::report::write_with_study(&out, &report, &exp.name, &snapshot) {
         Ok(()) => {
-            eprintln!("study finished in {:.0} s; report in {}", started.elapsed().as_secs_f64(), report.display())
+            let rendered = study.borrow_mut().take();
+            let study = rendered.unwrap_or_else(snapshot);
+            study.write(&exp_dir)?;
+            eprintln!("study finished in {:.0} s; report in {}", study.wall_s, report.display())
         }
         // With failures to tell, the report's own complaint (often: no finished run) comes first
         // and the failures are the last word.
@@ -305,28 +331,31 @@ fn place(
 
 /// Holding the experiment's lock, before any cell runs: tidies the folder, checks the results on
 /// disk against the experiment (refused, or deleted with `--rerun-changed`), writes the configs
-/// and the job list (a dry run prints its plan and stops: `None`). Returns the cells lock to hold
-/// while the cells run (a local run's; a Slurm array's tasks need it free).
+/// and the job list (a dry run prints its plan and stops: `None`), and the twins' records. Returns
+/// the cells lock to hold while the cells run (a local run's; a Slurm array's tasks need it free).
 fn prepare(
     args: &ReproduceArgs,
     exp: &Experiment,
     exp_dir: &Path,
     cells: &[Cell],
     outside: &[Cell],
+    twins: &BTreeMap<String, twins::Twin>,
 ) -> Result<Option<Option<featdrop_core::lock::DirLock>>> {
     let cells_lock = take_cells_lock(exp_dir, args.executor)?;
     if cells_lock.is_some() {
         locks::tidy_up(exp_dir, cells.iter().chain(outside).map(|c| c.run_dir.as_path()))?;
     }
-    let mut stale = changed::cells(exp, cells)?;
+    // A twin's folder (left by an older version, which ran it) is never read: nothing to check.
+    let runnable: Vec<Cell> = cells.iter().filter(|c| !twins.contains_key(&c.id)).cloned().collect();
+    let mut stale = changed::cells(exp, &runnable)?;
     if let Some(t) = exp.theory.as_ref().filter(|_| !args.no_theory) {
         stale.extend(changed::theory(exp_dir, t)?);
     }
     let stale_outside = changed::cells(exp, outside)?;
     if args.dry_run {
         write_configs(exp_dir, cells)?;
-        write_job_list(exp_dir, exp, cells)?;
-        print_plan(exp, exp_dir, cells, args.no_theory, &stale, &stale_outside);
+        write_job_list(exp_dir, exp, cells, twins)?;
+        print_plan(exp, exp_dir, cells, twins, args.no_theory, &stale, &stale_outside);
         return Ok(None);
     }
     // Refusals come before anything is written: a refused run leaves configs/ and jobs.json as
@@ -343,7 +372,9 @@ fn prepare(
     );
     changed::handle(exp, exp_dir, &stale, args.rerun_changed)?;
     write_configs(exp_dir, cells)?;
-    write_job_list(exp_dir, exp, cells)?;
+    write_job_list(exp_dir, exp, cells, twins)?;
+    twins::write_records(exp_dir, cells, twins)?;
+    record::assemble(exp_dir)?;
     Ok(Some(match args.executor {
         Executor::Local => cells_lock,
         Executor::Slurm => None,
@@ -364,9 +395,19 @@ fn take_cells_lock(exp_dir: &Path, executor: Executor) -> Result<Option<featdrop
     }
 }
 
-/// "N cell(s) failed: …" for the cells left unfinished once every cell has run, or nothing.
-fn failed_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell]) -> Vec<String> {
-    let failed: Vec<&str> = cells.iter().filter(|c| !cells::finished(exp, c)).map(|c| c.id.as_str()).collect();
+/// "N cell(s) failed: …" for the cells left unfinished once every cell has run, or nothing. A
+/// twin is unfinished when the cell it is the same as is.
+fn failed_cells(
+    exp: &Experiment,
+    exp_dir: &Path,
+    cells: &[Cell],
+    twins: &BTreeMap<String, twins::Twin>,
+) -> Vec<String> {
+    let finished = |c: &Cell| match twins.get(&c.id) {
+        Some(t) => cells.iter().find(|o| o.id == t.same_as).is_some_and(|o| cells::finished(exp, o)),
+        None => cells::finished(exp, c),
+    };
+    let failed: Vec<&str> = cells.iter().filter(|c| !finished(c)).map(|c| c.id.as_str()).collect();
     if failed.is_empty() {
         return Vec::new();
     }
@@ -425,9 +466,18 @@ fn config_file(exp_dir: &Path, c: &Cell) -> PathBuf {
     exp_dir.join("configs").join(format!("{}.json", c.id.replace('/', "__")))
 }
 
-/// The job list: every cell's resolved config and commands, as JSON, so cells can be run elsewhere.
-fn write_job_list(exp_dir: &Path, exp: &Experiment, cells: &[Cell]) -> Result<()> {
-    let job = |c: &Cell| json!({"id": c.id, "run_dir": c.run_dir, "config": c.config, "steps": steps(exp, c, exp_dir)});
+/// The job list: every cell's resolved config and commands, as JSON, so cells can be run elsewhere;
+/// a twin has no commands and names the cell whose results are its own (`same_as`).
+fn write_job_list(
+    exp_dir: &Path,
+    exp: &Experiment,
+    cells: &[Cell],
+    twins: &BTreeMap<String, twins::Twin>,
+) -> Result<()> {
+    let job = |c: &Cell| match twins.get(&c.id) {
+        Some(t) => json!({"id": c.id, "run_dir": c.run_dir, "config": c.config, "steps": [], "same_as": t.same_as}),
+        None => json!({"id": c.id, "run_dir": c.run_dir, "config": c.config, "steps": steps(exp, c, exp_dir)}),
+    };
     let jobs: Vec<Value> = cells.iter().map(job).collect();
     write_json_atomic(&exp_dir.join("jobs.json"), &json!({"experiment": exp.name, "jobs": jobs}))
 }
@@ -437,18 +487,27 @@ fn print_plan(
     exp: &Experiment,
     exp_dir: &Path,
     cells: &[Cell],
+    twins: &BTreeMap<String, twins::Twin>,
     no_theory: bool,
     changed: &[changed::Changed],
     outside: &[changed::Changed],
 ) {
-    let done = cells.iter().filter(|c| cells::finished(exp, c)).count();
+    let runnable: Vec<&Cell> = cells.iter().filter(|c| !twins.contains_key(&c.id)).collect();
+    let done = runnable.iter().filter(|c| cells::finished(exp, c)).count();
+    let same = cells.len() - runnable.len();
+    let same_text =
+        if same > 0 { format!(", {same} twin(s) never run (the same as another cell)") } else { String::new() };
     println!(
-        "plan for experiment `{}`: {} cell(s), {done} finished, {} to run",
+        "plan for experiment `{}`: {} cell(s), {done} finished, {} to run{same_text}",
         exp.name,
         cells.len(),
-        cells.len() - done
+        runnable.len() - done
     );
     for c in cells {
+        if let Some(t) = twins.get(&c.id) {
+            println!("  twin      {}  = {}: {}", c.id, t.same_as, t.why);
+            continue;
+        }
         let state = if cells::finished(exp, c) { "finished" } else { "to run" };
         println!("  {state:<8}  {}  ({} step(s))", c.id, steps(exp, c, exp_dir).len());
     }
@@ -486,17 +545,20 @@ fn steps(exp: &Experiment, c: &Cell, exp_dir: &Path) -> Vec<Vec<String>> {
             run.clone(),
             "--classifier-cache".into(),
             cache.clone(),
+            "--record-costs".into(),
         ],
         // The probe protocol (features, epochs, schedule) is the run's config.json; nothing here
         // overrides it.
-        vec!["featdrop-eval".into(), "probe".into(), "-q".into(), "--run".into(), run.clone()],
+        vec!["featdrop-eval".into(), "probe".into(), "-q".into(), "--record-costs".into(), "--run".into(), run.clone()],
     ];
     // The earlier checkpoints the run keeps (the published probe epochs at paper scale) are probed too.
     for e in cells::earlier_kept_epochs(c) {
-        s.push(["featdrop-eval", "probe", "-q", "--run", &run, "--epoch", &e.to_string()].map(String::from).to_vec());
+        let probe = ["featdrop-eval", "probe", "-q", "--record-costs", "--run", &run, "--epoch", &e.to_string()];
+        s.push(probe.map(String::from).to_vec());
     }
     if exp.destruction {
-        let mut d: Vec<String> = vec!["featdrop-eval".into(), "destruction".into(), "-q".into(), "--run".into(), run];
+        let mut d: Vec<String> =
+            ["featdrop-eval", "destruction", "-q", "--record-costs", "--run", &run].map(String::from).to_vec();
         d.extend(["--classifier-cache".into(), cache]);
         d.extend(exp.destruction_args.iter().cloned());
         s.push(d);

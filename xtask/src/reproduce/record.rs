@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// What is known about one cell's latest attempt.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// `running`, `done` or `failed`.
+    /// `running`, `done` or `failed`; `same` for a twin cell, which is never run (see
+    /// `same_as`).
     pub state: String,
     /// Wall time of the cell over every attempt so far, killed ones included (`wall.json`; 0
     /// while running).
@@ -54,6 +55,17 @@ pub struct Record {
     /// How the record came to be when no run wrote it (rebuilt from the cell's files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A twin cell (`super::twins`): the id of the cell whose results are this one's, whose
+    /// state is this one's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<String>,
+    /// Why a twin cell cannot differ from the cell it is the same as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_why: Option<String>,
+    /// The wall time (`seconds`) by part, once an attempt ended (`super::costs`; absent in
+    /// records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<super::costs::CellCosts>,
 }
 
 /// The records' folder.

@@ -231,7 +231,10 @@ impl Trainer {
         }
         if self.destruction.is_none() && self.epochs_done < end && self.monitors_destruction() {
             let cache = self.classifier_cache.clone();
-            let monitor = DestructionMonitor::build(&cfg, self.dataset.as_ref(), self.device, cache.as_deref())?;
+            let monitor = {
+                let _classifiers = featdrop_core::costs::phase(featdrop_core::costs::CLASSIFIERS);
+                DestructionMonitor::build(&cfg, self.dataset.as_ref(), self.device, cache.as_deref())?
+            };
             self.destruction = Some(monitor);
         }
         let mut metrics = JsonLines::append(&self.run.metrics())?;
@@ -283,6 +286,8 @@ impl Trainer {
             tracing::info!(epoch = epoch + 1, loss = format!("{mean:.4}"), knn = ?knn, seconds = format!("{secs:.1}"), "epoch");
             self.after_epoch(epoch + 1, end, record)?;
             attempts.record(epoch + 1, started.elapsed().as_secs_f64(), images)?;
+            // As the attempts are: a killed process's phases count up to its last epoch.
+            featdrop_core::costs::save()?;
         }
         if knn.is_empty() {
             knn = self.monitor();
