@@ -182,6 +182,7 @@ pub fn experiment(
         "effects": s.comparisons,
         "effect_shown": shown,
         "mechanism": s.mechanism,
+        "cures": s.cures,
         "failed": failed,
         "theory": theory(exp),
     })

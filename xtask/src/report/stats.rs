@@ -203,6 +203,8 @@ pub struct Summary {
     pub comparisons: Vec<Comparison>,
     /// The mechanism study's questions, those whose cells exist.
     pub mechanism: Vec<super::mechanism::Question>,
+    /// "Cures compared", when the experiment holds its cells.
+    pub cures: Option<super::cures::Cures>,
 }
 
 pub fn summarise(exp: &Experiment) -> Summary {
@@ -236,6 +238,7 @@ pub fn summarise(exp: &Experiment) -> Summary {
     summarise_destruction(cells, &mut s);
     s.comparisons = comparisons(&s);
     s.mechanism = super::mechanism::questions(&s);
+    s.cures = super::cures::compare(&s, exp.theory.as_ref().map(|t| &t.json));
     s
 }
 
