@@ -54,6 +54,12 @@ pub trait Encoder: Send {
     fn embed(&self, x: &Tensor, train: bool) -> Tensor;
     /// The last stage's output before pooling, `[N, C, h, w]` (evaluation mode).
     fn features(&self, x: &Tensor) -> Tensor;
+    /// What the trainer's kNN monitor reads, `[N, D]` (evaluation mode): the embedding, unless
+    /// the encoder has a projection head, whose input it is then (SimCLR evaluates the features
+    /// before the head). Defaults to [`Encoder::embed`].
+    fn representation(&self, x: &Tensor) -> Tensor {
+        self.embed(x, false)
+    }
 }
 
 /// How the input enters the network.
@@ -79,7 +85,9 @@ pub struct EncoderSpec {
     pub blocks: [usize; 4],
     /// Embedding size.
     pub embed_dim: i64,
-    /// An MLP projection head (hidden = 8·width, ReLU) instead of the published single linear map.
+    /// SimCLR's MLP projection head (linear 8·width → 8·width, batch norm, ReLU, linear →
+    /// embed_dim) instead of the published single linear map. Probes read the features before it
+    /// either way ([`Encoder::features`]).
     pub projection_head: bool,
 }
 
@@ -183,7 +191,39 @@ pub struct ResNet {
     spec: EncoderSpec,
     stem: ConvBn,
     blocks: Vec<BasicBlock>,
-    head: Vec<nn::Linear>,
+    head: Head,
+}
+
+/// What maps the pooled features to the embedding.
+#[derive(Debug)]
+enum Head {
+    /// The published single linear map (`fc`).
+    Linear(nn::Linear),
+    /// SimCLR's projection head (Chen et al., ICML 2020, as in its reference code: linear, batch
+    /// norm, ReLU, linear), named as `fc = nn.Sequential(nn.Linear(c, c), nn.BatchNorm1d(c),
+    /// nn.ReLU(), nn.Linear(c, embed_dim))`.
+    Mlp { hidden: nn::Linear, bn: nn::BatchNorm, out: nn::Linear },
+}
+
+impl Head {
+    fn new(vs: &nn::Path, c: i64, embed_dim: i64, mlp: bool) -> Self {
+        if mlp {
+            Self::Mlp {
+                hidden: init::linear(vs / "fc" / 0, c, c),
+                bn: init::batch_norm1d(vs / "fc" / 1, c),
+                out: init::linear(vs / "fc" / 3, c, embed_dim),
+            }
+        } else {
+            Self::Linear(init::linear(vs / "fc", c, embed_dim))
+        }
+    }
+
+    fn forward(&self, h: &Tensor, train: bool) -> Tensor {
+        match self {
+            Self::Linear(fc) => h.apply(fc),
+            Self::Mlp { hidden, bn, out } => bn.forward_t(&h.apply(hidden), train).relu().apply(out),
+        }
+    }
 }
 
 impl ResNet {
@@ -204,19 +244,19 @@ impl ResNet {
                 cin = cout;
             }
         }
-        let c = spec.feature_channels();
-        let head = if spec.projection_head {
-            // As `fc = nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, embed_dim))`.
-            vec![init::linear(vs / "fc" / 0, c, c), init::linear(vs / "fc" / 2, c, spec.embed_dim)]
-        } else {
-            vec![init::linear(vs / "fc", c, spec.embed_dim)]
-        };
+        let head = Head::new(vs, spec.feature_channels(), spec.embed_dim, spec.projection_head);
         Self { spec, stem, blocks, head }
     }
 
     /// The spec it was built with.
     pub fn spec(&self) -> &EncoderSpec {
         &self.spec
+    }
+
+    /// The globally pooled trunk output `[N, 8·width]`, the head's input.
+    fn pooled(&self, x: &Tensor, train: bool) -> Tensor {
+        // libtorch's op, or in deterministic mode on CUDA a mean (deterministic backward).
+        featdrop_torch_ext::adaptive_avg_pool2d(&self.trunk(x, train), [1, 1]).flatten(1, -1)
     }
 
     fn trunk(&self, x: &Tensor, train: bool) -> Tensor {
@@ -233,19 +273,18 @@ impl ResNet {
 
 impl Encoder for ResNet {
     fn embed(&self, x: &Tensor, train: bool) -> Tensor {
-        // libtorch's op, or in deterministic mode on CUDA a mean (deterministic backward).
-        let mut h = featdrop_torch_ext::adaptive_avg_pool2d(&self.trunk(x, train), [1, 1]).flatten(1, -1);
-        for (i, layer) in self.head.iter().enumerate() {
-            if i > 0 {
-                h = h.relu();
-            }
-            h = h.apply(layer);
-        }
-        h
+        self.head.forward(&self.pooled(x, train), train)
     }
 
     fn features(&self, x: &Tensor) -> Tensor {
         self.trunk(x, false)
+    }
+
+    fn representation(&self, x: &Tensor) -> Tensor {
+        match self.head {
+            Head::Linear(_) => self.embed(x, false),
+            Head::Mlp { .. } => self.pooled(x, false),
+        }
     }
 }
 
@@ -303,7 +342,9 @@ mod tests {
         let spec = EncoderSpec { projection_head: true, ..EncoderSpec::small(3, Stem::SmallImage, 4) };
         let _net = ResNet::new(&vs.root(), spec);
         let vars = vs.variables();
-        assert!(vars.contains_key("fc.0.weight") && vars.contains_key("fc.2.bias"), "head as nn.Sequential");
+        for name in ["fc.0.weight", "fc.1.weight", "fc.1.running_var", "fc.3.bias"] {
+            assert!(vars.contains_key(name), "{name}: head as nn.Sequential(Linear, BatchNorm1d, ReLU, Linear)");
+        }
     }
 
     #[test]
@@ -315,5 +356,49 @@ mod tests {
         assert_eq!(net.features(&x).size(), [4, 64, 4, 4]);
         assert_eq!(net.embed(&x, false).size(), [4, 32]);
         assert!(count(&vs) < 200_000);
+    }
+
+    /// Issue 28 item 2: SimCLR's head is linear, batch norm, ReLU, linear — in training mode the
+    /// batch norm standardises the hidden layer over the batch, so the embedding is
+    /// `W₃·relu((h − mean)/√(var + 1e-5)) + b₃` (γ = 1, β = 0 at the start); and the features the
+    /// probes read are the trunk's, before any head: the same trunk weights give the same
+    /// features with or without one. The old head (no batch norm) fails the first check.
+    #[test]
+    fn the_head_is_simclrs_and_the_probed_features_come_before_it() {
+        let x = Tensor::rand([6, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let spec =
+            |head| EncoderSpec { projection_head: head, embed_dim: 16, ..EncoderSpec::small(3, Stem::SmallImage, 4) };
+        let (plain_vs, head_vs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
+        let plain = ResNet::new(&plain_vs.root(), spec(false));
+        let with_head = ResNet::new(&head_vs.root(), spec(true));
+        // Copy the trunk (everything but `fc`) from one into the other.
+        let trunk: Vec<String> = plain_vs.variables().into_keys().filter(|k| !k.starts_with("fc")).collect();
+        tch::no_grad(|| {
+            let src = plain_vs.variables();
+            let mut dst = head_vs.variables();
+            for k in &trunk {
+                dst.get_mut(k).unwrap().copy_(&src[k]);
+            }
+        });
+        let (a, b) = (plain.features(&x), with_head.features(&x));
+        assert_eq!(a.size(), [6, 32, 4, 4]);
+        assert!(a.allclose(&b, 1e-6, 1e-6, false), "probes read the trunk, head or not");
+
+        // The embedding by hand from the pooled features and the head's weights.
+        let vars = head_vs.variables();
+        let pooled = tch::no_grad(|| with_head.trunk(&x, true).mean_dim([2i64, 3].as_slice(), false, Kind::Float));
+        let hidden = pooled.matmul(&vars["fc.0.weight"].tr()) + &vars["fc.0.bias"];
+        let mean = hidden.mean_dim([0i64].as_slice(), true, Kind::Float);
+        let var = (&hidden - &mean).square().mean_dim([0i64].as_slice(), true, Kind::Float);
+        let normed = ((&hidden - &mean) / (var + 1e-5).sqrt()).relu();
+        let want = tch::no_grad(|| normed.matmul(&vars["fc.3.weight"].tr()) + &vars["fc.3.bias"]);
+        let got = tch::no_grad(|| with_head.embed(&x, true));
+        assert!(got.allclose(&want, 1e-4, 1e-4, false), "{got} vs {want}");
+
+        // The kNN monitor reads the head's input with a head, the embedding without one.
+        let pooled_eval = with_head.features(&x).mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+        assert!(tch::no_grad(|| with_head.representation(&x)).allclose(&pooled_eval, 1e-5, 1e-5, false));
+        let plain_embed = tch::no_grad(|| plain.embed(&x, false));
+        assert!(tch::no_grad(|| plain.representation(&x)).allclose(&plain_embed, 1e-6, 1e-6, false));
     }
 }

@@ -4,7 +4,8 @@
 //!   ResNet-18 (1-channel 7×7 stride-2 stem with max-pool) and a small family of the same shape
 //!   for CPU scales, all behind the [`Encoder`] trait that also exposes the pre-pool feature map
 //!   used by linear probes.
-//! * [`loss`]: the published SimCLR variant ([`simclr_published`]) and the symmetric NT-Xent.
+//! * [`loss`]: the published SimCLR variant ([`simclr_published`]), the symmetric NT-Xent and
+//!   implicit feature modification ([`ifm`]).
 //! * [`assembly`]: a run's dataset, encoder, view family and checkpoint layout from its config —
 //!   the one place the trainer and the evaluation crate build runs.
 //! * [`views`]: the learned viewmaker family and the clean transforms.
@@ -23,5 +24,5 @@ pub mod trainer;
 pub mod views;
 
 pub use encoder::{Encoder, EncoderSpec, ResNet, Stem};
-pub use loss::{nt_xent, simclr_published};
+pub use loss::{ifm, nt_xent, simclr_published};
 pub use trainer::{ResumeOptions, StopAfter, TrainSummary, Trainer};

@@ -94,6 +94,25 @@ fn smoke_run_learns_the_overlay_task() {
     assert_eq!(records.iter().filter(|r| r["kind"] == "epoch").count(), 4);
 }
 
+/// Issue 28 item 1: a run with the IFM objective learns as the published one does (loss falls,
+/// kNN on the overlay task well above chance), at the same size as the test above.
+#[test]
+fn an_ifm_run_learns() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = smoke_config(BaseViews::None, 768, 4);
+    (cfg.encoder.width, cfg.train.batch_size) = (16, 64);
+    cfg.train.objective = featdrop_core::config::Objective::Ifm;
+    let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
+    let s = trainer.run(StopAfter::default()).unwrap();
+    let first = s.first_epoch_loss.unwrap();
+    assert!(s.last_epoch_loss < first - 0.1, "loss {first} -> {}", s.last_epoch_loss);
+    let digit = s.knn["digit"];
+    assert!(digit > 0.1 + 0.1, "kNN digit accuracy {digit} (chance 0.1)");
+    let written = featdrop_core::RunConfig::from_file(&dir.path().join("config.json")).unwrap();
+    assert_eq!((written.train.objective.to_string(), written.train.ifm_epsilon), ("ifm".into(), 0.1));
+}
+
 /// A run stopped after one epoch and resumed ends bit-identical to one run straight through.
 #[test]
 fn resumed_run_is_bit_identical() {

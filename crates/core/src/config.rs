@@ -84,6 +84,9 @@ closed_set! {
         SimclrPublished alias "simclr",
         /// The common symmetric NT-Xent: self excluded, both directions.
         NtXent,
+        /// Implicit feature modification over the published variant (Robinson et al., NeurIPS
+        /// 2021; `featdrop_contrastive::loss::ifm`), with `train.ifm_epsilon` and `train.ifm_alpha`.
+        Ifm,
     }
 }
 
@@ -245,6 +248,12 @@ pub struct TrainConfig {
     pub temperature: f64,
     /// Contrastive objective.
     pub objective: Objective,
+    /// IFM's budget ε: how far the positive's and each negative's cosine similarity are moved
+    /// (`objective = "ifm"` only; 0.1, the authors' default).
+    pub ifm_epsilon: f64,
+    /// IFM's weight α of the perturbed loss: `(L + α·L_adv) / (1 + α)` (`objective = "ifm"`
+    /// only; 1.0, the authors' default).
+    pub ifm_alpha: f64,
     /// Encoder / viewmaker update order.
     pub update: UpdateOrder,
     /// Save a checkpoint every this many epochs (and at the end); only the newest is kept.
@@ -298,6 +307,10 @@ impl Default for DestructionMonitorConfig {
     }
 }
 
+/// IFM's published defaults (Robinson et al., NeurIPS 2021: ε = 0.1, α = 1).
+const IFM_EPSILON: f64 = 0.1;
+const IFM_ALPHA: f64 = 1.0;
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -308,6 +321,8 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             temperature: 0.07,
             objective: Objective::SimclrPublished,
+            ifm_epsilon: IFM_EPSILON,
+            ifm_alpha: IFM_ALPHA,
             update: UpdateOrder::Alternating,
             checkpoint_every: 10,
             keep_epochs: Vec::new(),
@@ -556,6 +571,7 @@ impl RunConfig {
         c.that("train.momentum", t.momentum, (0.0..1.0).contains(&t.momentum), "a number in [0, 1)")?;
         c.that("train.weight_decay", t.weight_decay, t.weight_decay >= 0.0, "a number ≥ 0")?;
         c.positive("train.temperature", t.temperature)?;
+        self.validate_ifm(&c)?;
         c.at_least("train.checkpoint_every", t.checkpoint_every, 1)?;
         if let Some(bad) = t.keep_epochs.iter().find(|e| !(1..=t.epochs).contains(*e)) {
             let within = format!("epochs within 1..=train.epochs ({}); {bad} is not", t.epochs);
@@ -606,6 +622,25 @@ impl RunConfig {
         let colour = self.view_mode.base == BaseViews::Colour;
         let audio_modes = "expert, viewmaker, expert+viewmaker or none on audio (`colour` is an image view family)";
         c.that("view_mode", format!("{} on audio", self.view_mode), !(audio && colour), audio_modes)?;
+        Ok(())
+    }
+}
+
+impl RunConfig {
+    /// IFM's ε and α are finite and ≥ 0; with another objective they would go unused, so a value
+    /// other than the default is an error there (a `--set train.ifm_epsilon=…` on a SimCLR run
+    /// must not look like it did something).
+    fn validate_ifm(&self, c: &Check<'_>) -> Result<(), ConfigError> {
+        let t = &self.train;
+        for (field, v, default) in
+            [("train.ifm_epsilon", t.ifm_epsilon, IFM_EPSILON), ("train.ifm_alpha", t.ifm_alpha, IFM_ALPHA)]
+        {
+            c.that(field, v, v.is_finite() && v >= 0.0, "a finite number ≥ 0")?;
+            let unused = t.objective != Objective::Ifm && v != default;
+            let expected =
+                format!("{default} (the default) unless train.objective = \"ifm\", the only objective that reads it");
+            c.that(field, format!("{v} with train.objective = \"{}\"", t.objective), !unused, &expected)?;
+        }
         Ok(())
     }
 }
@@ -723,6 +758,35 @@ mod tests {
         v["train"] = serde_json::json!({"deterministic": "yes"});
         let e = err(v);
         assert!(e.contains("exp.json") && e.contains("train.deterministic"), "{e}");
+    }
+
+    /// Issue 28 item 1: `train.objective = "ifm"` with ε and α (defaults 0.1 and 1), each checked,
+    /// and neither accepted off its default by another objective, which would ignore it.
+    #[test]
+    fn ifm_takes_its_budget_and_weight_and_nothing_else_reads_them() {
+        let mut v = base();
+        v["train"] = serde_json::json!({"objective": "ifm"});
+        let cfg = RunConfig::from_json(&v.to_string(), "exp.json").unwrap();
+        assert_eq!((cfg.train.objective, cfg.train.ifm_epsilon, cfg.train.ifm_alpha), (Objective::Ifm, 0.1, 1.0));
+        v["train"] = serde_json::json!({"objective": "ifm", "ifm_epsilon": 0.3, "ifm_alpha": 0.0});
+        let cfg = RunConfig::from_json(&v.to_string(), "exp.json").unwrap();
+        assert_eq!((cfg.train.ifm_epsilon, cfg.train.ifm_alpha), (0.3, 0.0));
+        for (field, bad) in [("ifm_epsilon", -0.1), ("ifm_alpha", -1.0)] {
+            v["train"] = serde_json::json!({"objective": "ifm", field: bad});
+            let e = err(v.clone());
+            assert!(e.contains(&format!("`train.{field}` = {bad}")) && e.contains("a finite number ≥ 0"), "{e}");
+        }
+        v["train"] = serde_json::json!({"ifm_epsilon": 0.2});
+        let e = err(v.clone());
+        assert!(
+            e.contains("`train.ifm_epsilon` = 0.2 with train.objective = \"simclr-published\"")
+                && e.contains("unless train.objective = \"ifm\""),
+            "{e}"
+        );
+        v["train"] = serde_json::json!({"objective": "nt-xent", "ifm_alpha": 1.0});
+        RunConfig::from_json(&v.to_string(), "exp.json").expect("the default is no claim");
+        let e = "ifm2".parse::<Objective>().unwrap_err();
+        assert_eq!(e, "unknown Objective `ifm2`; accepted: simclr-published, nt-xent, ifm");
     }
 
     /// Issue 27 item 21's leftover: `data.font` on a dataset without letters was accepted and

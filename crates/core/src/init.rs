@@ -33,6 +33,13 @@ pub fn batch_norm2d(vs: nn::Path, channels: i64) -> nn::BatchNorm {
     nn::batch_norm2d(vs, channels, cfg)
 }
 
+/// Batch norm over features `[N, C]` as PyTorch's `nn.BatchNorm1d` (the same defaults).
+pub fn batch_norm1d(vs: nn::Path, channels: i64) -> nn::BatchNorm {
+    let cfg =
+        nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), bs_init: nn::Init::Const(0.0), ..Default::default() };
+    nn::batch_norm1d(vs, channels, cfg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

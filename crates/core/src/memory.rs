@@ -62,7 +62,9 @@ fn encoder_weights(cfg: &RunConfig, in_channels: u64, stem_kernel: u64) -> u64 {
         n += (blocks - 1) * 18 * cout * cout;
         cin = cout;
     }
-    n + cin * cfg.encoder.embed_dim as u64
+    // The projection head's hidden layer (8·width → 8·width) before the last linear map.
+    let head = if cfg.encoder.projection_head { cin * cin } else { 0 };
+    n + head + cin * cfg.encoder.embed_dim as u64
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes (`None` where there is no such file).
@@ -320,6 +322,10 @@ mod tests {
         // (torchvision's, with a 1000-way head and batch norms: 11.69 M).
         let weights = estimate(&cfg(0, Arch::Resnet18, 64)).model / 8;
         assert_eq!(weights, 11_224_768);
+        // Issue 28 item 2: a projection head adds its 512 × 512 hidden layer.
+        let mut with_head = cfg(0, Arch::Resnet18, 64);
+        with_head.encoder.projection_head = true;
+        assert_eq!(estimate(&with_head).model / 8, 11_224_768 + 512 * 512);
         // A 3×32×32 image stored as u8 and two i64 labels.
         let e = estimate(&cfg(1000, Arch::Small, 8));
         assert_eq!((e.per_example, e.dataset), (3072 + 16, 1064 * 3088));

@@ -26,6 +26,10 @@ pub struct Figures {
     pub theory: Vec<String>,
     /// The theory sweep's `summary.md`, copied beside its figures (so the link is relative).
     pub theory_summary: Option<String>,
+    /// "Cures compared": gain against cost per cure.
+    pub cures: Option<String>,
+    /// "Cures compared": the theory's task B against k.
+    pub cures_theory: Option<String>,
     /// Figures that could not be drawn; the numbers are reported regardless.
     pub warnings: Vec<String>,
 }
@@ -45,6 +49,18 @@ pub fn make(exp: &Experiment, s: &Summary, dir: &Path, rel: &str) -> Result<Figu
             Ok(true) => f.curves.push((ds.clone(), format!("{rel}/{name}"))),
             Ok(false) => {}
             Err(e) => f.warnings.push(format!("learning curves of {ds}: {e:#}")),
+        }
+    }
+    if let Some(c) = &s.cures {
+        match gain_cost_figure(c, &dir.join("cures_gain_cost.png")) {
+            Ok(()) => f.cures = Some(format!("{rel}/cures_gain_cost.png")),
+            Err(e) => f.warnings.push(format!("cures: gain against cost: {e:#}")),
+        }
+        if let Some(t) = &c.theory {
+            match theory_k_figure(t, &dir.join("cures_theory_k.png")) {
+                Ok(()) => f.cures_theory = Some(format!("{rel}/cures_theory_k.png")),
+                Err(e) => f.warnings.push(format!("cures: theory against k: {e:#}")),
+            }
         }
     }
     f.grids = copy_per_mode(exp, dir, rel, "views", |c| c.last_grid.clone())?;
@@ -236,4 +252,112 @@ fn draw_panel(
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
     Ok(())
+}
+
+/// A point with its interval on each axis, `(centre, low, high)`; no interval is a zero-width one.
+type Interval = (f64, f64, f64);
+
+fn interval_of(t: &super::welch::Test) -> Interval {
+    let [lo, hi] = t.ci95.unwrap_or([t.diff, t.diff]);
+    (t.diff * 100.0, lo * 100.0, hi * 100.0)
+}
+
+/// "Cures compared" at a glance: each cure at (cost on the digit probe, gain on the photo probe),
+/// in points against `colour`, with its 95 % intervals as error bars both ways; the grey lines
+/// are no change. Up is a gain; left is a cost (the further left, the dearer): the best cure sits
+/// top right.
+fn gain_cost_figure(c: &super::cures::Cures, path: &Path) -> Result<()> {
+    let pts: Vec<(&str, Interval, Interval)> = c
+        .cures
+        .iter()
+        .filter_map(|x| {
+            Some((x.cure.as_str(), interval_of(&x.cost.as_ref()?.test), interval_of(&x.gain.as_ref()?.test)))
+        })
+        .collect();
+    if pts.is_empty() {
+        return Err(anyhow!("no cure has both a photo and a digit probe"));
+    }
+    let xs = pts.iter().flat_map(|p| [p.1.1, p.1.2]).chain([0.0]);
+    let ys = pts.iter().flat_map(|p| [p.2.1, p.2.2]).chain([0.0]);
+    let ((x0, x1), (y0, y1)) = (range(xs), range(ys));
+    let (x0, x1, y0, y1) = (x0 - 1.0, x1 + 1.0, y0 - 1.0, y1 + 1.0);
+    let root = BitMapBackend::new(path, (720, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Cures on photos+digits against `colour` (95 % intervals)", ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("cost: digit probe change (points)")
+        .y_desc("gain: photo probe change (points)")
+        .draw()
+        .map_err(plot_err)?;
+    let grey = BLACK.mix(0.4);
+    for line in [vec![(x0, 0.0), (x1, 0.0)], vec![(0.0, y0), (0.0, y1)]] {
+        chart.draw_series(std::iter::once(PathElement::new(line, grey.stroke_width(1)))).map_err(plot_err)?;
+    }
+    for (i, (name, (x, xl, xh), (y, yl, yh))) in pts.into_iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let style = colour.stroke_width(2);
+        let bars = [vec![(xl, y), (xh, y)], vec![(x, yl), (x, yh)]];
+        chart.draw_series(bars.into_iter().map(|b| PathElement::new(b, style))).map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(Circle::new((x, y), 5, colour.filled())))
+            .map_err(plot_err)?
+            .label(name)
+            .legend(move |(lx, ly)| Circle::new((lx + 8, ly), 5, colour.filled()));
+        chart
+            .draw_series(std::iter::once(Text::new(name.to_string(), (x, y), ("sans-serif", 14))))
+            .map_err(plot_err)?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
+    root.present().map_err(plot_err)
+}
+
+/// The theory's embedding knob: task B's accuracy against k without dropout and with it (mean
+/// over seeds, ± their std), with chance and the input probe's ceiling as dashed lines.
+fn theory_k_figure(t: &super::cures::TheoryK, path: &Path) -> Result<()> {
+    let pts = || t.lines.iter().flat_map(|(_, l)| l.iter());
+    let (k0, k1) = range(pts().map(|(k, _)| *k as f64));
+    let (_, top) = range(pts().map(|(_, a)| (a.mean + a.std.unwrap_or(0.0)) * 100.0).chain([t.ceiling_b * 100.0]));
+    let bottom = (t.chance_b * 100.0 - 5.0).min(pts().map(|(_, a)| a.mean * 100.0).fold(f64::INFINITY, f64::min));
+    let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Theory: task B against embedding size k (ratio {})", t.ratio), ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(60)
+        .build_cartesian_2d(k0..k1, bottom..top + 2.0)
+        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("embedding size k").y_desc("task B probe accuracy (%)").draw().map_err(plot_err)?;
+    for (level, name) in [(t.chance_b, "chance"), (t.ceiling_b, "probe on the input")] {
+        let y = level * 100.0;
+        chart
+            .draw_series(std::iter::once(PathElement::new(vec![(k0, y), (k1, y)], BLACK.mix(0.4).stroke_width(1))))
+            .map_err(plot_err)?;
+        chart.draw_series(std::iter::once(Text::new(name, (k0, y), ("sans-serif", 13)))).map_err(plot_err)?;
+    }
+    for (i, (p, line)) in t.lines.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let xy: Vec<(f64, f64)> = line.iter().map(|(k, a)| (*k as f64, a.mean * 100.0)).collect();
+        let label = if *p == 0.0 { "no dropout".to_string() } else { format!("dropout p = {p}") };
+        chart
+            .draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+        let bars = line.iter().filter_map(|(k, a)| {
+            let sd = a.std? * 100.0;
+            Some(PathElement::new(vec![(*k as f64, a.mean * 100.0 - sd), (*k as f64, a.mean * 100.0 + sd)], colour))
+        });
+        chart.draw_series(bars).map_err(plot_err)?;
+        chart.draw_series(xy.into_iter().map(|p| Circle::new(p, 3, colour.filled()))).map_err(plot_err)?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
+    root.present().map_err(plot_err)
 }

@@ -50,6 +50,9 @@ pub fn section(
     out.push_str(&probe_table(s));
     out.push_str(&epoch_table(s));
     out.push_str(&super::mechanism::markdown(&s.mechanism));
+    if let Some(c) = &s.cures {
+        out.push_str(&super::cures::markdown(c, figs.cures.as_deref(), figs.cures_theory.as_deref()));
+    }
     out.push_str(&effect_md(s));
     out.push_str(&failed_md(exp));
     out.push_str(&destruction_table(s));

@@ -9,6 +9,7 @@
 //! is never seen half-written, and one writer at a time writes a report folder: a second one
 //! (`xtask report` beside a finishing `reproduce`) waits for the first, holding `out/.lock`.
 
+mod cures;
 mod figures;
 mod load;
 mod markdown;

@@ -187,6 +187,7 @@ pub fn experiment(
         "effects": s.comparisons,
         "effect_shown": shown,
         "mechanism": s.mechanism,
+        "cures": s.cures,
         "failed": failed,
         "theory": theory(exp),
     })

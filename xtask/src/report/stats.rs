@@ -208,6 +208,8 @@ pub struct Summary {
     pub comparisons: Vec<Comparison>,
     /// The mechanism study's questions, those whose cells exist.
     pub mechanism: Vec<super::mechanism::Question>,
+    /// "Cures compared", when the experiment holds its cells.
+    pub cures: Option<super::cures::Cures>,
     /// (dataset, mode) of twin cells → the cell they are the same as: their probe entries are
     /// that cell's numbers, shown marked, never tested or ranked as a measurement of their own.
     pub same: BTreeMap<(String, String), super::load::Same>,
@@ -252,6 +254,7 @@ pub fn summarise(exp: &Experiment) -> Summary {
     summarise_destruction(cells, &mut s);
     s.comparisons = comparisons(&s);
     s.mechanism = super::mechanism::questions(&s);
+    s.cures = super::cures::compare(&s, exp.theory.as_ref().map(|t| &t.json));
     s
 }
 

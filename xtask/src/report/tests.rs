@@ -895,3 +895,151 @@ fn costs_break_cells_and_the_study_down() {
         js["experiments"][0]["cells"].as_array().unwrap().iter().find(|c| c["id"] == "photos+digits/expert/seed-2");
     assert_eq!(cell.unwrap()["costs"]["other"], 0.0);
 }
+
+/// A probed cell of the cures experiment: `mode` is the report's label (`colour@ifm`), its folder
+/// that label, and its config's view mode the label's view mode.
+fn cure_cell(root: &Path, ds: &str, mode: &str, seed: u64, tasks: &[(&str, f64)]) {
+    let dir = root.join("cures").join(ds).join(mode.replace(':', "-")).join(format!("seed-{seed}"));
+    let view_mode = super::stats::view_mode_of(mode);
+    put(&dir.join("config.json"), &json!({"experiment": "cures", "dataset": ds, "view_mode": view_mode, "seed": seed}));
+    let protocol = json!({"features": "cached", "feature_dim": 64, "epochs": 5, "batch_size": 128,
+        "train_size": 1024, "test_size": 512});
+    let tasks: serde_json::Map<String, Value> =
+        tasks.iter().map(|(t, a)| (t.to_string(), json!({"top1": a, "chance": 0.1}))).collect();
+    put(
+        &dir.join("probe.json"),
+        &json!({"schema": "featdrop.probe/2", "checkpoint": "epoch-0003", "protocol": protocol, "tasks": tasks}),
+    );
+}
+
+/// A theory.json whose closed-form grid has ratios 0.2, 0.35 and 0.6 (the figure takes the middle
+/// one; the others hold zeros that would show if it did not), p 0, 0.25 and 0.5, k 1, 4 and 16,
+/// seeds 0 and 1, with task B's accuracy from `acc(p, k, seed)`; and an InfoNCE point to ignore.
+fn cure_theory(root: &Path, acc: impl Fn(f64, usize, u64) -> f64) {
+    let mut points = Vec::new();
+    for ratio in [0.2, 0.35, 0.6] {
+        for k in [1usize, 4, 16] {
+            for p in [0.0, 0.25, 0.5] {
+                for seed in [0u64, 1] {
+                    let acc_b = if ratio == 0.35 { acc(p, k, seed) } else { 0.0 };
+                    points.push(json!({"solver": "closed-form", "k": k, "ratio": ratio, "p": p, "seed": seed,
+                        "strength_b": 1.05, "result": {"acc_a": 1.0, "acc_b": acc_b, "chance_b": 0.5, "ceiling_b": 0.9}}));
+                }
+            }
+        }
+    }
+    points.push(json!({"solver": "info-nce", "k": 2, "ratio": 0.35, "p": 0.0, "seed": 0, "result": {"acc_b": 0.0}}));
+    put(
+        &root.join("cures/theory/theory.json"),
+        &json!({"format_version": 1, "wall_s": 1.0, "figures": [], "points": points}),
+    );
+}
+
+/// Issue 28 item 4. Each group holds five seeds `mean + 0.01·(−2 … 2)` (std 0.0158), so each cure
+/// against `colour` has se 0.01 and Welch df 8 exactly: t = diff / 0.01, the 95 % half-width
+/// t₀.₉₇₅,₈ · 0.01 = 2.306 points, and one-sided p from Student's t with 8 df (by numerical
+/// integration of its density: P(T > 1) = 0.173297, P(T > 2) = 0.040258, P(T > 3) = 0.008536,
+/// P(T > 5) = 0.000526, P(T > 15) = 1.93e-7). Holm over the five gains, smallest p first,
+/// × 5, 4, 3, 2, 1: dropout 9.6e-7 yes; wide 4 · 0.008536 = 0.0341 yes; ifm 3 · 0.040258 =
+/// 0.1208 no (significant alone, not after the correction); head 2 · 0.173297 = 0.3466;
+/// viewmaker 1 · 0.826703. Costs: viewmaker (−15 points) 9.6e-7 and dropout (−5) 4 · 0.000526 =
+/// 0.0021 yes; wide (−2) 3 · 0.040258 = 0.1208 no; ifm 2 · 0.5 = 1; head 0.8267, kept at 1.
+#[test]
+fn cures_are_compared_with_holm_corrected_welch_tests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let jit = |seed: u64, k: u64| 0.01 * (((seed + k) % 5) as f64 - 2.0);
+    let pd = "photos+digits";
+    let groups = [
+        ("colour", 0.40, 0.95),
+        ("colour+dropout:0.5", 0.55, 0.90),
+        ("colour@ifm", 0.42, 0.95),
+        ("colour@head", 0.41, 0.96),
+        ("colour@wide", 0.43, 0.93),
+        ("viewmaker", 0.39, 0.80),
+    ];
+    for seed in 0..5 {
+        cure_cell(&runs, "photos", "colour", seed, &[("photo", 0.60 + jit(seed, 0))]);
+        for (k, (mode, photo, digit)) in groups.into_iter().enumerate() {
+            let k = k as u64 + 1;
+            cure_cell(&runs, pd, mode, seed, &[("photo", photo + jit(seed, k)), ("digit", digit + jit(seed, k + 2))]);
+        }
+    }
+    // Task B: chance at p = 0 until k = 16; at the ceiling with p = 0.5; p = 0.25 is not drawn.
+    cure_theory(&runs, |p, k, seed| match (p, k) {
+        (0.0, 16) | (0.5, _) => 0.9,
+        (0.0, _) => 0.5 + 0.02 * seed as f64,
+        _ => 0.7,
+    });
+    write(&runs, &tmp.path().join("report"), Some("cures")).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let js: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    assert!(md.contains("### Cures compared"), "{md}");
+    assert!(
+        md.contains("`colour`'s photo probe is 60.0 % on photos and 40.0 % on photos+digits (+20.0 points)"),
+        "{md}"
+    );
+    assert_eq!(line_of(&md, "| `colour` |"), "| `colour` | 40.0 ± 1.6 | — | — | 95.0 ± 1.6 | — | — |");
+    let row = |mode: &str| line_of(&md, &format!("| `{mode}` |")).to_string();
+    assert!(row("colour+dropout:0.5").starts_with("| `colour+dropout:0.5` | 55.0 ± 1.6 | +15.0 [+12.7, +17.3] | < 0.001 → < 0.001 **yes** | 90.0 ± 1.6 | -5.0 [-7.3, -2.7] | < 0.001 → 0.0021 **yes** |"), "{}", row("colour+dropout:0.5"));
+    assert!(
+        row("colour@ifm")
+            .starts_with("| `colour@ifm` | 42.0 ± 1.6 | +2.0 [-0.3, +4.3] | 0.0403 → 0.12 no | 95.0 ± 1.6 |"),
+        "{}",
+        row("colour@ifm")
+    );
+    assert!(
+        row("colour@wide").contains(
+            "| +3.0 [+0.7, +5.3] | 0.0085 → 0.0341 **yes** | 93.0 ± 1.6 | -2.0 [-4.3, +0.3] | 0.0403 → 0.12 no |"
+        ),
+        "{}",
+        row("colour@wide")
+    );
+    assert!(row("colour@head").contains("| +1.0 [-1.3, +3.3] | 0.17 → 0.35 no |"), "{}", row("colour@head"));
+    assert!(
+        row("viewmaker").contains(
+            "| -1.0 [-3.3, +1.3] | 0.83 → 0.83 no | 80.0 ± 1.6 | -15.0 [-17.3, -12.7] | < 0.001 → < 0.001 **yes** |"
+        ),
+        "{}",
+        row("viewmaker")
+    );
+    assert!(md.contains("Gain observed after correction: `colour+dropout:0.5`, `colour@wide`. Cost observed after correction: `colour+dropout:0.5`, `viewmaker`."), "{md}");
+    // results.json: the same numbers, unrounded.
+    let cures = js["experiments"][0]["cures"]["cures"].as_array().unwrap();
+    let of = |mode: &str| cures.iter().find(|c| c["cure"] == mode).unwrap_or_else(|| panic!("no {mode}"));
+    let close = |v: &Value, want: f64, tol: f64| (v.as_f64().unwrap() - want).abs() < tol;
+    let ifm = &of("colour@ifm")["gain"];
+    assert!(close(&ifm["diff"], 0.02, 1e-9) && close(&ifm["df"], 8.0, 1e-6), "{ifm}");
+    assert!(close(&ifm["ci95"][0], 0.02 - 0.0230600, 1e-6) && close(&ifm["ci95"][1], 0.02 + 0.0230600, 1e-6), "{ifm}");
+    assert!(close(&ifm["p"], 0.0402581, 1e-6) && close(&ifm["p_holm"], 3.0 * 0.0402581, 3e-6), "{ifm}");
+    assert_eq!(ifm["observed"], false);
+    let wide = &of("colour@wide")["gain"];
+    assert!(close(&wide["p_holm"], 4.0 * 0.0085358, 4e-6) && wide["observed"] == true, "{wide}");
+    assert!(close(&of("viewmaker")["gain"]["p_holm"], 0.826703, 1e-5));
+    assert!(close(&of("colour+dropout:0.5")["cost"]["p_holm"], 4.0 * 0.000526413, 1e-7));
+    assert!(close(&of("colour@head")["cost"]["p_holm"], 1.0, 1e-12), "capped at 1 and kept monotone");
+    // The theory: ratio 0.35 (the middle one), p = 0 and 0.5, mean over seeds per k.
+    assert!(
+        md.contains("(closed form, strength ratio 0.35)")
+            && md.contains("with p = 0.5 on group a (chance 50.0 %, a probe on the input 90.0 %)"),
+        "{md}"
+    );
+    assert_eq!(line_of(&md, "- p = 0:"), "- p = 0: k = 1: 51.0, k = 4: 51.0, k = 16: 90.0");
+    assert_eq!(line_of(&md, "- p = 0.5:"), "- p = 0.5: k = 1: 90.0, k = 4: 90.0, k = 16: 90.0");
+    for fig in ["cures_gain_cost.png", "cures_theory_k.png"] {
+        assert!(md.contains(&format!("](figures/{fig})")), "{fig}: {md}");
+        let (w, h) = png_size(&tmp.path().join("report/figures").join(fig));
+        assert!(w > 100 && h > 100, "{fig}");
+    }
+}
+
+/// The section needs a `colour@…` cure beside `colour` on photos+digits: the mechanism study has
+/// no such cell, and its report no such section.
+#[test]
+fn no_cures_section_without_cure_variants() {
+    let m = Means { clean: 0.60, colour: (0.40, 0.95), half: (0.55, 0.90), full: (0.58, 0.60) };
+    let (_t, md, js) = mechanism_report(&m, 5);
+    assert!(!md.contains("### Cures compared") && !md.contains("cures_gain_cost"), "{md}");
+    assert!(js["experiments"][0]["cures"].is_null());
+}

@@ -334,13 +334,63 @@ mod tests {
     #[test]
     fn every_experiment_file_of_the_repository_resolves() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
-        for name in ["smoke", "small", "mechanism", "paper"] {
+        for name in super::super::SCALES {
             let exp = Experiment::load(&dir.join(format!("{name}.json"))).unwrap();
             let cells = exp.cells(Path::new("r"), None).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             for c in cells.iter().filter(|c| c.dataset == "speech+noise" && c.view_mode.dropout.is_none()) {
                 assert_eq!(c.config.data.pair_noise, PairNoise::Independent, "{name}: {}", c.id);
             }
         }
+    }
+
+    /// Issue 28 item 3: the cures grid is the mechanism study's run section and seeds, with each
+    /// cure one change to `colour` on both datasets — IFM, the projection head, a 4× embedding
+    /// as variants — and its cells reach the fields.
+    #[test]
+    fn the_cures_grid_is_the_mechanism_study_plus_one_change_per_cure() {
+        use featdrop_core::config::Objective;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let cures = Experiment::load(&dir.join("cures.json")).unwrap();
+        let mechanism = Experiment::load(&dir.join("mechanism.json")).unwrap();
+        assert_eq!((&cures.run, &cures.seeds), (&mechanism.run, &mechanism.seeds));
+        let cells = cures.cells(Path::new("r"), None).unwrap();
+        let modes = |ds: &str| {
+            let mut m: Vec<String> = cells
+                .iter()
+                .filter(|c| c.dataset == ds)
+                .map(|c| format!("{}{}", c.view_mode, c.variant.as_ref().map(|v| format!("@{v}")).unwrap_or_default()))
+                .collect();
+            m.dedup();
+            m
+        };
+        let want = ["colour", "colour@head", "colour@ifm", "colour@wide", "colour+dropout:0.5", "viewmaker"];
+        for ds in ["photos", "photos+digits"] {
+            assert_eq!(modes(ds), want, "{ds}");
+        }
+        assert_eq!(cells.len(), 2 * want.len() * 5);
+        let of = |id: &str| &cells.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no {id}")).config;
+        let plain = of("photos+digits/colour/seed-0");
+        let ifm = of("photos+digits/colour@ifm/seed-0");
+        assert_eq!((ifm.train.objective, ifm.train.ifm_epsilon, ifm.train.ifm_alpha), (Objective::Ifm, 0.1, 1.0));
+        assert!(of("photos+digits/colour@head/seed-3").encoder.projection_head);
+        assert_eq!(of("photos/colour@wide/seed-4").encoder.embed_dim, 4 * plain.encoder.embed_dim);
+        // Each variant differs from `colour` in its own fields only.
+        for (label, fields) in [
+            ("ifm", vec!["train.objective"]),
+            ("head", vec!["encoder.projection_head"]),
+            ("wide", vec!["encoder.embed_dim"]),
+        ] {
+            let changed =
+                featdrop_core::config::changed_fields(plain, of(&format!("photos+digits/colour@{label}/seed-0")));
+            let names: Vec<&str> = changed.iter().map(|c| c.split(' ').next().unwrap()).collect();
+            assert_eq!(names, fields, "{label}: {changed:?}");
+        }
+        assert_eq!(plain.train.objective, Objective::SimclrPublished);
+        assert!(!plain.encoder.projection_head);
+        assert!(
+            cures.theory.as_ref().is_some_and(|t| t.iter().any(|a| a == "--ks")),
+            "a k sweep for the theory figure"
+        );
     }
 
     #[test]

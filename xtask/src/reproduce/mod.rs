@@ -33,15 +33,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The `--scale` values: each is `experiments/<scale>.json`.
+pub const SCALES: [&str; 5] = ["smoke", "small", "mechanism", "cures", "paper"];
+
 /// `cargo xtask reproduce` options.
 #[derive(clap::Args, Debug)]
 pub struct ReproduceArgs {
     /// Scale: smoke (seconds, tests), small (every dataset and view mode, one seed, a 2-core CPU),
     /// mechanism (the paper's mechanism with statistics over five seeds on a 2-core CPU:
-    /// suppression and its cure by feature dropout, plus the theory sweep), paper (real data, one
-    /// GPU per run, hours). Default: paper on a CUDA machine with the real data present, mechanism
-    /// otherwise.
-    #[arg(long, value_parser = ["smoke", "small", "mechanism", "paper"])]
+    /// suppression and its cure by feature dropout, plus the theory sweep), cures (feature dropout,
+    /// IFM, a projection head, a wider embedding and the viewmaker compared at the mechanism
+    /// study's size), paper (real data, one GPU per run, hours). Default: paper on a CUDA machine
+    /// with the real data present, mechanism otherwise.
+    #[arg(long, value_parser = SCALES)]
     pub scale: Option<String>,
     /// An experiment file to run instead of `experiments/<scale>.json`.
     #[arg(long)]
@@ -585,8 +589,8 @@ mod tests {
         let (scale, why) = default_scale(true, &missing);
         assert_eq!(scale, "mechanism");
         assert!(why.contains("MNIST (cargo xtask fetch mnist)"), "{why}");
-        for scale in ["paper", "mechanism"] {
-            assert!(paths::repo_root().join("experiments").join(format!("{scale}.json")).is_file());
+        for scale in SCALES {
+            assert!(paths::repo_root().join("experiments").join(format!("{scale}.json")).is_file(), "{scale}");
         }
     }
 }

@@ -4,7 +4,7 @@ use super::attempts::Attempts;
 use super::destruction::DestructionMonitor;
 use super::{TrainSummary, Trainer, TrainerState};
 use crate::knn::knn_accuracy;
-use crate::loss::{nt_xent, simclr_published};
+use crate::loss::{ifm, nt_xent, simclr_published};
 use anyhow::Result;
 use featdrop_core::config::{Objective, UpdateOrder};
 use featdrop_core::io::{JsonLines, write_json_atomic};
@@ -93,6 +93,7 @@ impl Trainer {
             match t.objective {
                 Objective::SimclrPublished => simclr_published(&z1, &z2, t.temperature),
                 Objective::NtXent => nt_xent(&z1, &z2, t.temperature),
+                Objective::Ifm => ifm(&z1, &z2, t.temperature, t.ifm_epsilon, t.ifm_alpha),
             }
         };
         if t.bf16 {
@@ -181,7 +182,8 @@ impl Trainer {
         (2 * bs * steps) as f64 / start.elapsed().as_secs_f64()
     }
 
-    /// kNN accuracy per task: training-split bank, test-split queries, clean inputs, embeddings.
+    /// kNN accuracy per task: training-split bank, test-split queries, clean inputs, embeddings
+    /// (before the projection head when there is one: [`crate::Encoder::representation`]).
     pub fn monitor(&self) -> BTreeMap<String, f64> {
         let m = self.cfg.data.monitor_size as i64;
         let embed_split = |split: Split| {
@@ -193,7 +195,7 @@ impl Trainer {
                     .inputs
                     .split(256, 0)
                     .iter()
-                    .map(|x| self.encoder.embed(&self.clean.view(x, 0), false))
+                    .map(|x| self.encoder.representation(&self.clean.view(x, 0)))
                     .collect();
                 Tensor::cat(&chunks, 0)
             });
