@@ -44,7 +44,7 @@ pub fn write(runs: &Path, out: &Path, experiment: Option<&str>) -> Result<()> {
         }
         let settings = results::settings(exp);
         let protocol = protocol::rows(exp);
-        sections.push(markdown::section(exp, &summary, &figs, &settings, &protocol));
+        sections.push(markdown::section(runs, exp, &summary, &figs, &settings, &protocol));
         json.push(results::experiment(exp, &summary, &settings, &protocol));
     }
     swap_in(&staging, &out.join("figures"))?;

@@ -794,3 +794,24 @@ fn costs_count_every_training_attempt() {
     assert!(md.contains("| `photos+digits/expert/seed-0` | done | 20.0 | 340.0 | 8.8 | 3 |"), "{md}");
     assert!(md.contains("| `photos+digits/expert/seed-1` | done | 20.0 | 12.5 | 300.0 | — |"), "older files list none");
 }
+
+/// Issue 29 item 3: the report gives the command that opens the experiment in TensorBoard when its
+/// runs wrote event files, and none for runs without (older versions, `train.tensorboard` off).
+#[test]
+fn the_report_gives_the_tensorboard_command_when_runs_wrote_event_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    let out = tmp.path().join("report");
+    write(&runs, &out, None).unwrap();
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(!md.contains("tensorboard --logdir"), "no run wrote event files");
+    let config = runs.join(EXP).join("photos+digits/expert/seed-0/config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    cfg["train"]["tensorboard"] = json!(true);
+    put(&config, &cfg);
+    write(&runs, &out, None).unwrap();
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    let command = format!("```sh\ntensorboard --logdir {}\n```", runs.join(EXP).display());
+    assert!(md.contains("### TensorBoard") && md.contains(&command), "{md}");
+}
