@@ -38,7 +38,8 @@ for _ in $(seq 120); do
   sleep 0.5
 done
 
-url="http://127.0.0.1:$port/#timeseries&tagFilter=$filter"
+# forceSVG: headless Chromium draws no WebGL lines. tagFilter fills the dashboard's tag filter.
+url="http://127.0.0.1:$port/?forceSVG=true&tagFilter=$filter#timeseries"
 # The dashboard draws its charts after it has fetched the data: give it time before the picture.
 "$chromium" --headless --no-sandbox --disable-gpu --hide-scrollbars --virtual-time-budget=15000 \
   --window-size="${size/x/,}" --screenshot="$out" "$url" 2>/dev/null
