@@ -31,8 +31,11 @@ fn train(cfg: &RunConfig, dir: &Path, stop: Option<usize>) {
     trainer.run(StopAfter(stop)).unwrap();
 }
 
-/// Scalars and images (tag, step, PNG bytes) of one event file, in file order.
-fn read(path: &Path) -> (Vec<Scalar>, Vec<(String, i64, Vec<u8>)>) {
+/// An image point: tag, step, PNG bytes.
+type ImagePoint = (String, i64, Vec<u8>);
+
+/// Scalars and images of one event file, in file order.
+fn read(path: &Path) -> (Vec<Scalar>, Vec<ImagePoint>) {
     let (mut scalars, mut images) = (Vec::new(), Vec::new());
     for event in EventIter::open(path, RecordReaderConfig::default()).unwrap() {
         let event = event.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
