@@ -5,8 +5,9 @@
 //! - killed with SIGKILL of its whole process group at seeded random moments — during training,
 //!   evaluation, between the two tasks of the destruction analysis, inside the theory sweep and
 //!   during report writing — then restarted until it finishes: every cell ends with results
-//!   identical to an uninterrupted run's, no `metrics.jsonl` line is missing or written twice, and
-//!   the report's costs count the time the killed attempts spent;
+//!   identical to an uninterrupted run's, no `metrics.jsonl` line is missing or written twice, the
+//!   TensorBoard event files hold each point once and the same points as the uninterrupted run's,
+//!   and the report's costs count the time the killed attempts spent;
 //! - killed alone (SIGKILL of the `reproduce` process only): the trainer it started ends with it;
 //! - started twice at once on one folder: the second stops at once, naming the first one's pid,
 //!   and every result is written exactly once.
@@ -240,10 +241,39 @@ fn metrics(run: &Path) -> Vec<Value> {
     text.lines()
         .map(|l| {
             let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", run.display()));
-            v.as_object_mut().unwrap().remove("seconds");
+            let record = v.as_object_mut().unwrap();
+            record.remove("seconds");
+            record.remove("images_per_s");
             v
         })
         .collect()
+}
+
+/// The scalars of a run's TensorBoard event files, trainer's then probe's, as (tag, step, value)
+/// in file order, without the measured speed (it differs between any two runs); each kind of file
+/// is required to be there once.
+fn events(run: &Path) -> Vec<(String, i64, f32)> {
+    use tfrecord::protobuf::{event::What, summary::value::Value as V};
+    let mut out = Vec::new();
+    for suffix in ["train", "probe"] {
+        let files: Vec<PathBuf> = std::fs::read_dir(run)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."))
+            .filter(|p| p.extension().is_some_and(|e| e == suffix))
+            .collect();
+        assert_eq!(files.len(), 1, "{}: one {suffix} event file, found {files:?}", run.display());
+        for event in tfrecord::EventIter::open(&files[0], Default::default()).unwrap() {
+            let event = event.unwrap_or_else(|e| panic!("{}: {e}", files[0].display()));
+            let Some(What::Summary(summary)) = event.what else { continue };
+            for v in summary.value {
+                if let (Some(V::SimpleValue(x)), false) = (v.value, v.tag.starts_with("speed/")) {
+                    out.push((v.tag, event.step, x));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Every result of cell `id` in `b` is the same as in `a`.
@@ -264,6 +294,12 @@ fn assert_same_cell(a: &Path, b: &Path, id: &str, schedule: &str) {
     assert_eq!(unique.len(), keys.len(), "{id}: a metrics line written twice after {schedule}: {keys:?}");
     assert_eq!(ma.iter().map(key).collect::<Vec<_>>(), keys, "{id}: metrics lines missing or moved after {schedule}");
     assert_eq!(ma, mb, "{id}: metrics values differ after {schedule}");
+    let (ea, eb) = (events(&ra), events(&rb));
+    let points: std::collections::BTreeSet<_> = eb.iter().map(|(t, s, _)| (t, s)).collect();
+    assert_eq!(points.len(), eb.len(), "{id}: a TensorBoard point written twice after {schedule}");
+    assert_eq!(ea, eb, "{id}: TensorBoard event files differ after {schedule}");
+    let steps = mb.iter().filter(|r| r["kind"] == "step").count();
+    assert_eq!(eb.iter().filter(|e| e.0 == "loss/encoder").count(), steps, "{id}: a loss point per step");
 }
 
 /// The cells' wall times (over every attempt) in `root`'s report, each checked to be at least its

@@ -1,6 +1,7 @@
 //! PyTorch's own Python beside featdrop's libtorch: the interpreter of the torch wheel featdrop
-//! installed, and the few packages the interop tests (torchvision, safetensors) and the reference
-//! bench (torchvision, pillow) add to it. `cargo xtask reproduce` never needs them.
+//! installed, and the few packages the interop tests (torchvision, safetensors), the TensorBoard
+//! test (tensorboard) and the reference bench (torchvision, pillow) add to it. `cargo xtask
+//! reproduce` never needs them.
 
 use crate::libtorch::Libtorch;
 use anyhow::{Context, Result, ensure};
@@ -10,10 +11,28 @@ use std::process::Command;
 /// torchvision release built for torch 2.11.
 pub const TORCHVISION: &str = "torchvision==0.26.*";
 
-/// What the interop tests import: (module, requirement). torchvision's own imports need numpy and
-/// pillow.
-pub const TEST_PACKAGES: [(&str, &str); 4] =
-    [("numpy", "numpy"), ("PIL", "pillow"), ("torchvision", TORCHVISION), ("safetensors", "safetensors")];
+/// The TensorBoard release whose loader reads featdrop's event files back in
+/// crates/eval/tests/tensorboard.rs (and whose server `xtask/scripts/tensorboard-screenshot.sh`
+/// runs).
+pub const TENSORBOARD: &str = "tensorboard==2.21.0";
+
+/// What the interop and TensorBoard tests import: (module, requirement). torchvision's own imports
+/// need numpy and pillow; tensorboard's loader protobuf and absl-py, its server the rest (pinned:
+/// installed without their dependencies, so each is listed).
+pub const TEST_PACKAGES: [(&str, &str); 12] = [
+    ("numpy", "numpy"),
+    ("PIL", "pillow"),
+    ("torchvision", TORCHVISION),
+    ("safetensors", "safetensors"),
+    ("tensorboard", TENSORBOARD),
+    ("google.protobuf", "protobuf==7.36.2"),
+    ("absl", "absl-py==2.5.1"),
+    ("werkzeug", "werkzeug==3.1.9"),
+    ("markdown", "markdown==3.11.4"),
+    ("grpc", "grpcio==1.85.4"),
+    ("packaging", "packaging==26.4"),
+    ("tensorboard_data_server", "tensorboard-data-server==0.7.2"),
+];
 
 /// The Python whose site-packages hold `lt`: `FEATDROP_PYTHON` when set, else the venv of the torch
 /// wheel (`<venv>/lib/pythonX.Y/site-packages/torch` → `<venv>/bin/python`).

@@ -20,6 +20,7 @@ pub mod grid;
 pub mod knn;
 pub mod loss;
 pub mod optim;
+pub mod tensorboard;
 pub mod trainer;
 pub mod views;
 

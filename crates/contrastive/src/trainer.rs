@@ -84,6 +84,9 @@ pub struct Trainer {
     // `train.destruction.batch` is 0.
     destruction: Option<destruction::DestructionMonitor>,
     classifier_cache: Option<std::path::PathBuf>,
+    // The run's TensorBoard event file, written anew from `metrics.jsonl` when the trainer starts
+    // (`train.tensorboard`), then appended to beside it.
+    events: Option<crate::tensorboard::EventFile>,
     // Held while the trainer lives: no other trainer writes this run directory meanwhile.
     _lock: DirLock,
 }
@@ -221,6 +224,7 @@ impl Trainer {
             first_epoch_loss: None,
             destruction: None,
             classifier_cache: None,
+            events: None,
             _lock: lock,
         };
         me.prepare_run_dir()?;
@@ -304,7 +308,14 @@ impl Trainer {
             self.prune_checkpoints_before(&tag)?;
             state = Some(s);
         }
-        self.trim_metrics(state.as_ref())
+        self.trim_metrics(state.as_ref())?;
+        // After the trim: the event file stands for exactly the records kept.
+        if self.cfg.train.tensorboard {
+            self.events = Some(crate::tensorboard::rewrite_train(&self.run, self.epochs_done)?);
+        } else {
+            crate::tensorboard::remove(&self.run, crate::tensorboard::TRAIN)?;
+        }
+        Ok(())
     }
 
     /// Removes the checkpoints older than `tag` (the one resumed) that `train.keep_epochs` does not

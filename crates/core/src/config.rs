@@ -279,6 +279,10 @@ pub struct TrainConfig {
     /// The per-epoch label-destruction monitor of runs with a trainable view family (viewmaker
     /// modes): `destruction` per task in each epoch's `metrics.jsonl` record.
     pub destruction: DestructionMonitorConfig,
+    /// TensorBoard event files in the run directory, written from the same records as
+    /// `metrics.jsonl` (`tensorboard --logdir runs/<experiment>`; docs/PROTOCOL.md §8). Changes
+    /// no result: a run directory may switch it (off removes the trainer's event files).
+    pub tensorboard: bool,
 }
 
 /// The trainer's label-destruction monitor (§4, monitoring): once per run, a small CNN per task
@@ -332,6 +336,7 @@ impl Default for TrainConfig {
             channels_last: false,
             deterministic: false,
             destruction: DestructionMonitorConfig::default(),
+            tensorboard: true,
         }
     }
 }
@@ -703,7 +708,7 @@ pub fn parse_override(text: &str) -> Result<(String, Value), String> {
 
 /// The fields in which `new` differs from `old`, as `field old → new` (dotted paths, in field
 /// order), for an error that says what changed; the device is left out — a run may move between
-/// machines. Empty: the same run.
+/// machines — and so is `train.tensorboard`, which changes no result. Empty: the same run.
 pub fn changed_fields(old: &RunConfig, new: &RunConfig) -> Vec<String> {
     fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         match (a, b) {
@@ -718,7 +723,11 @@ pub fn changed_fields(old: &RunConfig, new: &RunConfig) -> Vec<String> {
             _ => {}
         }
     }
-    let as_json = |c: &RunConfig| serde_json::to_value(RunConfig { device: DeviceChoice::default(), ..c.clone() });
+    let as_json = |c: &RunConfig| {
+        let mut c = RunConfig { device: DeviceChoice::default(), ..c.clone() };
+        c.train.tensorboard = true;
+        serde_json::to_value(c)
+    };
     let mut out = Vec::new();
     if let (Ok(a), Ok(b)) = (as_json(old), as_json(new)) {
         walk("", &a, &b, &mut out);
@@ -981,5 +990,21 @@ mod tests {
         (new.train.lr, new.train.epochs, new.device) = (0.5, 7, "cuda:1".parse().unwrap());
         let got = changed_fields(&old, &new);
         assert_eq!(got, [format!("train.epochs {} → 7", old.train.epochs), format!("train.lr {} → 0.5", old.train.lr)]);
+    }
+
+    /// Issue 29 item 3: TensorBoard files are on by default, a run may switch them off (no result
+    /// changes, so its directory is still the same run), and a value that is not a bool is named.
+    #[test]
+    fn train_tensorboard_is_on_by_default_and_switching_it_is_no_change() {
+        let old = RunConfig::from_json(&base().to_string(), "a.json").unwrap();
+        assert!(old.train.tensorboard);
+        let mut v = base();
+        set_path(&mut v, "train.tensorboard", serde_json::json!(false));
+        let off = RunConfig::from_value(v.clone(), "b.json").unwrap();
+        assert!(!off.train.tensorboard);
+        assert!(changed_fields(&old, &off).is_empty(), "{:?}", changed_fields(&old, &off));
+        set_path(&mut v, "train.tensorboard", serde_json::json!("no"));
+        let e = RunConfig::from_value(v, "b.json").unwrap_err().to_string();
+        assert!(e.contains("b.json") && e.contains("train.tensorboard"), "{e}");
     }
 }

@@ -77,7 +77,7 @@ pub mod schedule;
 
 pub use destruction::{DestructionConfig, DestructionOptions, ViewSource, run_destruction};
 pub use frozen::{FrozenEncoder, FrozenRun};
-pub use probe::{FeatureMode, ProbeOptions, probe_encoder, run_probe};
+pub use probe::{FeatureMode, ProbeOptions, probe_encoder, probe_scalars, run_probe};
 pub use report::{DestructionReport, ProbeReport};
 
 /// The README's Rust blocks (the "Using the crates" program) run as doc tests of this crate.

@@ -7,9 +7,11 @@ use crate::linear::{LinearProbes, evaluate, fit, fit_steps};
 use crate::pending::pending_tasks;
 use crate::report::{EpochProbe, PROBE_SCHEMA, ProbeProtocol, ProbeReport, ProbeTask, read_report};
 use anyhow::{Result, bail, ensure};
+use featdrop_contrastive::tensorboard::{self, EventFile, Scalar};
 use featdrop_contrastive::views::clean;
 use featdrop_core::config::ProbeConfig;
 use featdrop_core::io::{remove_stale_temps, write_json_atomic};
+use featdrop_core::layout::tag_epoch;
 use featdrop_core::{Seeds, Split, Stream};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -61,7 +63,7 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
     opts.validate()?;
     // What an interrupted write of probe.json left (other writers' files in the run are theirs).
     let out = run.run.probe();
-    remove_stale_temps(run.run.root(), Duration::ZERO, |target| out.ends_with(target))?;
+    remove_stale_temps(run.run.root(), Duration::ZERO, |target| out.ends_with(target) || target == "tensorboard")?;
     let mut cfg = run.cfg.probe.clone();
     let mode = match opts.features {
         Some(m) => m,
@@ -90,7 +92,29 @@ pub fn run_probe(run: &FrozenRun, opts: &ProbeOptions) -> Result<ProbeReport> {
         }
     }
     write_json_atomic(&run.run.probe(), &report)?;
+    if run.cfg.train.tensorboard {
+        EventFile::rewrite(&run.run, tensorboard::PROBE, &probe_scalars(&report), &[])?;
+    }
     Ok(report)
+}
+
+/// `probe/<task>`: the top-1 accuracy of each task at the pretraining epoch of the checkpoint
+/// probed (the final one and the earlier kept ones), for the run's TensorBoard files.
+pub fn probe_scalars(report: &ProbeReport) -> Vec<Scalar> {
+    let at = |epoch: usize, tasks: &BTreeMap<String, ProbeTask>| -> Vec<Scalar> {
+        let point = |(name, t): (&String, &ProbeTask)| Scalar {
+            tag: format!("probe/{name}"),
+            step: epoch as i64,
+            value: t.top1 as f32,
+        };
+        tasks.iter().map(point).collect()
+    };
+    let mut out: Vec<Scalar> = report.epochs.iter().flat_map(|(e, p)| at(*e, &p.tasks)).collect();
+    // A checkpoint not named `epoch-N` (weights of another source) has no epoch to stand at.
+    if let Some(last) = tag_epoch(&report.checkpoint) {
+        out.extend(at(last, &report.tasks));
+    }
+    out
 }
 
 /// The results of the final checkpoint (`epoch` `None`: the top of probe.json) or of an earlier one

@@ -38,6 +38,7 @@ pub fn document(runs: &std::path::Path, sections: &[String]) -> String {
 }
 
 pub fn section(
+    runs: &std::path::Path,
     exp: &Experiment,
     s: &Summary,
     figs: &Figures,
@@ -57,6 +58,7 @@ pub fn section(
     out.push_str(&failed_md(exp));
     out.push_str(&destruction_table(s));
     out.push_str(&figures_md(figs));
+    out.push_str(&tensorboard_md(exp, runs));
     out.push_str(&theory_md(exp, figs));
     out.push_str(&costs_md(exp));
     out
@@ -317,6 +319,21 @@ fn destruction_table(s: &Summary) -> String {
     }
     out.push('\n');
     out
+}
+
+/// The command that opens the experiment's runs in TensorBoard, when they wrote event files
+/// (`train.tensorboard`, recorded in their configs; runs of older versions have none).
+fn tensorboard_md(exp: &Experiment, runs: &std::path::Path) -> String {
+    let on = |c: &super::load::Cell| c.config.as_ref().is_some_and(|v| v["train"]["tensorboard"] == true);
+    if !exp.cells.iter().any(on) {
+        return String::new();
+    }
+    format!(
+        "### TensorBoard\n\nEvery run's losses, kNN accuracy and destruction rate per task, learning rates, speed, \
+         probe accuracies and view grids, seeds and view modes side by side (each `seed-N` folder is a run):\n\n\
+         ```sh\ntensorboard --logdir {}\n```\n\n",
+        runs.join(&exp.name).display()
+    )
 }
 
 fn figures_md(f: &Figures) -> String {

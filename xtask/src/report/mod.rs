@@ -69,7 +69,7 @@ fn write_report(
         }
         let settings = results::settings(exp);
         let protocol = protocol::rows(exp);
-        sections.push(markdown::section(exp, &summary, &figs, &settings, &protocol));
+        sections.push(markdown::section(runs, exp, &summary, &figs, &settings, &protocol));
         json.push(results::experiment(exp, &summary, &settings, &protocol));
     }
     swap_in(&staging, &out.join("figures"))?;

@@ -1043,3 +1043,24 @@ fn no_cures_section_without_cure_variants() {
     assert!(!md.contains("### Cures compared") && !md.contains("cures_gain_cost"), "{md}");
     assert!(js["experiments"][0]["cures"].is_null());
 }
+
+/// Issue 29 item 3: the report gives the command that opens the experiment in TensorBoard when its
+/// runs wrote event files, and none for runs without (older versions, `train.tensorboard` off).
+#[test]
+fn the_report_gives_the_tensorboard_command_when_runs_wrote_event_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    fixture(&runs, WIN);
+    let out = tmp.path().join("report");
+    write(&runs, &out, None).unwrap();
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(!md.contains("tensorboard --logdir"), "no run wrote event files");
+    let config = runs.join(EXP).join("photos+digits/expert/seed-0/config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    cfg["train"]["tensorboard"] = json!(true);
+    put(&config, &cfg);
+    write(&runs, &out, None).unwrap();
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    let command = format!("```sh\ntensorboard --logdir {}\n```", runs.join(EXP).display());
+    assert!(md.contains("### TensorBoard") && md.contains(&command), "{md}");
+}

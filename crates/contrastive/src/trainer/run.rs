@@ -264,7 +264,8 @@ impl Trainer {
                 for l in pending.take() {
                     anyhow::ensure!(l.encoder.is_finite(), "loss became {} at step {}", l.encoder, l.step);
                     sum += l.encoder;
-                    metrics.write(&json!({"kind": "step", "epoch": epoch + 1, "step": l.step, "loss": l.encoder, "viewmaker_loss": l.viewmaker}))?;
+                    let record = json!({"kind": "step", "epoch": epoch + 1, "step": l.step, "loss": l.encoder, "viewmaker_loss": l.viewmaker});
+                    self.log(&mut metrics, &record)?;
                     let rate = images as f64 / started.elapsed().as_secs_f64();
                     bar.set_message(format!("loss {:.4}  {rate:.0} img/s", l.encoder));
                 }
@@ -278,13 +279,15 @@ impl Trainer {
             self.epochs_done = epoch + 1;
             self.last_epoch_loss = mean;
             let secs = t0.elapsed().as_secs_f64();
-            let mut record = json!({"kind": "epoch", "epoch": epoch + 1, "loss": mean, "knn": knn, "seconds": secs});
+            let rate = (2 * bs * batches.len()) as f64 / secs;
+            let mut record = json!({"kind": "epoch", "epoch": epoch + 1, "loss": mean, "knn": knn, "seconds": secs,
+                "images_per_s": rate, "lr": self.learning_rates()});
             if let Some(monitor) = &self.destruction {
                 let rates = monitor.measure(self.views.as_ref());
                 tracing::info!(epoch = epoch + 1, destruction = ?rates, "destruction");
                 record["destruction"] = json!(rates);
             }
-            metrics.write(&record)?;
+            self.log(&mut metrics, &record)?;
             tracing::info!(epoch = epoch + 1, loss = format!("{mean:.4}"), knn = ?knn, seconds = format!("{secs:.1}"), "epoch");
             self.after_epoch(epoch + 1, end, record)?;
             attempts.record(epoch + 1, started.elapsed().as_secs_f64(), images)?;
@@ -312,6 +315,25 @@ impl Trainer {
         Ok(summary)
     }
 
+    /// Appends `record` to `metrics.jsonl` and its scalars to the TensorBoard event file: both
+    /// from the one record, so the two cannot disagree.
+    fn log(&mut self, metrics: &mut JsonLines, record: &serde_json::Value) -> Result<()> {
+        metrics.write(record)?;
+        match &mut self.events {
+            Some(events) => events.record(record),
+            None => Ok(()),
+        }
+    }
+
+    /// The optimisers' learning rates by name (`encoder`, and `viewmaker` when it trains).
+    fn learning_rates(&self) -> BTreeMap<&'static str, f64> {
+        let mut lr = BTreeMap::from([("encoder", self.sgd.lr)]);
+        if let Some(adam) = &self.adam {
+            lr.insert("viewmaker", adam.lr);
+        }
+        lr
+    }
+
     /// Saves view grids and checkpoints when due: on the `checkpoint_every` beat, at the last
     /// epoch, at a kept epoch, and where this process stops (`stop`), so that a rerun does not
     /// redo the epochs since the last beat. `record` is the epoch's metrics record.
@@ -321,6 +343,9 @@ impl Trainer {
         if t.view_grid_every > 0 && (done.is_multiple_of(t.view_grid_every) || last) {
             let path = self.run.views().join(format!("epoch-{done:04}.png"));
             crate::grid::save_view_grid(self, &path, 8)?;
+            if let Some(events) = &mut self.events {
+                events.image(done, &path)?;
+            }
         }
         let keep = |epoch: usize| t.keep_epochs.contains(&epoch);
         if done.is_multiple_of(t.checkpoint_every) || last || keep(done) || done == stop {
