@@ -187,7 +187,11 @@ impl ChannelsLast {
     /// only: `cargo bench -p featdrop-contrastive --bench layout`, both layouts built once and timed
     /// in alternation in one process, seconds per step NCHW → channels-last (ratio):
     /// - `mechanism` `colour` cell (small encoder, width 16, batch 64, 32×32), whole training
-    ///   step: 9.44 → 6.03 s (1.30×; 4 steps × 5 repetitions, debug build);
+    ///   step: 9.44 → 6.03 s (1.30×; 4 steps × 5 repetitions, debug build; a second run, 4 × 3:
+    ///   1.27×, the median of the paired ratios);
+    /// - `mechanism` `viewmaker` cell (the same encoder, thin viewmaker, simultaneous update),
+    ///   whole step: 1.05× with only the encoder channels-last, 1.31× with the viewmaker too
+    ///   (9.56 → 8.88 s median times, 4 × 3);
     /// - paper expert step (ResNet-18, batch 256): 60.3 → 43.4 s (1.42×; 1 step × 2); issue 25
     ///   measured 1.39× at the same size with `bench reference` (release build);
     /// - the viewmaker alone (two views forward and backward): thin (×0.25, batch 64) 9.61 →
