@@ -68,12 +68,12 @@ enum Cmd {
         experiment: Option<String>,
     },
     /// Benchmarks: `data` (overlay composition), `audio` (spectrograms), `views` (expert augmentations), `train`
-    /// (training steps), or `all`. Each prints its ratio against a baseline measured in the same run.
+    /// (training steps), `layout` (training steps NCHW vs channels-last), or `all`. Each prints its ratio against a baseline measured in the same run.
     /// `reference` (not in `all`) compares featdrop's training steps with the published pipeline
     /// in PyTorch (benches/reference/), installing torchvision and pillow into torch's Python.
     /// `gpu` (not in `all`): doctor, the train, layout and reference benches, the smoke study and two
     /// epochs of a paper cell on the GPU, each step time-limited, into one JSON file
-    /// (target/bench-gpu/<UTC time>.json; docs/PROTOCOL.md).
+    /// (`target/bench-gpu/<UTC time>.json`; docs/PROTOCOL.md).
     Bench {
         /// Which benchmark: data, audio, views, train, layout, all, reference or gpu.
         #[arg(default_value = "all")]
