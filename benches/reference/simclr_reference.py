@@ -9,12 +9,19 @@ max-pool) and a 512 → 128 linear head, the published SimCLR loss (t = 0.07), t
 viewmaker, which maximises the same loss. `alternating` is the published update order: an encoder
 step on views made with the viewmaker's parameters frozen, then a fresh forward pass for the
 viewmaker step with the encoder's parameters frozen (what PyTorch Lightning's optimizer toggling
-does). fp32 throughout.
+does). fp32 throughout, unless --bf16 runs the forward passes under bf16 autocast.
+
+--channels-last is the same pipeline as the best plain PyTorch a user could write it for speed:
+the models' weights in the channels-last memory format (`model.to(memory_format=
+torch.channels_last)`) and every image batch entering a model made channels-last
+(`.contiguous(memory_format=torch.channels_last)`), PyTorch's own advice for convolutional
+networks; the arithmetic is the same, only the memory layout differs.
 
 Images are random 32×32 colour pictures with a 10×10 digit-like glyph pasted at one of the four
 published places: the cost of a step does not depend on what the pixels show.
 
-Prints one JSON line per configuration: {"config", "pairs_per_s", "steps", "batch", "threads", ...}.
+Prints one JSON line per configuration: {"config", "pairs_per_s", "steps", "batch", "threads",
+"channels_last", "bf16", ...}; `--batch` shrinks a configuration's batch (the script's smoke test).
 With --trace, the timed steps run under torch.profiler and its Chrome trace is saved, for the
 per-op comparison of `cargo xtask bench reference --profile`.
 """
@@ -157,16 +164,30 @@ def simclr_loss(z1, z2, t=0.07):
     return (torch.logsumexp(logits, 1) - positive - np.log(2 * a.shape[0])).mean()
 
 
-def run(name, steps, device, trace=None):
-    arch, width, vm_width, batch = CONFIGS[name]
+def is_channels_last(module):
+    """Whether every 4-d weight of `module` is in the channels-last memory format."""
+    weights = [p for p in module.parameters() if p.dim() == 4]
+    return bool(weights) and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+
+
+def run(name, steps, device, trace=None, channels_last=False, bf16=False, batch=None):
+    arch, width, vm_width, config_batch = CONFIGS[name]
+    batch = batch or config_batch
     torch.manual_seed(0)
     data = OverlaidPhotos(batch * (steps + 1), expert=vm_width is None)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, num_workers=0, drop_last=True)
-    enc = encoder(arch, width).to(device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    enc = encoder(arch, width).to(device, memory_format=layout)
     sgd = torch.optim.SGD(enc.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
-    vm = Viewmaker(vm_width).to(device) if vm_width is not None else None
+    vm = Viewmaker(vm_width).to(device, memory_format=layout) if vm_width is not None else None
     adam = torch.optim.Adam(vm.parameters(), lr=1e-3) if vm is not None else None
     normalize = transforms.Normalize(MEAN, STD)
+    device_type = torch.device(device).type
+    # bf16 autocast of the forward passes and the loss, as featdrop's train.bf16 does.
+    autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+
+    def to_model(images):
+        return images.to(device).contiguous(memory_format=layout)
 
     def set_grad(module, on):
         for p in module.parameters():
@@ -174,23 +195,26 @@ def run(name, steps, device, trace=None):
 
     def step(batch_data):
         if vm is None:
-            v1, v2 = (v.to(device) for v in batch_data)
-            loss = simclr_loss(enc(v1), enc(v2))
+            v1, v2 = (to_model(v) for v in batch_data)
+            with autocast():
+                loss = simclr_loss(enc(v1), enc(v2))
             sgd.zero_grad()
             loss.backward()
             sgd.step()
             return
-        x = batch_data.to(device)
+        x = to_model(batch_data)
         # Encoder step: the viewmaker's parameters frozen.
         set_grad(vm, False)
-        loss = simclr_loss(enc(normalize(vm(x))), enc(normalize(vm(x))))
+        with autocast():
+            loss = simclr_loss(enc(normalize(vm(x))), enc(normalize(vm(x))))
         sgd.zero_grad()
         loss.backward()
         sgd.step()
         set_grad(vm, True)
         # Viewmaker step: a fresh forward pass, the encoder's parameters frozen, loss maximised.
         set_grad(enc, False)
-        vm_loss = -simclr_loss(enc(normalize(vm(x))), enc(normalize(vm(x))))
+        with autocast():
+            vm_loss = -simclr_loss(enc(normalize(vm(x))), enc(normalize(vm(x))))
         adam.zero_grad()
         vm_loss.backward()
         adam.step()
@@ -215,6 +239,8 @@ def run(name, steps, device, trace=None):
         prof.export_chrome_trace(trace)
     return {"impl": "pytorch", "config": name, "pairs_per_s": batch * steps / seconds, "steps": steps,
             "batch": batch, "seconds": seconds, "threads": torch.get_num_threads(), "device": device,
+            "channels_last": channels_last, "bf16": bf16,
+            "model_channels_last": is_channels_last(enc) and (vm is None or is_channels_last(vm)),
             "torch": torch.__version__, "torchvision": torchvision.__version__}
 
 
@@ -224,12 +250,18 @@ def main():
     p.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     p.add_argument("--device", default="cpu")
     p.add_argument("--trace", help="profile the timed steps and save a Chrome trace here (one --config)")
+    p.add_argument("--channels-last", action="store_true", help="models and their inputs in channels-last")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast of the forward passes")
+    p.add_argument("--batch", type=int, help="batch size instead of the configuration's (smoke tests)")
     args = p.parse_args()
     names = args.config or list(CONFIGS)
     if args.trace and len(names) != 1:
         p.error("--trace takes exactly one --config")
+    if args.batch is not None and args.batch < 2:
+        p.error(f"--batch {args.batch}: expected at least 2 (a contrastive batch needs negatives)")
     for name in names:
-        print(json.dumps(run(name, args.steps, args.device, args.trace)), flush=True)
+        record = run(name, args.steps, args.device, args.trace, args.channels_last, args.bf16, args.batch)
+        print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

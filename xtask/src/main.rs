@@ -68,21 +68,27 @@ enum Cmd {
         experiment: Option<String>,
     },
     /// Benchmarks: `data` (overlay composition), `audio` (spectrograms), `views` (expert augmentations), `train`
-    /// (training steps), or `all`. Each prints its ratio against a baseline measured in the same run.
+    /// (training steps), `layout` (training steps NCHW vs channels-last), or `all`. Each prints its ratio against a baseline measured in the same run.
     /// `reference` (not in `all`) compares featdrop's training steps with the published pipeline
     /// in PyTorch (benches/reference/), installing torchvision and pillow into torch's Python.
+    /// `gpu` (not in `all`): doctor, the train, layout and reference benches, the smoke study and two
+    /// epochs of a paper cell on the GPU, each step time-limited, into one JSON file
+    /// (`target/bench-gpu/<UTC time>.json`; docs/PROTOCOL.md).
     Bench {
-        /// Which benchmark: data, audio, views, train, all or reference.
+        /// Which benchmark: data, audio, views, train, layout, all, reference or gpu.
         #[arg(default_value = "all")]
         which: String,
-        /// Device: cpu, cuda, cuda:N (cuda without a usable GPU is an error).
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        /// Device: cpu, cuda, cuda:N (cuda without a usable GPU is an error). Default: cuda for
+        /// `gpu` (`--device cpu` runs its steps at tiny sizes on the CPU), cpu otherwise.
+        #[arg(long)]
+        device: Option<String>,
         /// With `reference`: then profile one more run of each configuration on both sides with
         /// libtorch's profiler and print where each step's time goes, op by op (traces are kept in
         /// target/bench-traces/).
         #[arg(long)]
         profile: bool,
+        #[command(flatten)]
+        gpu: bench::gpu::GpuArgs,
     },
 }
 
@@ -93,7 +99,7 @@ fn main() {
         Cmd::Doctor { json } => doctor::run(json),
         Cmd::Test { no_lint, cargo_args } => test::run(!no_lint, &cargo_args),
         Cmd::Fetch(args) => fetch::run(&args),
-        Cmd::Bench { which, device, profile } => bench::run(&which, &device, profile),
+        Cmd::Bench { which, device, profile, gpu } => bench::run(&which, device.as_deref(), profile, &gpu),
         Cmd::Reproduce(args) => reproduce::run(&args),
         Cmd::Cell(args) => reproduce::cell::run_cell(&args),
         Cmd::Report { runs, out, experiment } => report::write(&runs, &out, experiment.as_deref()),

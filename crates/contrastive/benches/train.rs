@@ -8,13 +8,14 @@
 //! the CPU where a paper-sized step takes tens of seconds); `FEATDROP_BENCH_CASES` (comma-separated
 //! case names) runs only those cases (`cargo xtask bench reference` runs them one at a time,
 //! interleaved with the PyTorch pipeline's). `FEATDROP_BENCH_CHANNELS_LAST=0|1` overrides the
-//! encoder's memory layout; `FEATDROP_BENCH_PROFILE=1` times the phases of the expert cases' steps
+//! encoder's memory layout (default: what `train.channels_last = "auto"` picks on the device),
+//! `FEATDROP_BENCH_BF16=1` turns on bf16 autocast (`train.bf16`); `FEATDROP_BENCH_PROFILE=1` times the phases of the expert cases' steps
 //! instead; `FEATDROP_BENCH_TRACE=DIR` runs the timed steps under libtorch's profiler and saves
 //! `DIR/featdrop-<case>.json` (a Chrome trace).
 
 use featdrop_contrastive::optim::Sgd;
 use featdrop_contrastive::{Encoder, ResNet, Trainer, simclr_published};
-use featdrop_core::config::{Arch, UpdateOrder};
+use featdrop_core::config::{Arch, ChannelsLast, UpdateOrder};
 use featdrop_core::{BaseViews, DeviceChoice, RunConfig, RunDir};
 use serde_json::json;
 
@@ -83,26 +84,31 @@ fn config(case: &Case, device: DeviceChoice) -> RunConfig {
     (cfg.encoder.arch, cfg.encoder.width) = (case.arch, case.width);
     (cfg.train.batch_size, cfg.train.update) = (case.batch, case.update);
     cfg.viewmaker.width_mult = case.vm_width;
-    // A knob for measuring what the memory layout is worth (the default is channels-last).
+    // Knobs for measuring what the memory layout and bf16 are worth (the defaults: the layout
+    // `auto` picks for the device, fp32).
     if let Ok(v) = std::env::var("FEATDROP_BENCH_CHANNELS_LAST") {
-        cfg.train.channels_last = v == "1";
+        cfg.train.channels_last = ChannelsLast::Fixed(v == "1");
     }
+    cfg.train.bf16 = std::env::var("FEATDROP_BENCH_BF16").is_ok_and(|v| v == "1");
     cfg
 }
 
-fn measure(case: &Case, device: DeviceChoice, steps: usize) -> anyhow::Result<f64> {
+/// Images per second of `steps` training steps of `case`, and whether they ran channels-last.
+fn measure(case: &Case, device: DeviceChoice, steps: usize) -> anyhow::Result<(f64, bool)> {
     let dir = tempfile::tempdir()?;
     let mut trainer = Trainer::from_config(config(case, device), RunDir::at(dir.path()))?;
+    let channels_last = trainer.config().train.channels_last == ChannelsLast::Fixed(true);
     trainer.time_steps(1); // warm-up: allocator, cuDNN autotuning
-    match std::env::var_os("FEATDROP_BENCH_TRACE") {
+    let rate = match std::env::var_os("FEATDROP_BENCH_TRACE") {
         // libtorch's profiler over the timed steps, saved as a Chrome trace (`cargo xtask bench
         // reference --profile` compares it op by op with the PyTorch pipeline's).
         Some(trace_dir) => {
             let trace = std::path::Path::new(&trace_dir).join(format!("featdrop-{}.json", case.name));
-            featdrop_torch_ext::profile(&trace, device.resolve()?.is_cuda(), || trainer.time_steps(steps))
+            featdrop_torch_ext::profile(&trace, device.resolve()?.is_cuda(), || trainer.time_steps(steps))?
         }
-        None => Ok(trainer.time_steps(steps)),
-    }
+        None => trainer.time_steps(steps),
+    };
+    Ok((rate, channels_last))
 }
 
 /// Where an expert step's time goes (`FEATDROP_BENCH_PROFILE=1`): the trainer's step for fixed
@@ -118,12 +124,12 @@ fn profile(case: &Case, device: DeviceChoice, steps: usize) -> anyhow::Result<se
     let data = open_dataset(&cfg, dev)?;
     let vs = tch::nn::VarStore::new(dev);
     let encoder = ResNet::new(&vs.root(), encoder_spec(&cfg, data.modality()));
-    if cfg.train.channels_last {
+    let channels_last = cfg.train.channels_last.resolve(dev.is_cuda(), cfg.encoder.arch);
+    if channels_last {
         featdrop_torch_ext::module_to_channels_last(&vs)?;
     }
-    let layout = |v: &tch::Tensor| {
-        if cfg.train.channels_last { featdrop_torch_ext::to_channels_last(v) } else { v.shallow_clone() }
-    };
+    let layout =
+        |v: &tch::Tensor| if channels_last { featdrop_torch_ext::to_channels_last(v) } else { v.shallow_clone() };
     let views = view_family(&cfg, data.modality(), dev)?;
     let t = &cfg.train;
     let mut sgd = Sgd::new(named_trainable(&vs), t.lr, t.momentum, t.weight_decay);
@@ -161,7 +167,7 @@ fn profile(case: &Case, device: DeviceChoice, steps: usize) -> anyhow::Result<se
     let gflop = 0.56 * 3.0 * 2.0 * case.batch as f64 * if case.arch == Arch::Resnet18 { 1.0 } else { f64::NAN };
     println!("  step {sum:.2} s; encoder forward+backward {:.1} GFLOP/s", gflop / (total[2] + total[3]));
     let record: serde_json::Map<_, _> = phases.iter().zip(total).map(|(n, s)| (n.to_string(), json!(s))).collect();
-    Ok(json!({"case": case.name, "channels_last": cfg.train.channels_last, "seconds_per_step": record,
+    Ok(json!({"case": case.name, "channels_last": channels_last, "seconds_per_step": record,
         "encoder_gflop_per_s": gflop / (total[2] + total[3])}))
 }
 
@@ -198,10 +204,16 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut rates = serde_json::Map::new();
+    let mut layouts = serde_json::Map::new();
     for case in CASES.iter().filter(|c| selected(c)) {
-        let r = measure(case, device, steps)?;
-        println!("{:<20} {:>9.1} images/s  (batch {}, {} timed steps, {resolved:?})", case.name, r, case.batch, steps);
+        let (r, channels_last) = measure(case, device, steps)?;
+        let layout = if channels_last { "channels-last" } else { "NCHW" };
+        println!(
+            "{:<20} {:>9.1} images/s  (batch {}, {} timed steps, {resolved:?}, {layout})",
+            case.name, r, case.batch, steps
+        );
         rates.insert(case.name.into(), json!(r));
+        layouts.insert(case.name.into(), json!(channels_last));
     }
     let get = |k: &str| rates.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
     let ratio = get("paper-simultaneous") / get("paper-alternating");
@@ -214,7 +226,8 @@ fn main() -> anyhow::Result<()> {
     let pairs: serde_json::Map<_, _> =
         rates.iter().map(|(k, v)| (k.clone(), json!(v.as_f64().unwrap_or(f64::NAN) / 2.0))).collect();
     let record = json!({"bench": "train", "device": format!("{resolved:?}"), "steps": steps, "images_per_s": rates,
-        "pairs_per_s": pairs, "threads": tch::get_num_threads(),
+        "pairs_per_s": pairs, "channels_last": layouts, "bf16": config(&CASES[0], device).train.bf16,
+        "threads": tch::get_num_threads(),
         "ratio_simultaneous_vs_alternating": ratio, "ratio_small_vs_paper": small_vs_paper});
     println!("{record}");
     Ok(())

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use featdrop_augment::{
     ExpertImage, ExpertSpectral, ExpertWaveform, ImageRecipe, Normalize, SpectralRecipe, WaveformRecipe,
 };
-use featdrop_core::config::{Arch, AudioExpert, ViewmakerInput};
+use featdrop_core::config::{Arch, AudioExpert, ChannelsLast, ViewmakerInput};
 use featdrop_core::seed::with_torch_seed;
 use featdrop_core::{BaseViews, Modality, RunConfig, Seeds, Stream, ViewFamily, catalogue};
 use featdrop_data::{DatasetSpec, MultiTaskDataset};
@@ -141,7 +141,11 @@ pub fn view_family(cfg: &RunConfig, modality: Modality, device: Device) -> Resul
         let normalize = (modality == Modality::Image).then(Normalize::default);
         let first = viewmaker_first(cfg, modality, device)?;
         let name = if cfg.view_mode.base == BaseViews::ExpertViewmaker { "expert+viewmaker" } else { "viewmaker" };
-        Ok(Box::new(ViewmakerViews::new(name, spec, device, first, normalize)?))
+        let views = ViewmakerViews::new(name, spec, device, first, normalize)?;
+        // The layout `train.channels_last` gives the encoder suits the viewmaker too (`auto` is
+        // made concrete before a trainer assembles its parts; unresolved, the default layout).
+        let channels_last = cfg.train.channels_last == ChannelsLast::Fixed(true);
+        Ok(Box::new(if channels_last { views.into_channels_last()? } else { views }))
     };
     match cfg.view_mode.base {
         BaseViews::Expert => expert_family(cfg, modality, device),

@@ -10,6 +10,7 @@ use crate::encoder::Encoder;
 use crate::optim::{Adam, Sgd};
 use crate::views;
 use anyhow::{Context, Result};
+use featdrop_core::config::ChannelsLast;
 use featdrop_core::io::{JsonLines, remove_stale_temps, write_json_atomic};
 use featdrop_core::layout::tag_epoch;
 use featdrop_core::lock::DirLock;
@@ -77,6 +78,8 @@ pub struct Trainer {
     clean: Box<dyn ViewFamily>,
     sgd: Sgd,
     adam: Option<Adam>,
+    // `train.channels_last` as resolved for this run (what its `config.json` records).
+    channels_last: bool,
     epochs_done: usize,
     last_epoch_loss: f64,
     first_epoch_loss: Option<f64>,
@@ -110,6 +113,8 @@ impl Trainer {
         featdrop_core::memory::check(&cfg, &origin)?;
         let device = cfg.device.resolve()?;
         run_dir::check_device(&run, device, opts.allow_device_change)?;
+        // Before the parts are built: the viewmaker is built in the layout that runs.
+        let cfg = run_dir::resolve_layout(cfg, &run, device)?;
         // Before the dataset is built on the device: refused if it cannot fit, said otherwise.
         featdrop_core::memory::check_device(&cfg, &origin, device)?;
         let Parts { dataset, enc_vs, encoder, views } = assembly::assemble(&cfg, device)?;
@@ -191,7 +196,9 @@ impl Trainer {
         if cfg.train.deterministic {
             deterministic(device)?;
         }
-        if cfg.train.channels_last {
+        let cfg = run_dir::resolve_layout(cfg, &run, device)?;
+        let channels_last = cfg.train.channels_last == ChannelsLast::Fixed(true);
+        if channels_last {
             // Before the optimiser exists, so its momentum buffers share the new layout.
             featdrop_torch_ext::module_to_channels_last(&enc_vs)?;
         }
@@ -219,6 +226,7 @@ impl Trainer {
             clean,
             sgd,
             adam,
+            channels_last,
             epochs_done: 0,
             last_epoch_loss: f64::NAN,
             first_epoch_loss: None,

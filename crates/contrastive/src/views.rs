@@ -89,6 +89,7 @@ pub struct ViewmakerViews {
     net: Viewmaker,
     expert_first: Option<ExpertFirst>,
     normalize: Option<Normalize>,
+    channels_last: bool,
 }
 
 impl ViewmakerViews {
@@ -104,7 +105,17 @@ impl ViewmakerViews {
     ) -> Result<Self> {
         let vs = VarStore::new(device);
         let net = Viewmaker::new(&vs.root(), spec)?;
-        Ok(Self { name: name.into(), vs, net, expert_first, normalize })
+        Ok(Self { name: name.into(), vs, net, expert_first, normalize, channels_last: false })
+    }
+
+    /// The same viewmaker with its weights and inputs in the channels-last memory format
+    /// (`train.channels_last`): the same views up to float rounding, made faster where that layout
+    /// is (measured in `cargo bench -p featdrop-contrastive --bench layout`). Call it before an
+    /// optimiser takes the parameters, so that its state shares their layout.
+    pub fn into_channels_last(mut self) -> Result<Self> {
+        featdrop_torch_ext::module_to_channels_last(&self.vs)?;
+        self.channels_last = true;
+        Ok(self)
     }
 
     /// The perturbed view before normalisation.
@@ -114,6 +125,7 @@ impl ViewmakerViews {
                 Some(expert) => expert.apply(inputs),
                 None => inputs.shallow_clone(),
             };
+            let base = if self.channels_last { featdrop_torch_ext::to_channels_last(&base) } else { base };
             self.net.perturb(&base)
         })
     }

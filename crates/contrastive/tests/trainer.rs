@@ -260,7 +260,7 @@ fn bf16_and_channels_last_options_train() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = smoke_config(BaseViews::Expert, 64, 1);
-    (cfg.train.bf16, cfg.train.channels_last) = (true, true);
+    (cfg.train.bf16, cfg.train.channels_last) = (true, featdrop_core::config::ChannelsLast::Fixed(true));
     let mut trainer = Trainer::from_config(cfg, RunDir::at(dir.path())).unwrap();
     let s = trainer.run(StopAfter::default()).unwrap();
     assert!(s.last_epoch_loss.is_finite());

@@ -165,6 +165,89 @@ closed_set! {
     }
 }
 
+/// `train.channels_last`: the memory layout of the encoder's and the viewmaker's weights and
+/// inputs. Both layouts
+/// compute the same function (the results differ by float rounding only); which is faster depends
+/// on the device and the model's size, so the default is `auto`, made concrete per run by
+/// [`ChannelsLast::resolve`] and recorded as a boolean in the run's `config.json` (what ran).
+/// Written as `"auto"`, `true` or `false` (the booleans of older configs read as they are).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChannelsLast {
+    /// The layout measured faster on the run's device for its encoder ([`ChannelsLast::resolve`]).
+    #[default]
+    Auto,
+    /// Channels-last (`true`) or the default contiguous NCHW layout (`false`), as asked.
+    Fixed(bool),
+}
+
+impl ChannelsLast {
+    /// The layout to run: a fixed choice as it is; `auto` by the measurements below, for a run on
+    /// CUDA (`cuda`) or the CPU with an `arch` encoder. One arm per device and encoder, so that a
+    /// measurement that disagrees changes one line.
+    ///
+    /// CPU: channels-last for both encoders. Measured on this project's 2-core x86-64 machine
+    /// (oneDNN, fp32, 2 threads) under heavy load from other jobs (load average 9–12), so relative
+    /// only: `cargo bench -p featdrop-contrastive --bench layout`, both layouts built once and timed
+    /// in alternation in one process, seconds per step NCHW → channels-last (ratio):
+    /// - `mechanism` `colour` cell (small encoder, width 16, batch 64, 32×32), whole training
+    ///   step: 9.44 → 6.03 s (1.30×; 4 steps × 5 repetitions, debug build; a second run, 4 × 3:
+    ///   1.27×, the median of the paired ratios);
+    /// - `mechanism` `viewmaker` cell (the same encoder, thin viewmaker, simultaneous update),
+    ///   whole step: 1.05× with only the encoder channels-last, 1.31× with the viewmaker too
+    ///   (9.56 → 8.88 s median times, 4 × 3);
+    /// - paper expert step (ResNet-18, batch 256): 60.3 → 43.4 s (1.42×; 1 step × 2); issue 25
+    ///   measured 1.39× at the same size with `bench reference` (release build);
+    /// - the viewmaker alone (two views forward and backward): thin (×0.25, batch 64) 9.61 →
+    ///   5.52 s (1.36×), published (×1, batch 256) 23.3 → 22.4 s (1.03×), so it follows the same
+    ///   flag.
+    ///
+    /// CUDA: channels-last, unmeasured here (no GPU yet) — cuDNN's tensor-core convolutions (bf16,
+    /// and fp32 as TF32) work in NHWC, so NCHW inputs pay a transpose per convolution; it is
+    /// PyTorch's own advice for convolutional networks (its "channels last" tutorial). `cargo
+    /// xtask bench gpu` measures both layouts on the first GPU it runs on.
+    ///
+    /// Audio encoders (one input channel, the 7×7 stem) are not measured apart; they follow `arch`.
+    pub fn resolve(self, cuda: bool, arch: Arch) -> bool {
+        match (self, cuda, arch) {
+            (Self::Fixed(on), ..) => on,
+            (Self::Auto, true, _) => true,
+            (Self::Auto, false, Arch::Small) => true,
+            (Self::Auto, false, Arch::Resnet18) => true,
+        }
+    }
+}
+
+impl Serialize for ChannelsLast {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Fixed(on) => s.serialize_bool(*on),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelsLast {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ChannelsLast;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<ChannelsLast, E> {
+                Ok(ChannelsLast::Fixed(on))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ChannelsLast, E> {
+                match v {
+                    "auto" => Ok(ChannelsLast::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// Choices of view family a view mode leaves open (they only concern audio datasets).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -268,9 +351,11 @@ pub struct TrainConfig {
     pub view_grid_every: usize,
     /// bf16 autocast of the encoder's forward pass (a CUDA speed option; works on CPU too).
     pub bf16: bool,
-    /// Channels-last memory format for the encoder and its inputs (a speed option; the results
-    /// differ only by float rounding).
-    pub channels_last: bool,
+    /// Channels-last memory format for the encoder, the viewmaker and their inputs (a speed
+    /// option; the results differ only by float rounding): `"auto"` (default: the layout measured
+    /// faster on the run's device, [`ChannelsLast::resolve`]), `true` or `false`. The run's
+    /// `config.json` records the layout that ran.
+    pub channels_last: ChannelsLast,
     /// Reproducible training on CUDA, at some speed cost: cuDNN deterministic and not autotuning,
     /// deterministic algorithms (an op without a deterministic implementation is an error), TF32
     /// off, and `CUBLAS_WORKSPACE_CONFIG=:4096:8` (docs/PROTOCOL.md §4). CPU results are the same
@@ -333,7 +418,7 @@ impl Default for TrainConfig {
             knn_k: 200,
             view_grid_every: 10,
             bf16: false,
-            channels_last: false,
+            channels_last: ChannelsLast::Auto,
             deterministic: false,
             destruction: DestructionMonitorConfig::default(),
             tensorboard: true,
@@ -708,7 +793,9 @@ pub fn parse_override(text: &str) -> Result<(String, Value), String> {
 
 /// The fields in which `new` differs from `old`, as `field old → new` (dotted paths, in field
 /// order), for an error that says what changed; the device is left out — a run may move between
-/// machines — and so is `train.tensorboard`, which changes no result. Empty: the same run.
+/// machines — and so is `train.tensorboard`, which changes no result; `train.channels_last =
+/// "auto"` on either side matches the other side's layout (a run's `config.json` records the
+/// layout `auto` resolved to). Empty: the same run.
 pub fn changed_fields(old: &RunConfig, new: &RunConfig) -> Vec<String> {
     fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         match (a, b) {
@@ -723,13 +810,16 @@ pub fn changed_fields(old: &RunConfig, new: &RunConfig) -> Vec<String> {
             _ => {}
         }
     }
-    let as_json = |c: &RunConfig| {
+    let as_json = |c: &RunConfig, other: &RunConfig| {
         let mut c = RunConfig { device: DeviceChoice::default(), ..c.clone() };
         c.train.tensorboard = true;
+        if c.train.channels_last == ChannelsLast::Auto {
+            c.train.channels_last = other.train.channels_last;
+        }
         serde_json::to_value(c)
     };
     let mut out = Vec::new();
-    if let (Ok(a), Ok(b)) = (as_json(old), as_json(new)) {
+    if let (Ok(a), Ok(b)) = (as_json(old, new), as_json(new, old)) {
         walk("", &a, &b, &mut out);
     }
     out
@@ -980,6 +1070,43 @@ mod tests {
         assert!(e.contains("field `train.learnrate`") && e.contains("unknown field"), "{e}");
         assert!(parse_override("train.lr").unwrap_err().contains("expected key.path=value"));
         assert!(parse_override("train..lr=1").unwrap_err().contains("not a field path"));
+    }
+
+    /// Issue 25 item 4: `train.channels_last` is `auto` by default, still reads the booleans of
+    /// older configs, writes what it holds, and names the field on anything else.
+    #[test]
+    fn channels_last_is_auto_by_default_and_reads_booleans() {
+        let cfg = RunConfig::from_json(&base().to_string(), "exp.json").unwrap();
+        assert_eq!(cfg.train.channels_last, ChannelsLast::Auto);
+        assert_eq!(serde_json::to_value(&cfg).unwrap()["train"]["channels_last"], "auto");
+        for (given, read) in
+            [(Value::Bool(true), ChannelsLast::Fixed(true)), (false.into(), ChannelsLast::Fixed(false))]
+        {
+            let mut v = base();
+            v["train"] = serde_json::json!({ "channels_last": given });
+            let cfg = RunConfig::from_json(&v.to_string(), "old.json").unwrap();
+            assert_eq!(cfg.train.channels_last, read);
+            assert_eq!(serde_json::to_value(&cfg).unwrap()["train"]["channels_last"], given, "written as read");
+        }
+        let mut v = base();
+        v["train"] = serde_json::json!({"channels_last": "yes"});
+        let e = err(v);
+        assert!(e.contains("exp.json") && e.contains("train.channels_last") && e.contains("\"auto\""), "{e}");
+        assert!(!ChannelsLast::Fixed(false).resolve(true, Arch::Resnet18), "a fixed choice wins");
+        assert!(ChannelsLast::Auto.resolve(true, Arch::Small), "CUDA: channels-last");
+    }
+
+    /// A run whose `config.json` records the layout `auto` resolved to is the same run under
+    /// `auto`; an explicit other layout is a change.
+    #[test]
+    fn auto_layout_matches_the_recorded_one() {
+        let auto = RunConfig::from_json(&base().to_string(), "a.json").unwrap();
+        let mut ran = auto.clone();
+        ran.train.channels_last = ChannelsLast::Fixed(true);
+        assert!(changed_fields(&ran, &auto).is_empty() && changed_fields(&auto, &ran).is_empty());
+        let mut other = auto.clone();
+        other.train.channels_last = ChannelsLast::Fixed(false);
+        assert_eq!(changed_fields(&ran, &other), ["train.channels_last true → false"]);
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Trainer {
     fn objective(&self, v1: &Tensor, v2: &Tensor) -> Tensor {
         let t = &self.cfg.train;
         let layout =
-            |v: &Tensor| if t.channels_last { featdrop_torch_ext::to_channels_last(v) } else { v.shallow_clone() };
+            |v: &Tensor| if self.channels_last { featdrop_torch_ext::to_channels_last(v) } else { v.shallow_clone() };
         let forward = || {
             let (z1, z2) = (self.encoder.embed(&layout(v1), true), self.encoder.embed(&layout(v2), true));
             match t.objective {

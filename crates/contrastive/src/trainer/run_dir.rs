@@ -3,7 +3,7 @@
 //! fails in a moment, not after minutes of loading.
 
 use anyhow::{Result, bail, ensure};
-use featdrop_core::config::changed_fields;
+use featdrop_core::config::{ChannelsLast, changed_fields};
 use featdrop_core::lock::DirLock;
 use featdrop_core::{RunConfig, RunDir};
 
@@ -59,4 +59,23 @@ fn any_checkpoint(run: &RunDir) -> Option<String> {
     entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .find(|n| n.ends_with(".safetensors") && !n.starts_with('.'))
+}
+
+/// `cfg` with `train.channels_last = "auto"` made concrete for this run, so that `config.json`
+/// records the layout that runs: a run resumed keeps the layout its `config.json` records (its
+/// momentum buffers and numbers were made in it); a new one takes the layout measured faster for
+/// its device and encoder ([`ChannelsLast::resolve`]).
+pub(super) fn resolve_layout(mut cfg: RunConfig, run: &RunDir, device: tch::Device) -> Result<RunConfig> {
+    if cfg.train.channels_last != ChannelsLast::Auto {
+        return Ok(cfg);
+    }
+    let path = run.config();
+    let recorded = if path.exists() { RunConfig::from_file(&path)?.train.channels_last } else { ChannelsLast::Auto };
+    let on = match recorded {
+        ChannelsLast::Fixed(on) => on,
+        ChannelsLast::Auto => ChannelsLast::Auto.resolve(device.is_cuda(), cfg.encoder.arch),
+    };
+    tracing::debug!(channels_last = on, "train.channels_last = auto resolved");
+    cfg.train.channels_last = ChannelsLast::Fixed(on);
+    Ok(cfg)
 }
