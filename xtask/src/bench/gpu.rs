@@ -116,7 +116,7 @@ pub fn run(device: &str, args: &GpuArgs) -> Result<()> {
         Some(d) => absolute(d),
         None => paths::repo_root().join("target/release"),
     };
-    let plan = Plan { device: device.to_string(), bins, work: work.clone(), torch_root };
+    let plan = Plan { device: device.to_string(), bins, work: work.clone(), torch_root, gpus };
     let mut record = json!({
         "bench": "gpu", "schema": 1, "device": device, "started_utc": stamp, "gpus_visible": gpus,
         "commit": git_commit(), "host": hostname(), "budget_s": BUDGET_S, "logs": work, "steps": [],
@@ -190,6 +190,8 @@ struct Plan {
     work: PathBuf,
     /// libtorch's root, when a step runs cargo.
     torch_root: Option<PathBuf>,
+    /// NVIDIA GPUs visible: the smoke study runs a cell on each at once.
+    gpus: usize,
 }
 
 impl Plan {
@@ -226,7 +228,8 @@ impl Plan {
             "reproduce-smoke" => {
                 let runs = self.work.join("runs");
                 let mut cmd = self.xtask()?;
-                cmd.args(reproduce_smoke_args(&self.device, &runs, &self.work.join("report"), &self.bins));
+                let jobs = if self.cpu() { None } else { Some(self.gpus) };
+                cmd.args(reproduce_smoke_args(&self.device, jobs, &runs, &self.work.join("report"), &self.bins));
                 (cmd, Box::new(move |_: &str| reproduce_figures(&runs)) as Figures)
             }
             "paper-cell" => {
@@ -322,10 +325,14 @@ impl Plan {
 }
 
 /// The arguments of the `reproduce-smoke` step: the smoke grid on the device, its runs and report
-/// in this bench's folder, with the binaries built for it.
-fn reproduce_smoke_args(device: &str, runs: &Path, report: &Path, bins: &Path) -> Vec<OsString> {
+/// in this bench's folder, with the binaries built for it; `jobs` cells at once (on CUDA one per
+/// visible GPU, so that `--jobs` is proved on every GPU the machine has; on a CPU its default).
+fn reproduce_smoke_args(device: &str, jobs: Option<usize>, runs: &Path, report: &Path, bins: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> =
         ["reproduce", "--scale", "smoke", "--no-theory", "--device", device].into_iter().map(Into::into).collect();
+    if let Some(j) = jobs {
+        args.extend(["--jobs".into(), j.to_string().into()]);
+    }
     args.extend(["--out".into(), runs.as_os_str().to_owned(), "--report".into(), report.as_os_str().to_owned()]);
     args.extend(["--bin-dir".into(), bins.as_os_str().to_owned()]);
     args
@@ -532,6 +539,19 @@ mod tests {
         let slow = run_step(step("slow", 1, "sleep 60 & echo '{\"partial\": 1}'; wait"), logs.path());
         assert_eq!((slow.status, slow.figures), ("timeout", json!({"partial": 1})));
         assert!(slow.seconds < 30.0 && slow.error.unwrap().contains("limit of 1 s"));
+    }
+
+    /// The smoke study runs one cell per visible GPU at once on CUDA, and `reproduce`'s own
+    /// default on a CPU.
+    #[test]
+    fn the_smoke_study_runs_a_cell_on_every_gpu_at_once() {
+        let p = Path::new("/x");
+        let args = |device, jobs| -> Vec<String> {
+            reproduce_smoke_args(device, jobs, p, p, p).iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        };
+        let cuda = args("cuda", Some(4));
+        assert!(cuda.windows(2).any(|w| w == ["--jobs", "4"]), "{cuda:?}");
+        assert!(!args("cpu", None).contains(&"--jobs".to_string()));
     }
 
     #[test]
