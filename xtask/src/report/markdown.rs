@@ -406,7 +406,8 @@ fn study_md(exp: &Experiment) -> String {
             "setup" => "setup (libtorch, building the binaries)",
             "planning" => "planning (experiment, checks, configs, locks)",
             "cells" => "cells",
-            "theory" => "theory sweep",
+            // The local executor runs the sweep beside the cells: its time is theirs.
+            "theory" => "theory sweep (what is left of it once the cells end)",
             "report" => "report",
             other => other,
         };

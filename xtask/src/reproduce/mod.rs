@@ -267,9 +267,19 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let Some(_cells_lock) = prepare(args, &exp, &exp_dir, &planned, &outside, &twins)? else { return Ok(()) };
     let unfinished = cells.iter().filter(|c| !cells::finished(&exp, c)).count();
     clock.lap("planning");
+    // Some: the theory sweep ran beside the cells (its outcome, if any).
+    let mut beside = None;
     match args.executor {
+        // The sweep is a process of its own that needs no cell: beside the cells it takes the
+        // cores they leave idle (process starts, probes, files) instead of adding its time after
+        // them.
         Executor::Local => {
-            run_cells(&exp, &exp_dir, &cells, &bins, &placement)?;
+            beside = Some(std::thread::scope(|s| {
+                let sweep = theory.map(|t| s.spawn(|| run_theory(&exp_dir, t, &bins)));
+                let ran = run_cells(&exp, &exp_dir, &cells, &bins, &placement);
+                let swept = sweep.map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("its thread panicked"))));
+                ran.map(|_| swept)
+            })?);
         }
         Executor::Slurm => {
             if slurm::submit(&exp, &exp_path, &out, &cells, &bins, args)?.is_none() {
@@ -279,9 +289,8 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     }
     clock.lap("cells");
     let mut problems = failed_cells(&exp, &exp_dir, &planned, &twins);
-    if let Some(t) = theory
-        && let Err(e) = run_theory(&exp_dir, t, &bins)
-    {
+    let swept = beside.unwrap_or_else(|| theory.map(|t| run_theory(&exp_dir, t, &bins)));
+    if let Some(Err(e)) = swept {
         // The cells' results are reported all the same.
         eprintln!("FAILED theory sweep: {e:#}");
         problems.push(format!("the theory sweep failed (log: {})", exp_dir.join("theory.log").display()));
