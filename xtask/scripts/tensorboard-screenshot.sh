@@ -38,9 +38,18 @@ for _ in $(seq 120); do
   sleep 0.5
 done
 
+# The port answers before every run is read: wait until the scalars of every run folder holding
+# an event file are served (at most 120 s), or the charts of a large grid come out empty.
+runs=$(find "$logdir" -name 'events.out.tfevents.*' -printf '%h\n' | sort -u | wc -l)
+for _ in $(seq 240); do
+  served=$("$python" -c "import json, urllib.request; print(len(json.load(urllib.request.urlopen('http://127.0.0.1:$port/data/plugin/scalars/tags', timeout=2))))" 2>/dev/null || echo 0)
+  [ "$served" -ge "$runs" ] && break
+  sleep 0.5
+done
+
 # forceSVG: headless Chromium draws no WebGL lines. tagFilter fills the dashboard's tag filter.
 url="http://127.0.0.1:$port/?forceSVG=true&tagFilter=$filter#timeseries"
 # The dashboard draws its charts after it has fetched the data: give it time before the picture.
-"$chromium" --headless --no-sandbox --disable-gpu --hide-scrollbars --virtual-time-budget=15000 \
+"$chromium" --headless --no-sandbox --disable-gpu --hide-scrollbars --virtual-time-budget=30000 \
   --window-size="${size/x/,}" --screenshot="$out" "$url" 2>/dev/null
 echo "wrote $out ($url)"
