@@ -15,29 +15,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 /// The tensorboard release `cargo xtask test` installs (xtask/src/pytorch.rs).
 const TENSORBOARD: &str = "2.21";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// featdrop's Python, checked to have tensorboard.
 fn python() -> PathBuf {
-    let python = std::env::var_os("FEATDROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let torch =
-            workspace().join(".libtorch/torch").canonicalize().expect(".libtorch/torch: run `cargo xtask setup`");
-        torch.ancestors().nth(4).expect("torch inside a venv").join("bin/python")
-    });
     let check = format!("import tensorboard; assert tensorboard.__version__.startswith('{TENSORBOARD}')");
-    let ok = Command::new(&python).args(["-c", &check]).status().is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} lacks tensorboard {TENSORBOARD}: run `cargo xtask test` (it installs it), or \
-         `{0} -m pip install --no-deps 'tensorboard=={TENSORBOARD}.0' 'protobuf==7.36.2' 'absl-py==2.5.1'`",
-        python.display()
-    );
-    python
+    let pip = format!("'tensorboard=={TENSORBOARD}.0' 'protobuf==7.36.2' 'absl-py==2.5.1'");
+    common::python_with(&check, &format!("tensorboard {TENSORBOARD}"), &pip)
 }
 
 /// (tag → [(step, value)]) as TensorBoard reads `run`, and (tag → [(step, width, height)]).

@@ -17,31 +17,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
+mod common;
+use common::workspace;
+
 /// Embeddings of the same weights and inputs in PyTorch and featdrop agree to this.
 const TOLERANCE: f64 = 1e-4;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// torch's Python, checked to have torchvision and safetensors.
 fn python() -> PathBuf {
-    let python = std::env::var_os("FEATDROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let torch =
-            workspace().join(".libtorch/torch").canonicalize().expect(".libtorch/torch: run `cargo xtask setup`");
-        torch.ancestors().nth(4).expect("torch inside a venv").join("bin/python")
-    });
-    let ok = Command::new(&python)
-        .args(["-c", "import torchvision, safetensors; assert torchvision.__version__.startswith('0.26')"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} lacks torchvision 0.26 or safetensors: run `cargo xtask test` (it installs them), or \
-         `{0} -m pip install --no-deps 'torchvision==0.26.*' numpy pillow safetensors`",
-        python.display()
-    );
-    python
+    common::python_with(
+        "import torchvision, safetensors; assert torchvision.__version__.startswith('0.26')",
+        "torchvision 0.26 or safetensors",
+        "'torchvision==0.26.*' numpy pillow safetensors",
+    )
 }
 
 /// The README's "Using the weights in PyTorch" Python block.
