@@ -91,7 +91,7 @@ pub struct ReproduceArgs {
     /// run again.
     #[arg(long)]
     pub rerun_changed: bool,
-    /// Where cells run: `local` (one after another, here) or `slurm` (one job array of the
+    /// Where cells run: `local` (here, up to `--jobs` at once) or `slurm` (one job array of the
     /// unfinished cells, submitted with sbatch; see README "Running on a Slurm cluster").
     #[arg(long, value_enum, default_value_t = Executor::Local)]
     pub executor: Executor,
