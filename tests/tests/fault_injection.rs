@@ -311,7 +311,8 @@ fn cell_costs(root: &Path, campaign_s: f64, schedule: &str) -> f64 {
     let cells = results["cells"].as_array().expect("results.json lists its cells");
     let mut sum = 0.0;
     for c in cells {
-        let (wall, train) = (c["seconds"].as_f64().unwrap(), c["train_seconds"].as_f64().unwrap());
+        let field = |k: &str| c[k].as_f64().unwrap_or_else(|| panic!("{k} missing after {schedule}: {c}"));
+        let (wall, train) = (field("seconds"), field("train_seconds"));
         let id = &c["id"];
         assert!(
             wall + 0.05 >= train,

@@ -171,6 +171,29 @@ fn earlier_attempts(run_dir: &Path) -> f64 {
     })
 }
 
+/// Writes the record of a cell found finished without a `done` record of its own: a kill came
+/// after its last step and before its record (with cells side by side, while another cell ran).
+/// It is made from the cell's files — its wall time over every attempt and its costs — so that
+/// the report has its time; a cell with its record is left alone.
+pub fn record_unrecorded(exp_dir: &Path, c: &Cell) -> Result<()> {
+    if record::read(exp_dir, &c.id)?.is_some_and(|r| r.state == "done") {
+        return Ok(());
+    }
+    let seconds = wall::close(&c.run_dir)?;
+    let rec = Record {
+        state: "done".into(),
+        seconds,
+        costs: costs::CellCosts::read(&c.run_dir, seconds).ok(),
+        exit_code: Some(0),
+        logs: vec![c.run_dir.join("log.txt")],
+        note: Some("finished before a kill stopped `reproduce`; recorded by the next run from its files".into()),
+        executor: "local".into(),
+        node: record::node_name(),
+        ..Default::default()
+    };
+    record::write(exp_dir, &c.id, &rec)
+}
+
 /// One step of a cell. The destruction's arguments are recorded before it runs, so its
 /// `destruction.json` is never without them (see `super::changed`).
 fn run_cell_step(
@@ -211,11 +234,16 @@ pub fn run_cells(exp: &Experiment, exp_dir: &Path, cells: &[Cell], bins: &Bins, 
     for (i, c) in cells.iter().enumerate() {
         if finished(exp, c) {
             say(&bar, format!("skip {}: finished", c.id));
+            if let Err(e) = record_unrecorded(exp_dir, c) {
+                say(&bar, format!("warning: {}: finished, but its record could not be written: {e:#}", c.id));
+            }
             bar.inc(1);
         } else {
             todo.push(i);
         }
     }
+    // With the records the skipped cells may have had written just now.
+    record::assemble(exp_dir)?;
     // The estimate counts the cells that run, not the skipped ones.
     bar.reset_eta();
     longest_first(cells, &mut todo);
@@ -358,6 +386,31 @@ pub fn run_theory(exp_dir: &Path, extra: &[String], bins: &Bins) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cell killed after its last step but before its record (seen in the fault-injection test
+    /// with two cells at once) was skipped as finished with no record: the report had no time for
+    /// it. Now the skip writes its record from its files; a cell's own record is kept.
+    #[test]
+    fn a_finished_cell_without_its_record_gets_one_from_its_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = Experiment::load(&crate::paths::repo_root().join("experiments/smoke.json")).unwrap();
+        let c = &exp.cells(tmp.path(), None).unwrap()[0];
+        std::fs::create_dir_all(&c.run_dir).unwrap();
+        wall::begin(&c.run_dir).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        for f in ["pretrain.done.json", "probe.json"] {
+            std::fs::write(c.run_dir.join(f), "{}").unwrap();
+        }
+        assert!(record::read(tmp.path(), &c.id).unwrap().is_none());
+        record_unrecorded(tmp.path(), c).unwrap();
+        let rec = record::read(tmp.path(), &c.id).unwrap().expect("a record");
+        assert_eq!(rec.state, "done");
+        assert!(rec.seconds >= 0.04, "the killed attempt counts up to its last file: {}", rec.seconds);
+        let own = Record { state: "done".into(), seconds: 7.0, ..Default::default() };
+        record::write(tmp.path(), &c.id, &own).unwrap();
+        record_unrecorded(tmp.path(), c).unwrap();
+        assert_eq!(record::read(tmp.path(), &c.id).unwrap().unwrap().seconds, 7.0);
+    }
 
     /// Cells that train a viewmaker start first, each group in grid order.
     #[test]

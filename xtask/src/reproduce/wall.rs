@@ -66,6 +66,18 @@ pub fn begin(run_dir: &Path) -> Result<f64> {
     Ok(w.closed_s)
 }
 
+/// The seconds of every attempt, an open one (killed) closed at its last sign of life and
+/// written so; for a cell found finished whose record was never written.
+pub fn close(run_dir: &Path) -> Result<f64> {
+    let mut w = read(run_dir)?;
+    if let Some(since) = w.open_since.take() {
+        let end = last_sign_of_life(run_dir).unwrap_or(since);
+        w.closed_s += (end - since).max(0.0);
+        write_json_atomic(&run_dir.join(FILE), &w)?;
+    }
+    Ok(w.closed_s)
+}
+
 /// Closes the open attempt at `total` seconds over every attempt.
 pub fn end(run_dir: &Path, total: f64) -> Result<()> {
     let w = Wall { closed_s: total, open_since: None, ..read(run_dir)? };
