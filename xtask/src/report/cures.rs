@@ -1,8 +1,8 @@
 //! "Cures compared" (issue 28): each cure for feature suppression against `colour` on
 //! `photos+digits` — its gain on the suppressed photo probe and its cost on the digit probe — by
 //! Welch's t-test over seeds, one-sided in the direction asked, with the Holm–Bonferroni
-//! correction over the cures present (Holm, "A simple sequentially rejective multiple test
-//! procedure", Scand. J. Statist. 1979), within the gains and within the costs. Beside them, the
+//! correction over the cures present ([`super::welch::holm`]), within the gains and within the
+//! costs. Beside them, the
 //! linear-model theory's answer for the embedding knob: task B's accuracy against k, with and
 //! without dropout, from the theory sweep's `theory.json`.
 //!
@@ -12,7 +12,7 @@
 use super::markdown::pct;
 use super::mechanism::p_text;
 use super::stats::{Agg, Summary, agg};
-use super::welch::{ALPHA, Alternative, Kind, Test, welch};
+use super::welch::{ALPHA, Alternative, Kind, Test, holm, welch};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -99,24 +99,20 @@ pub fn compare(s: &Summary, theory: Option<&Value>) -> Option<Cures> {
             cost: effect(m, COST_TASK, &base[1], Alternative::Less),
         })
         .collect();
-    holm(cures.iter_mut().filter_map(|c| c.gain.as_mut()).collect());
-    holm(cures.iter_mut().filter_map(|c| c.cost.as_mut()).collect());
+    correct(cures.iter_mut().filter_map(|c| c.gain.as_mut()).collect());
+    correct(cures.iter_mut().filter_map(|c| c.cost.as_mut()).collect());
     let unsuppressed = probe(s, "photos", GAIN_TASK, BASE).cloned();
     Some(Cures { base, unsuppressed, cures, theory: theory.and_then(theory_k) })
 }
 
-/// Holm–Bonferroni over the tests made: the i-th smallest of m p-values is multiplied by
-/// m − i + 1, made monotone (each at least the one before) and capped at 1; a direction holds
-/// when its adjusted p is below α.
-pub fn holm(mut effects: Vec<&mut Effect>) {
-    effects.retain(|e| e.test.test == Kind::Welch && e.test.p.is_some());
-    effects.sort_by(|a, b| a.test.p.partial_cmp(&b.test.p).expect("p-values are numbers"));
-    let m = effects.len();
-    let mut running: f64 = 0.0;
-    for (i, e) in effects.into_iter().enumerate() {
-        running = running.max(((m - i) as f64 * e.test.p.expect("kept above")).min(1.0));
-        e.p_holm = Some(running);
-        e.observed = running < ALPHA;
+/// Holm–Bonferroni over the tests made ([`holm`]); a direction holds when its adjusted p is
+/// below α.
+fn correct(mut effects: Vec<&mut Effect>) {
+    effects.retain(|e| e.test.test == Kind::Welch);
+    let adjusted = holm(&effects.iter().map(|e| e.test.p).collect::<Vec<_>>());
+    for (e, p) in effects.into_iter().zip(adjusted) {
+        e.p_holm = p;
+        e.observed = p.is_some_and(|p| p < ALPHA);
     }
 }
 

@@ -1,5 +1,6 @@
-//! The mechanism study's two questions (issue 17), answered by Welch's t-test over seeds when an
-//! experiment holds their cells:
+//! The mechanism study's questions (issue 17), answered by Welch's t-test over seeds when an
+//! experiment holds their cells, with the Holm–Bonferroni correction over the questions asked
+//! (issue 26; [`holm`]) — and over the cures' costs, a second family:
 //!
 //! - *suppression*: with `colour` views, is the photo probe lower on `photos+digits` than on
 //!   `photos`? (photos − photos+digits > 0)
@@ -10,7 +11,7 @@
 
 use super::markdown::pct;
 use super::stats::{Agg, Summary};
-use super::welch::{ALPHA, Alternative, Kind, POWER, Test, seeds_needed, welch};
+use super::welch::{ALPHA, Alternative, Kind, POWER, Test, holm, seeds_needed, welch};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -34,7 +35,7 @@ pub enum Asks {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Answer {
-    /// Significant in the direction asked.
+    /// Significant in the direction asked, after the correction.
     Observed,
     /// Tested, not significant.
     NotObserved,
@@ -56,8 +57,11 @@ pub struct Question {
     pub groups: [Agg; 2],
     #[serde(flatten)]
     pub test: Test,
+    /// Holm-adjusted p over the questions tested (`None`: no test made); the answer reads it.
+    pub p_holm: Option<f64>,
     pub answer: Answer,
-    /// Seeds per group to resolve the measured effect (see [`seeds_needed`]), when not observed.
+    /// Seeds per group to resolve the measured effect at α / (questions tested) (see
+    /// [`seeds_needed`]), when not observed.
     pub seeds_needed: Option<f64>,
     /// For the cure: the digit probe, dropout mode minus `colour` (one-sided for a loss).
     pub cost: Option<Cost>,
@@ -71,58 +75,85 @@ pub struct Cost {
     pub groups: [Agg; 2],
     #[serde(flatten)]
     pub test: Test,
+    /// Holm-adjusted p over the cures' costs.
+    pub p_holm: Option<f64>,
 }
 
 fn probe<'a>(s: &'a Summary, ds: &str, task: &str, mode: &str) -> Option<&'a Agg> {
     s.probe.get(&(ds.to_string(), task.to_string(), mode.to_string()))
 }
 
-fn answer(t: &Test) -> Answer {
+fn answer(t: &Test, p_holm: Option<f64>) -> Answer {
     match t.test {
         Kind::OneSeed => Answer::OneSeed,
         Kind::NoVariance => Answer::NoVariance,
-        Kind::Welch if t.significant() => Answer::Observed,
+        Kind::Welch if p_holm.is_some_and(|p| p < ALPHA) => Answer::Observed,
         Kind::Welch => Answer::NotObserved,
     }
 }
 
 fn question(q: Asks, mode: &str, compares: String, a: &Agg, b: &Agg, cost: Option<Cost>) -> Question {
     let test = welch(a, b, Alternative::Greater);
-    let answer = answer(&test);
-    let seeds_needed =
-        if answer == Answer::NotObserved { seeds_needed(a, b, test.diff, Alternative::Greater) } else { None };
     Question {
         question: q,
         view_mode: mode.to_string(),
         compares,
         groups: [a.clone(), b.clone()],
         test,
-        answer,
-        seeds_needed,
+        p_holm: None,
+        answer: Answer::NotObserved,
+        seeds_needed: None,
         cost,
     }
 }
 
-/// The questions whose cells exist in `s`, suppression first, then a cure per dropout mode.
+/// The questions whose cells exist in `s`, suppression first, then a cure per dropout mode, each
+/// answered at α after Holm's correction over the questions tested (and the costs over theirs).
 pub fn questions(s: &Summary) -> Vec<Question> {
     let mut out = Vec::new();
     if let (Some(a), Some(b)) = (probe(s, CLEAN, MAIN_TASK, BASE), probe(s, OVERLAID, MAIN_TASK, BASE)) {
         let what = format!("{MAIN_TASK} probe with `{BASE}` views, {CLEAN} − {OVERLAID}");
         out.push(question(Asks::Suppression, BASE, what, a, b, None));
     }
-    let Some(base) = probe(s, OVERLAID, MAIN_TASK, BASE) else { return out };
-    for m in s.modes.iter().filter(|m| m.starts_with(CURE_PREFIX) && !s.is_twin(OVERLAID, m)) {
-        let Some(cured) = probe(s, OVERLAID, MAIN_TASK, m) else { continue };
-        let cost = match (probe(s, OVERLAID, OVERLAY_TASK, m), probe(s, OVERLAID, OVERLAY_TASK, BASE)) {
-            (Some(a), Some(b)) => {
-                Some(Cost { task: OVERLAY_TASK, groups: [a.clone(), b.clone()], test: welch(a, b, Alternative::Less) })
-            }
-            _ => None,
-        };
-        let what = format!("{MAIN_TASK} probe on {OVERLAID}, `{m}` − `{BASE}`");
-        out.push(question(Asks::Cure, m, what, cured, base, cost));
+    if let Some(base) = probe(s, OVERLAID, MAIN_TASK, BASE) {
+        for m in s.modes.iter().filter(|m| m.starts_with(CURE_PREFIX) && !s.is_twin(OVERLAID, m)) {
+            let Some(cured) = probe(s, OVERLAID, MAIN_TASK, m) else { continue };
+            let cost = match (probe(s, OVERLAID, OVERLAY_TASK, m), probe(s, OVERLAID, OVERLAY_TASK, BASE)) {
+                (Some(a), Some(b)) => Some(Cost {
+                    task: OVERLAY_TASK,
+                    groups: [a.clone(), b.clone()],
+                    test: welch(a, b, Alternative::Less),
+                    p_holm: None,
+                }),
+                _ => None,
+            };
+            let what = format!("{MAIN_TASK} probe on {OVERLAID}, `{m}` − `{BASE}`");
+            out.push(question(Asks::Cure, m, what, cured, base, cost));
+        }
     }
+    correct(&mut out);
     out
+}
+
+/// Holm's correction within the questions and within the costs, then each answer and, for a
+/// question not observed, the seeds that would resolve it at the family's Bonferroni level.
+fn correct(qs: &mut [Question]) {
+    let welch_p = |t: &Test| if t.test == Kind::Welch { t.p } else { None };
+    let adjusted = holm(&qs.iter().map(|q| welch_p(&q.test)).collect::<Vec<_>>());
+    let tested = adjusted.iter().flatten().count().max(1);
+    for (q, p) in qs.iter_mut().zip(adjusted) {
+        q.p_holm = p;
+        q.answer = answer(&q.test, p);
+        if q.answer == Answer::NotObserved {
+            let alpha = ALPHA / tested as f64;
+            q.seeds_needed = seeds_needed(&q.groups[0], &q.groups[1], q.test.diff, Alternative::Greater, alpha);
+        }
+    }
+    let costs: Vec<&mut Cost> = qs.iter_mut().filter_map(|q| q.cost.as_mut()).collect();
+    let adjusted = holm(&costs.iter().map(|c| welch_p(&c.test)).collect::<Vec<_>>());
+    for (c, p) in costs.into_iter().zip(adjusted) {
+        c.p_holm = p;
+    }
 }
 
 fn points(v: f64) -> String {
@@ -143,18 +174,19 @@ pub fn p_text(p: f64) -> String {
 /// `+10.0 points (52.0 % vs 42.0 %), 95 % CI [+5.5, +14.5], one-sided p = 0.0018 (Welch, 3 vs 3
 /// seeds)`, or the sentence saying why no test was made.
 pub fn test_text(t: &Test, a: &Agg, b: &Agg) -> String {
+    test_text_holm(t, a, b, None)
+}
+
+/// [`test_text`] with the Holm-adjusted p after the raw one, when there is one.
+fn test_text_holm(t: &Test, a: &Agg, b: &Agg, p_holm: Option<f64>) -> String {
     let mut s = format!("{} points ({} % vs {} %)", points(t.diff), pct(a.mean), pct(b.mean));
     match (t.test, t.ci95, t.p) {
         (Kind::Welch, Some([lo, hi]), Some(p)) => {
-            let _ = write!(
-                s,
-                ", 95 % CI [{}, {}], one-sided {} (Welch, {} vs {} seeds)",
-                points(lo),
-                points(hi),
-                p_text(p),
-                t.n[0],
-                t.n[1]
-            );
+            let _ = write!(s, ", 95 % CI [{}, {}], one-sided {}", points(lo), points(hi), p_text(p));
+            if let Some(h) = p_holm {
+                let _ = write!(s, ", Holm-adjusted {}", p_text(h));
+            }
+            let _ = write!(s, " (Welch, {} vs {} seeds)", t.n[0], t.n[1]);
         }
         (Kind::NoVariance, ..) => {
             s.push_str("; no seed-to-seed variation in either group: the difference is exact, no test is made")
@@ -166,9 +198,9 @@ pub fn test_text(t: &Test, a: &Agg, b: &Agg) -> String {
 
 /// What was answered, in a few words, for the closing verdict line.
 fn short(q: &Question) -> String {
-    match (q.answer, q.test.p) {
-        (Answer::Observed, Some(p)) => format!("observed ({})", p_text(p)),
-        (Answer::NotObserved, Some(p)) => format!("not observed at this size ({})", p_text(p)),
+    match (q.answer, q.p_holm) {
+        (Answer::Observed, Some(p)) => format!("observed (Holm-adjusted {})", p_text(p)),
+        (Answer::NotObserved, Some(p)) => format!("not observed at this size (Holm-adjusted {})", p_text(p)),
         (Answer::NoVariance, _) => "not tested (no seed-to-seed variation)".into(),
         _ => "not tested (one seed: no test is possible)".into(),
     }
@@ -180,7 +212,8 @@ fn line(q: &Question) -> String {
         Asks::Suppression => "Suppression".to_string(),
         Asks::Cure => format!("Cure with `{}`", q.view_mode),
     };
-    let mut s = format!("- **{title}** ({}): {}", q.compares, test_text(&q.test, &q.groups[0], &q.groups[1]));
+    let mut s =
+        format!("- **{title}** ({}): {}", q.compares, test_text_holm(&q.test, &q.groups[0], &q.groups[1], q.p_holm));
     match q.answer {
         Answer::Observed => s.push_str(": **observed**."),
         Answer::NotObserved => {
@@ -194,7 +227,7 @@ fn line(q: &Question) -> String {
             s,
             " Cost on {} (one-sided for a loss): {}.",
             c.task,
-            test_text(&c.test, &c.groups[0], &c.groups[1])
+            test_text_holm(&c.test, &c.groups[0], &c.groups[1], c.p_holm)
         );
     }
     s
@@ -205,8 +238,9 @@ fn resolution(q: &Question) -> String {
     let d = points(q.test.diff);
     match q.seeds_needed {
         Some(n) => format!(
-            "Measured effect {d} points; resolving it with {:.0} % power at one-sided α {ALPHA} needs about {n:.0} \
-             seeds per group (n ≈ 2·((z₀.₉₅ + z₀.₈₀)·s/d)², s² the mean of the two groups' seed variances).",
+            "Measured effect {d} points; resolving it with {:.0} % power at the corrected level (one-sided α \
+             {ALPHA} divided by the questions tested, Bonferroni's bound) needs about {n:.0} seeds per group (n ≈ 2·((z + z₀.₈₀)·s/d)², z the \
+             normal quantile at that level, s² the mean of the two groups' seed variances).",
             POWER * 100.0
         ),
         None => format!("Measured effect {d} points, in the opposite direction: more seeds would not show it."),
@@ -223,7 +257,8 @@ pub fn markdown(qs: &[Question]) -> String {
         out,
         "Does the digit overlay suppress the photo task under `{BASE}` views, and does dropping it \
          (`{CURE_PREFIX}p`) cure that, at what cost on the digit task? Each answer is Welch's t-test over seeds, \
-         one-sided at α {ALPHA}; differences are in points of probe top-1.\n"
+         one-sided, at α {ALPHA} after the Holm–Bonferroni correction over the questions below (the costs are a \
+         second family, corrected the same way); differences are in points of probe top-1.\n"
     );
     for q in qs {
         let _ = writeln!(out, "{}", line(q));

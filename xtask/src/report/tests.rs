@@ -661,7 +661,11 @@ fn mechanism_questions_are_observed_when_the_effects_are_there() {
         ),
         "{sup}"
     );
-    assert!(sup.contains("one-sided p < 0.001 (Welch, 5 vs 5 seeds)") && sup.ends_with(": **observed**."), "{sup}");
+    assert!(
+        sup.contains("one-sided p < 0.001, Holm-adjusted p < 0.001 (Welch, 5 vs 5 seeds)")
+            && sup.ends_with(": **observed**."),
+        "{sup}"
+    );
     let q = question(&js, "suppression", "colour");
     assert!(q["p"].as_f64().unwrap() < 0.05 && q["answer"] == "observed" && q["test"] == "welch", "{q}");
     assert!(q["ci95"][0].as_f64().unwrap() > 0.0 && q["seeds_needed"].is_null(), "{q}");
@@ -683,8 +687,8 @@ fn mechanism_questions_are_observed_when_the_effects_are_there() {
     let verdict = line_of(&md, "**Verdict.**");
     assert!(
         verdict.contains(
-            "The mechanism study: suppression observed (p < 0.001); cure with `colour+dropout:0.5` observed (p < \
-             0.001), with `colour+dropout:1` observed (p < 0.001)."
+            "The mechanism study: suppression observed (Holm-adjusted p < 0.001); cure with `colour+dropout:0.5` \
+             observed (Holm-adjusted p < 0.001), with `colour+dropout:1` observed (Holm-adjusted p < 0.001)."
         ),
         "{verdict}"
     );
@@ -700,8 +704,9 @@ fn mechanism_questions_are_not_observed_without_an_effect() {
     assert!(
         sup.contains("+0.5 points (50.5 % vs 50.0 %), 95 % CI [-") && sup.contains("**not observed at this size**")
     );
-    // n ≈ 2·((z₀.₉₅ + z₀.₈₀)·s/d)² with s² = 0.00025, d = 0.005: 2·2.4865²·10 = 123.7.
-    assert!(sup.contains("Measured effect +0.5 points") && sup.contains("needs about 124 seeds per group"), "{sup}");
+    // n ≈ 2·((z + z₀.₈₀)·s/d)² at α / 3 (three questions tested), s² = 0.00025, d = 0.005:
+    // 2·(2.1280 + 0.8416)²·10 = 176.4.
+    assert!(sup.contains("Measured effect +0.5 points") && sup.contains("needs about 177 seeds per group"), "{sup}");
     for (q, mode) in [("suppression", "colour"), ("cure", "colour+dropout:0.5"), ("cure", "colour+dropout:1")] {
         let q = question(&js, q, mode);
         let (lo, hi) = (q["ci95"][0].as_f64().unwrap(), q["ci95"][1].as_f64().unwrap());
@@ -711,8 +716,37 @@ fn mechanism_questions_are_not_observed_without_an_effect() {
     let full = line_of(&md, "- **Cure with `colour+dropout:1`**");
     assert!(full.contains("-1.0 points") && full.contains("in the opposite direction: more seeds would not show it"));
     let verdict = line_of(&md, "**Verdict.**");
-    assert!(verdict.contains("suppression not observed at this size (p = 0."), "{verdict}");
+    assert!(verdict.contains("suppression not observed at this size (Holm-adjusted p = "), "{verdict}");
     assert!(verdict.contains("with `colour+dropout:0.5` not observed at this size"), "{verdict}");
+}
+
+/// Issue 26: the verdict reads the Holm-adjusted p. Suppression at raw p ≈ 0.03 is significant
+/// alone but not once three questions are tested (adjusted ×3 ≈ 0.09); a cure at raw p < 0.001
+/// stays observed. The costs are their own family of two.
+#[test]
+fn mechanism_verdicts_read_the_holm_adjusted_p() {
+    // Seed std 0.0158 in each group: a 2.3-point difference gives t ≈ 2.3, one-sided p ≈ 0.025.
+    let m = Means { clean: 0.423, colour: (0.40, 0.95), half: (0.45, 0.90), full: (0.41, 0.60) };
+    let (_t, md, js) = mechanism_report(&m, 5);
+    let sup = question(&js, "suppression", "colour");
+    let raw = sup["p"].as_f64().unwrap();
+    let adj = sup["p_holm"].as_f64().unwrap();
+    assert!(raw < 0.05 && adj >= 0.05 && sup["answer"] == "not-observed", "{sup}");
+    let half = question(&js, "cure", "colour+dropout:0.5");
+    let full = question(&js, "cure", "colour+dropout:1");
+    assert!(half["answer"] == "observed" && half["p_holm"].as_f64().unwrap() < 0.05, "{half}");
+    // Holm: the smallest p × 3, the next × 2 (raised to the first if lower), the largest × 1.
+    let mut ps: Vec<f64> = [sup, half, full].iter().map(|q| q["p"].as_f64().unwrap()).collect();
+    ps.sort_by(f64::total_cmp);
+    assert!((adj - (2.0 * raw).max(3.0 * ps[0])).abs() < 1e-12 || (adj - raw.max(2.0 * ps[1])).abs() < 1e-12);
+    let cost = &half["cost"];
+    let other = &full["cost"]["p"];
+    let want = (2.0 * cost["p"].as_f64().unwrap().min(other.as_f64().unwrap())).min(1.0);
+    assert!(cost["p_holm"].as_f64().unwrap() >= want - 1e-12, "{cost}");
+    let line = line_of(&md, "- **Suppression**");
+    assert!(line.contains(&format!("Holm-adjusted p = {adj:.4}")) && line.contains("**not observed at this size**"));
+    let verdict = line_of(&md, "**Verdict.**");
+    assert!(verdict.contains("suppression not observed at this size (Holm-adjusted p = 0.0"), "{verdict}");
 }
 
 /// One seed: the questions are listed with their differences but no test, interval or p.

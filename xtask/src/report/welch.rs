@@ -112,15 +112,33 @@ pub fn welch(a: &Agg, b: &Agg, alternative: Alternative) -> Test {
     }
 }
 
+/// Holm–Bonferroni adjusted p-values over one family of tests (Holm, "A simple sequentially
+/// rejective multiple test procedure", Scand. J. Statist. 1979): the i-th smallest of the m
+/// p-values is multiplied by m − i + 1, made monotone (each at least the one before) and capped
+/// at 1; a direction holds when its adjusted p is below [`ALPHA`]. `None` (no test made) stays
+/// `None` and does not count in m.
+pub fn holm(ps: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<(usize, f64)> = ps.iter().enumerate().filter_map(|(i, p)| p.map(|p| (i, p))).collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let m = order.len();
+    let mut out = vec![None; ps.len()];
+    let mut running: f64 = 0.0;
+    for (rank, (i, p)) in order.into_iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p).min(1.0));
+        out[i] = Some(running);
+    }
+    out
+}
+
 /// Power the seeds-needed estimate aims at.
 pub const POWER: f64 = 0.8;
 
 /// Seeds per group needed to resolve a true difference `d` (in the direction asked) with
-/// [`POWER`] at one-sided [`ALPHA`], from the usual normal-approximation formula
+/// [`POWER`] at one-sided level `alpha`, from the usual normal-approximation formula
 /// `n ≈ 2·((z_{1−α} + z_{power})·s/d)²` with `s² = (s_a² + s_b²)/2` the groups' mean variance.
 /// `None` when the measured difference is not in the direction asked (no number of seeds would
 /// show it) or there is no spread to scale by.
-pub fn seeds_needed(a: &Agg, b: &Agg, d: f64, alternative: Alternative) -> Option<f64> {
+pub fn seeds_needed(a: &Agg, b: &Agg, d: f64, alternative: Alternative, alpha: f64) -> Option<f64> {
     let d = match alternative {
         Alternative::Greater => d,
         Alternative::Less => -d,
@@ -130,7 +148,7 @@ pub fn seeds_needed(a: &Agg, b: &Agg, d: f64, alternative: Alternative) -> Optio
         return None;
     }
     let z = Normal::standard();
-    let k = z.inverse_cdf(1.0 - ALPHA) + z.inverse_cdf(POWER);
+    let k = z.inverse_cdf(1.0 - alpha) + z.inverse_cdf(POWER);
     Some((2.0 * k * k * s2 / (d * d)).ceil().max(2.0))
 }
 
@@ -208,9 +226,24 @@ mod tests {
         // s = 0.02 in both groups, d = 0.01: 2·((1.6449 + 0.8416)·2)² = 49.45 → 50 per group.
         let a = Agg { mean: 0.51, std: Some(0.02), n: 3 };
         let b = Agg { mean: 0.50, std: Some(0.02), n: 3 };
-        assert_eq!(seeds_needed(&a, &b, 0.01, Alternative::Greater), Some(50.0));
-        assert_eq!(seeds_needed(&a, &b, 0.01, Alternative::Less), None, "measured the other way");
-        assert_eq!(seeds_needed(&a, &b, -0.01, Alternative::Less), Some(50.0));
-        assert_eq!(seeds_needed(&a, &Agg { std: None, ..b.clone() }, 0.01, Alternative::Greater), None);
+        assert_eq!(seeds_needed(&a, &b, 0.01, Alternative::Greater, ALPHA), Some(50.0));
+        assert_eq!(seeds_needed(&a, &b, 0.01, Alternative::Less, ALPHA), None, "measured the other way");
+        assert_eq!(seeds_needed(&a, &b, -0.01, Alternative::Less, ALPHA), Some(50.0));
+        assert_eq!(seeds_needed(&a, &Agg { std: None, ..b.clone() }, 0.01, Alternative::Greater, ALPHA), None);
+        // At α / 3 (Bonferroni's bound for a family of three): z = 2.1280, 2·((2.1280 + 0.8416)·2)² = 70.5.
+        assert_eq!(seeds_needed(&a, &b, 0.01, Alternative::Greater, ALPHA / 3.0), Some(71.0));
+    }
+
+    /// By hand: sorted 0.01, 0.03, 0.04, 0.5 (m = 4) → 0.04, 0.09, max(0.09, 0.08), 0.5.
+    #[test]
+    fn holm_adjusts_sorts_back_and_caps() {
+        let adj = holm(&[Some(0.01), None, Some(0.04), Some(0.03), Some(0.5)]);
+        let want = [Some(0.04), None, Some(0.09), Some(0.09), Some(0.5)];
+        for (got, want) in adj.iter().zip(want) {
+            assert_eq!(got.is_some(), want.is_some());
+            assert!(got.zip(want).is_none_or(|(g, w)| close(g, w, 1e-12)), "{adj:?}");
+        }
+        assert_eq!(holm(&[Some(0.7), Some(0.6)]), vec![Some(1.0), Some(1.0)], "capped at 1, kept monotone");
+        assert_eq!(holm(&[None]), vec![None]);
     }
 }
