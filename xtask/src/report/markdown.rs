@@ -213,8 +213,9 @@ fn phrase(c: &Comparison, suppressed: bool) -> String {
     format!("{head}: {nums}")
 }
 
-/// The comparison lines of one dataset; returns the modes that beat expert on the suppressed task.
-fn dataset_effect(s: &Summary, ds: &str, main: &str, out: &mut String) -> Vec<String> {
+/// The comparison lines of one dataset; returns the modes that beat expert on the suppressed task,
+/// or `None` when the dataset has no pair to judge (no `expert` run, or no mode beside it).
+fn dataset_effect(s: &Summary, ds: &str, main: &str, out: &mut String) -> Option<Vec<String>> {
     let comps: Vec<&Comparison> = s.comparisons.iter().filter(|c| c.dataset == ds).collect();
     if comps.is_empty() {
         let why = if s.probe.contains_key(&(ds.to_string(), main.to_string(), "expert".into())) {
@@ -223,7 +224,7 @@ fn dataset_effect(s: &Summary, ds: &str, main: &str, out: &mut String) -> Vec<St
             "no finished `expert` run to compare with"
         };
         let _ = writeln!(out, "- **{ds}**: cannot be judged: {why}.");
-        return Vec::new();
+        return None;
     }
     let modes: BTreeSet<&String> = comps.iter().map(|c| &c.mode).collect();
     let mut winners = Vec::new();
@@ -238,7 +239,7 @@ fn dataset_effect(s: &Summary, ds: &str, main: &str, out: &mut String) -> Vec<St
         }
         let _ = writeln!(out, "- **{ds}**, `{m}`: {}.", parts.join("; "));
     }
-    winners
+    Some(winners)
 }
 
 fn effect_md(s: &Summary) -> String {
@@ -251,21 +252,23 @@ fn effect_md(s: &Summary) -> String {
          way is reported as \"trails\" or \"gains\". The 95 % interval is two-sided. With one seed in either group no \
          test is possible, and with no seed-to-seed variation in both the difference is exact and not tested.\n\n",
     );
-    let (mut shown, mut not_shown) = (Vec::new(), Vec::new());
+    let (mut shown, mut not_shown, mut unjudged) = (Vec::new(), Vec::new(), Vec::new());
     for ds in &s.datasets {
         let Some((main, _)) = task_roles(&s.tasks[ds]) else { continue };
-        let winners = dataset_effect(s, ds, &main, &mut out);
-        if winners.is_empty() {
-            not_shown.push(ds.clone())
-        } else {
-            shown.push(format!("{ds} ({})", winners.join(", ")))
+        match dataset_effect(s, ds, &main, &mut out) {
+            None => unjudged.push(ds.clone()),
+            Some(w) if w.is_empty() => not_shown.push(ds.clone()),
+            Some(w) => shown.push(format!("{ds} ({})", w.join(", "))),
         }
     }
+    // A dataset without an `expert` run (or a mode beside it) is not judged, rather than "not shown".
+    let unjudged_text =
+        format!("not judged on {} (no pair of `expert` and a mode that can drop the overlay)", unjudged.join(", "));
     let verdict = match (shown.is_empty(), not_shown.is_empty()) {
+        (true, true) if !unjudged.is_empty() => unjudged_text,
         (true, true) => "not testable here: no dataset has an overlay task".to_string(),
-        (true, false) => format!("not shown on any dataset ({})", not_shown.join(", ")),
-        (false, true) => format!("shown on every dataset with an overlay: {}", shown.join("; ")),
-        (false, false) => format!("shown on {}; not shown on {}", shown.join("; "), not_shown.join(", ")),
+        _ if !unjudged.is_empty() => format!("{}; {unjudged_text}", verdict_of(&shown, &not_shown)),
+        _ => verdict_of(&shown, &not_shown),
     };
     let _ = writeln!(
         out,
@@ -273,6 +276,15 @@ fn effect_md(s: &Summary) -> String {
         super::mechanism::verdict(&s.mechanism)
     );
     out
+}
+
+/// The verdict over the judged datasets (at least one).
+fn verdict_of(shown: &[String], not_shown: &[String]) -> String {
+    match (shown.is_empty(), not_shown.is_empty()) {
+        (true, false) => format!("not shown on any dataset ({})", not_shown.join(", ")),
+        (false, true) => format!("shown on every dataset with an overlay: {}", shown.join("; ")),
+        _ => format!("shown on {}; not shown on {}", shown.join("; "), not_shown.join(", ")),
+    }
 }
 
 fn failed_md(exp: &Experiment) -> String {

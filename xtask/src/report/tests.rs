@@ -749,6 +749,26 @@ fn mechanism_verdicts_read_the_holm_adjusted_p() {
     assert!(verdict.contains("suppression not observed at this size (Holm-adjusted p = 0.0"), "{verdict}");
 }
 
+/// A grid of the mechanism's question cells alone (no `expert` runs) leaves the published effect
+/// not judged, rather than "not shown".
+#[test]
+fn without_expert_runs_the_published_effect_is_not_judged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    for seed in 0..3 {
+        let j = 0.01 * seed as f64;
+        probed(&runs, "photos", "colour", seed, &[("photo", 0.6 + j)]);
+        probed(&runs, "photos+digits", "colour", seed, &[("photo", 0.4 + j), ("digit", 0.9 - j)]);
+        probed(&runs, "photos+digits", "colour+dropout:0.5", seed, &[("photo", 0.5 - j), ("digit", 0.8 + j)]);
+    }
+    write(&runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    assert!(md.contains("- **photos+digits**: cannot be judged: no finished `expert` run to compare with."), "{md}");
+    let verdict = line_of(&md, "**Verdict.**");
+    assert!(verdict.contains("The published effect is not judged on photos+digits (no pair of `expert`"), "{verdict}");
+    assert!(verdict.contains("The mechanism study: suppression observed"), "{verdict}");
+}
+
 /// One seed: the questions are listed with their differences but no test, interval or p.
 #[test]
 fn mechanism_with_one_seed_says_no_test_is_possible() {

@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn cells_that_train_a_viewmaker_start_first() {
         let tmp = tempfile::tempdir().unwrap();
-        let exp = Experiment::load(&crate::paths::repo_root().join("experiments/mechanism.json")).unwrap();
+        let exp = Experiment::load(&crate::paths::repo_root().join("experiments/cures.json")).unwrap();
         let cells = exp.cells(tmp.path(), None).unwrap();
         let mut todo: Vec<usize> = (0..cells.len()).collect();
         longest_first(&cells, &mut todo);

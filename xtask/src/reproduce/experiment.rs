@@ -352,7 +352,13 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
         let cures = Experiment::load(&dir.join("cures.json")).unwrap();
         let mechanism = Experiment::load(&dir.join("mechanism.json")).unwrap();
-        assert_eq!((&cures.run, &cures.seeds), (&mechanism.run, &mechanism.seeds));
+        // The cures were compared at the mechanism study's earlier size (1 024 × 3, 512 test images,
+        // seeds 0–4; issue 28), where their results were measured; the mechanism study has since
+        // grown (issue 26). Everything else of its run section is the same.
+        let mut earlier = mechanism.run.clone();
+        earlier["data"]["train_size"] = 1024.into();
+        earlier["data"]["test_size"] = 512.into();
+        assert_eq!((&cures.run, &cures.seeds), (&earlier, &vec![0, 1, 2, 3, 4]));
         let cells = cures.cells(Path::new("r"), None).unwrap();
         let modes = |ds: &str| {
             let mut m: Vec<String> = cells

@@ -40,10 +40,10 @@ pub const SCALES: [&str; 5] = ["smoke", "small", "mechanism", "cures", "paper"];
 #[derive(clap::Args, Debug)]
 pub struct ReproduceArgs {
     /// Scale: smoke (seconds, tests), small (every dataset and view mode, one seed, a 2-core CPU),
-    /// mechanism (the paper's mechanism with statistics over five seeds on a 2-core CPU:
-    /// suppression and its cure by feature dropout, plus the theory sweep), cures (feature dropout,
-    /// IFM, a projection head, a wider embedding and the viewmaker compared at the mechanism
-    /// study's size), paper (real data, one GPU per run, hours). Default: paper on a CUDA machine
+    /// mechanism (the paper's mechanism on a 2-core CPU, six seeds sized for 80 % power:
+    /// suppression and its cure by feature dropout, Holm-corrected, plus the theory sweep), cures
+    /// (feature dropout, IFM, a projection head, a wider embedding and the viewmaker compared, five
+    /// seeds), paper (real data, one GPU per run, hours). Default: paper on a CUDA machine
     /// with the real data present, mechanism otherwise.
     #[arg(long, value_parser = SCALES)]
     pub scale: Option<String>,
