@@ -10,7 +10,7 @@
 //! View modes are plain strings here: whatever view family `colour` is, only its name matters.
 
 use super::markdown::pct;
-use super::stats::{Agg, Summary};
+use super::stats::{Agg, Summary, agg};
 use super::welch::{ALPHA, Alternative, Kind, POWER, Test, holm, seeds_needed, welch};
 use serde::Serialize;
 use std::fmt::Write;
@@ -23,12 +23,14 @@ const OVERLAID: &str = "photos+digits";
 const MAIN_TASK: &str = "photo";
 const OVERLAY_TASK: &str = "digit";
 
-/// Which of the two questions.
+/// Which question.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Asks {
     Suppression,
     Cure,
+    /// Do a viewmaker's views destroy the overlay's label more than the photo's (issue 26)?
+    Destruction,
 }
 
 /// What the test answered.
@@ -53,8 +55,12 @@ pub struct Question {
     pub view_mode: String,
     /// What `diff` is: first group minus second.
     pub compares: String,
-    /// The two groups (first, second): photo probe top-1 over seeds.
+    /// The two groups (first, second): photo probe top-1 over seeds (for destruction: the digit's
+    /// and the photo's destruction rates).
     pub groups: [Agg; 2],
+    /// Whether the test is paired over seeds (a one-sample t-test of the per-seed differences)
+    /// rather than Welch's.
+    pub paired: bool,
     #[serde(flatten)]
     pub test: Test,
     /// Holm-adjusted p over the questions tested (`None`: no test made); the answer reads it.
@@ -99,6 +105,7 @@ fn question(q: Asks, mode: &str, compares: String, a: &Agg, b: &Agg, cost: Optio
         view_mode: mode.to_string(),
         compares,
         groups: [a.clone(), b.clone()],
+        paired: false,
         test,
         p_holm: None,
         answer: Answer::NotObserved,
@@ -131,7 +138,37 @@ pub fn questions(s: &Summary) -> Vec<Question> {
             out.push(question(Asks::Cure, m, what, cured, base, cost));
         }
     }
+    out.extend(destruction_questions(s));
     correct(&mut out);
+    out
+}
+
+/// For each mode that trains a viewmaker on `photos+digits` and has label-destruction results:
+/// do its views destroy the digit's label more than the photo's? The test is paired over seeds —
+/// a one-sample t-test of the per-seed differences (Welch's test against a spread-free zero has
+/// exactly its t and n − 1 degrees of freedom).
+fn destruction_questions(s: &Summary) -> Vec<Question> {
+    let mut out = Vec::new();
+    for ((ds, mode), by_seed) in &s.viewmaker_destruction {
+        if ds != OVERLAID {
+            continue;
+        }
+        let pairs: Vec<(f64, f64)> =
+            by_seed.values().filter_map(|t| Some((*t.get(OVERLAY_TASK)?, *t.get(MAIN_TASK)?))).collect();
+        let column = |f: fn(&(f64, f64)) -> f64| agg(&pairs.iter().map(f).collect::<Vec<_>>());
+        let (Some(digit), Some(photo), Some(gap)) = (column(|p| p.0), column(|p| p.1), column(|p| p.0 - p.1)) else {
+            continue;
+        };
+        if gap.n < 2 {
+            continue; // asked over seeds: one run answers nothing (the destruction table shows it)
+        }
+        let zero = Agg { mean: 0.0, std: Some(0.0), n: gap.n };
+        let what = format!("label destruction by `{mode}`'s views on {OVERLAID}, {OVERLAY_TASK} − {MAIN_TASK}");
+        let mut q = question(Asks::Destruction, mode, what, &digit, &photo, None);
+        q.test = Test { diff: gap.mean, ..welch(&gap, &zero, Alternative::Greater) };
+        q.paired = true;
+        out.push(q);
+    }
     out
 }
 
@@ -144,7 +181,7 @@ fn correct(qs: &mut [Question]) {
     for (q, p) in qs.iter_mut().zip(adjusted) {
         q.p_holm = p;
         q.answer = answer(&q.test, p);
-        if q.answer == Answer::NotObserved {
+        if q.answer == Answer::NotObserved && !q.paired {
             let alpha = ALPHA / tested as f64;
             q.seeds_needed = seeds_needed(&q.groups[0], &q.groups[1], q.test.diff, Alternative::Greater, alpha);
         }
@@ -179,6 +216,11 @@ pub fn test_text(t: &Test, a: &Agg, b: &Agg) -> String {
 
 /// [`test_text`] with the Holm-adjusted p after the raw one, when there is one.
 fn test_text_holm(t: &Test, a: &Agg, b: &Agg, p_holm: Option<f64>) -> String {
+    test_text_full(t, a, b, p_holm, false)
+}
+
+/// The test's sentence; `paired`: a one-sample t-test of per-seed differences.
+fn test_text_full(t: &Test, a: &Agg, b: &Agg, p_holm: Option<f64>, paired: bool) -> String {
     let mut s = format!("{} points ({} % vs {} %)", points(t.diff), pct(a.mean), pct(b.mean));
     match (t.test, t.ci95, t.p) {
         (Kind::Welch, Some([lo, hi]), Some(p)) => {
@@ -186,7 +228,11 @@ fn test_text_holm(t: &Test, a: &Agg, b: &Agg, p_holm: Option<f64>) -> String {
             if let Some(h) = p_holm {
                 let _ = write!(s, ", Holm-adjusted {}", p_text(h));
             }
-            let _ = write!(s, " (Welch, {} vs {} seeds)", t.n[0], t.n[1]);
+            if paired {
+                let _ = write!(s, " (paired t over {} seeds)", t.n[0]);
+            } else {
+                let _ = write!(s, " (Welch, {} vs {} seeds)", t.n[0], t.n[1]);
+            }
         }
         (Kind::NoVariance, ..) => {
             s.push_str("; no seed-to-seed variation in either group: the difference is exact, no test is made")
@@ -211,11 +257,13 @@ fn line(q: &Question) -> String {
     let title = match q.question {
         Asks::Suppression => "Suppression".to_string(),
         Asks::Cure => format!("Cure with `{}`", q.view_mode),
+        Asks::Destruction => format!("Destruction by `{}`", q.view_mode),
     };
-    let mut s =
-        format!("- **{title}** ({}): {}", q.compares, test_text_holm(&q.test, &q.groups[0], &q.groups[1], q.p_holm));
+    let test = test_text_full(&q.test, &q.groups[0], &q.groups[1], q.p_holm, q.paired);
+    let mut s = format!("- **{title}** ({}): {test}", q.compares);
     match q.answer {
         Answer::Observed => s.push_str(": **observed**."),
+        Answer::NotObserved if q.paired => s.push_str(": **not observed at this size**."),
         Answer::NotObserved => {
             s.push_str(": **not observed at this size**. ");
             s.push_str(&resolution(q));
@@ -253,13 +301,22 @@ pub fn markdown(qs: &[Question]) -> String {
         return String::new();
     }
     let mut out = String::from("### The mechanism\n\n");
-    let _ = writeln!(
-        out,
-        "Does the digit overlay suppress the photo task under `{BASE}` views, and does dropping it \
-         (`{CURE_PREFIX}p`) cure that, at what cost on the digit task? Each answer is Welch's t-test over seeds, \
-         one-sided, at α {ALPHA} after the Holm–Bonferroni correction over the questions below (the costs are a \
-         second family, corrected the same way); differences are in points of probe top-1.\n"
-    );
+    if qs.iter().any(|q| q.question != Asks::Destruction) {
+        out.push_str(&format!(
+            "Does the digit overlay suppress the photo task under `{BASE}` views, and does dropping it \
+             (`{CURE_PREFIX}p`) cure that, at what cost on the digit task? Each answer is Welch's t-test over seeds, \
+             one-sided, at α {ALPHA} after the Holm–Bonferroni correction over the questions below (the costs are a \
+             second family, corrected the same way); differences are in points of probe top-1. "
+        ));
+    }
+    if qs.iter().any(|q| q.question == Asks::Destruction) {
+        out.push_str(&format!(
+            "Do the viewmaker's views destroy the digit's label more than the photo's? Label-destruction rates \
+             (§5.2 classifiers on the test split), digit minus photo, by a paired t-test over seeds, one-sided, at α \
+             {ALPHA} after the Holm–Bonferroni correction over the questions below."
+        ));
+    }
+    out.push_str("\n\n");
     for q in qs {
         let _ = writeln!(out, "{}", line(q));
     }
@@ -275,6 +332,11 @@ pub fn verdict(qs: &[Question]) -> String {
         .filter(|q| q.question == Asks::Cure)
         .map(|q| format!("with `{}` {}", q.view_mode, short(q)))
         .collect();
+    let destruction: Vec<String> = qs
+        .iter()
+        .filter(|q| q.question == Asks::Destruction)
+        .map(|q| format!("; `{}`'s views destroy the digit more than the photo: {}", q.view_mode, short(q)))
+        .collect();
     let sup = match sup {
         Some(q) => format!("suppression {}", short(q)),
         None => format!("suppression not answered (no `{BASE}` runs on both {CLEAN} and {OVERLAID})"),
@@ -284,5 +346,5 @@ pub fn verdict(qs: &[Question]) -> String {
     } else {
         format!("cure {}", cures.join(", "))
     };
-    format!("The mechanism study: {sup}; {cure}.")
+    format!("The mechanism study: {sup}; {cure}{}.", destruction.concat())
 }

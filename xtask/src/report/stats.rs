@@ -204,6 +204,9 @@ pub struct Summary {
     pub destruction: BTreeMap<(String, String, String), Agg>,
     /// (dataset, task) → the destruction classifier's clean accuracy over seeds.
     pub clean: BTreeMap<(String, String), Agg>,
+    /// (dataset, mode) → seed → task → destruction rate of the run's own `viewmaker` views, for
+    /// runs that train one: per seed, so that tasks can be compared paired.
+    pub viewmaker_destruction: BTreeMap<(String, String), BTreeMap<u64, BTreeMap<String, f64>>>,
     pub families: Vec<String>,
     pub comparisons: Vec<Comparison>,
     /// The mechanism study's questions, those whose cells exist.
@@ -285,6 +288,10 @@ fn summarise_destruction(cells: &[Cell], s: &mut Summary) {
     for c in cells {
         let Some(d) = &c.destruction else { continue };
         for (task, t) in &d.tasks {
+            if let Some(own) = t.families.get("viewmaker").filter(|_| c.mode.starts_with("viewmaker")) {
+                let runs = s.viewmaker_destruction.entry((c.dataset.clone(), c.mode.clone())).or_default();
+                runs.entry(c.seed).or_default().insert(task.clone(), own.destruction_rate);
+            }
             clean
                 .entry((c.dataset.clone(), task.clone()))
                 .or_default()

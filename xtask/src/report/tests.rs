@@ -769,6 +769,47 @@ fn without_expert_runs_the_published_effect_is_not_judged() {
     assert!(verdict.contains("The mechanism study: suppression observed"), "{verdict}");
 }
 
+/// Issue 26 item 4: a viewmaker whose views destroy the digit's label more than the photo's, by
+/// a paired t-test over seeds of its own views' destruction rates (digit − photo per seed).
+#[test]
+fn viewmaker_destruction_is_tested_paired_over_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let rates = [(0.20, 0.02), (0.25, 0.05), (0.30, 0.01)];
+    let ds = "photos+digits";
+    for (seed, (digit, photo)) in rates.iter().enumerate() {
+        let seed = seed as u64;
+        probed(&runs, ds, "viewmaker", seed, &[("photo", 0.3), ("digit", 0.8)]);
+        let fam = |r: f64| {
+            json!({"identity": {"accuracy": 0.5, "destruction_rate": 0.0},
+            "viewmaker": {"accuracy": 0.5 * (1.0 - r), "destruction_rate": r}})
+        };
+        let task = |r: f64| json!({"num_classes": 10, "chance": 0.1, "clean_accuracy": 0.5, "families": fam(r)});
+        let dir = runs.join("mechanism").join(ds).join("viewmaker").join(format!("seed-{seed}"));
+        put(
+            &dir.join("destruction.json"),
+            &json!({"schema": "featdrop.destruction/1", "dataset": ds, "view_mode": "viewmaker",
+                "tasks": {"digit": task(*digit), "photo": task(*photo)}}),
+        );
+    }
+    write(&runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let js: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    let q = question(&js, "destruction", "viewmaker");
+    // Differences 0.18, 0.20, 0.29: mean 0.2233, sd 0.0586, t = 6.60 on 2 df, one-sided p = 0.0111.
+    assert!(q["paired"] == true && q["df"].as_f64().unwrap() == 2.0, "{q}");
+    assert!((q["diff"].as_f64().unwrap() - 0.22333).abs() < 1e-4, "{q}");
+    assert!((q["p"].as_f64().unwrap() - 0.01108).abs() < 2e-4, "{q}");
+    assert_eq!(q["p_holm"], q["p"], "alone in its family");
+    assert_eq!(q["answer"], "observed");
+    let line = line_of(&md, "- **Destruction by `viewmaker`**");
+    assert!(line.contains("+22.3 points (25.0 % vs 2.7 %)") && line.contains("(paired t over 3 seeds)"), "{line}");
+    assert!(
+        line_of(&md, "**Verdict.**").contains("`viewmaker`'s views destroy the digit more than the photo: observed")
+    );
+}
+
 /// One seed: the questions are listed with their differences but no test, interval or p.
 #[test]
 fn mechanism_with_one_seed_says_no_test_is_possible() {

@@ -334,7 +334,8 @@ mod tests {
     #[test]
     fn every_experiment_file_of_the_repository_resolves() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
-        for name in super::super::SCALES {
+        let pilots = ["pilots/power", "pilots/viewmaker"];
+        for name in super::super::SCALES.into_iter().chain(pilots) {
             let exp = Experiment::load(&dir.join(format!("{name}.json"))).unwrap();
             let cells = exp.cells(Path::new("r"), None).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             for c in cells.iter().filter(|c| c.dataset == "speech+noise" && c.view_mode.dropout.is_none()) {
