@@ -40,7 +40,7 @@ pub const SCALES: [&str; 6] = ["smoke", "small", "mechanism", "cures", "destruct
 #[derive(clap::Args, Debug)]
 pub struct ReproduceArgs {
     /// Scale: smoke (seconds, tests), small (every dataset and view mode, one seed, a 2-core CPU),
-    /// mechanism (the paper's mechanism on a 2-core CPU, six seeds sized for 80 % power:
+    /// mechanism (the paper's mechanism on a 2-core CPU, twelve seeds sized for 90 % power:
     /// suppression and its cure by feature dropout, Holm-corrected, plus the theory sweep), cures
     /// (feature dropout, IFM, a projection head, a wider embedding and the viewmaker compared, five
     /// seeds), destruction (does the viewmaker's view destroy the digit's label more than the
