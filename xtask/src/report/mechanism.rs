@@ -6,6 +6,8 @@
 //!   `photos`? (photos − photos+digits > 0)
 //! - *cure*: on `photos+digits`, is the photo probe higher with `colour+dropout:p` than with
 //!   `colour`, and at what cost on the digit probe?
+//! - *destruction* (issue 26): do a viewmaker's views destroy the digit's label more than the
+//!   photo's? (paired over seeds; asked where viewmaker runs have destruction results)
 //!
 //! View modes are plain strings here: whatever view family `colour` is, only its name matters.
 
