@@ -43,9 +43,9 @@ pub struct ReproduceArgs {
     /// mechanism (the paper's mechanism on a 2-core CPU, twelve seeds sized for 90 % power:
     /// suppression and its cure by feature dropout, Holm-corrected, plus the theory sweep), cures
     /// (feature dropout, IFM, a projection head, a wider embedding and the viewmaker compared, five
-    /// seeds), destruction (does the viewmaker's view destroy the digit's label more than the
-    /// photo's after 30 epochs? six seeds on a 2-core CPU), paper (real data, one GPU per run, hours). Default: paper on a CUDA machine
-    /// with the real data present, mechanism otherwise.
+    /// seeds), destruction (do the viewmaker's views destroy the digit's label more than the
+    /// photo's after 30 epochs? six seeds on a 2-core CPU), paper (real data, one GPU per run,
+    /// hours). Default: paper on a CUDA machine with the real data present, mechanism otherwise.
     #[arg(long, value_parser = SCALES)]
     pub scale: Option<String>,
     /// An experiment file to run instead of `experiments/<scale>.json`.

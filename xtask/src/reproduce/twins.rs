@@ -100,12 +100,15 @@ mod tests {
     use crate::reproduce::experiment::Experiment;
     use std::path::Path;
 
-    fn grid(file: &str) -> Vec<Cell> {
-        let exp = Experiment::load(&crate::paths::repo_root().join("experiments").join(file)).unwrap();
-        exp.cells(Path::new("runs"), None).unwrap()
+    fn experiment(file: &str) -> Experiment {
+        Experiment::load(&crate::paths::repo_root().join("experiments").join(file)).unwrap()
     }
 
-    /// The mechanism grid: exactly the ten photos × colour+dropout:p cells are twins, each of the
+    fn grid(file: &str) -> Vec<Cell> {
+        experiment(file).cells(Path::new("runs"), None).unwrap()
+    }
+
+    /// The mechanism grid: exactly its photos × colour+dropout:p cells are twins, each of the
     /// photos × colour cell of its own seed; nothing on photos+digits is.
     #[test]
     fn the_mechanism_grids_twins_are_its_photos_dropout_cells() {
@@ -113,7 +116,7 @@ mod tests {
         let twins = find(&cells);
         let mut want = BTreeMap::new();
         for p in ["0.5", "1"] {
-            for seed in 30..42 {
+            for seed in experiment("mechanism.json").seeds {
                 let twin = Twin {
                     same_as: format!("photos/colour/seed-{seed}"),
                     why: "no overlay to drop (`photos` has no overlay task)".into(),
@@ -129,14 +132,22 @@ mod tests {
     #[test]
     fn a_cell_that_differs_otherwise_is_no_twin() {
         let cells = grid("mechanism.json");
-        let by_id = |id: &str| cells.iter().find(|c| c.id == id).unwrap().clone();
-        let (base, half) = (by_id("photos/colour/seed-30"), by_id("photos/colour+dropout-0.5/seed-30"));
+        let (s0, s1) = match experiment("mechanism.json").seeds[..] {
+            [a, b, ..] => (a, b),
+            _ => panic!("the mechanism grid has two seeds or more"),
+        };
+        let by_id = |id: String| cells.iter().find(|c| c.id == id).unwrap().clone();
+        let (base, half) =
+            (by_id(format!("photos/colour/seed-{s0}")), by_id(format!("photos/colour+dropout-0.5/seed-{s0}")));
         assert_eq!(find(&[base.clone(), half.clone()]).len(), 1);
         let mut epochs = half.clone();
         epochs.config.train.epochs += 1;
         assert!(find(&[base.clone(), epochs]).is_empty(), "another epoch count");
-        assert!(find(&[by_id("photos/colour/seed-31"), half.clone()]).is_empty(), "another seed");
-        let digits = [by_id("photos+digits/colour/seed-30"), by_id("photos+digits/colour+dropout-0.5/seed-30")];
+        assert!(find(&[by_id(format!("photos/colour/seed-{s1}")), half.clone()]).is_empty(), "another seed");
+        let digits = [
+            by_id(format!("photos+digits/colour/seed-{s0}")),
+            by_id(format!("photos+digits/colour+dropout-0.5/seed-{s0}")),
+        ];
         assert!(find(&digits).is_empty(), "photos+digits has an overlay to drop");
         assert!(effective(&digits[1].config).1.is_empty());
         // The twin comes after the cell it is the same as, whatever the order.
@@ -169,7 +180,7 @@ mod tests {
         let ids: Vec<String> = planned.iter().map(|c| c.id.clone()).collect();
         let mut want = Vec::new();
         for mode in ["colour", "colour+dropout-1"] {
-            want.extend((30..42).map(|s| format!("photos/{mode}/seed-{s}")));
+            want.extend(experiment("mechanism.json").seeds.iter().map(|s| format!("photos/{mode}/seed-{s}")));
         }
         want.sort_by_key(|id| cells.iter().position(|c| &c.id == id));
         assert_eq!(ids, want, "grid order");
