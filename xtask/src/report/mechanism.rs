@@ -60,9 +60,6 @@ pub struct Question {
     /// The two groups (first, second): photo probe top-1 over seeds (for destruction: the digit's
     /// and the photo's destruction rates).
     pub groups: [Agg; 2],
-    /// Whether the test is paired over seeds (a one-sample t-test of the per-seed differences)
-    /// rather than Welch's.
-    pub paired: bool,
     #[serde(flatten)]
     pub test: Test,
     /// Holm-adjusted p over the questions tested (`None`: no test made); the answer reads it.
@@ -100,14 +97,21 @@ fn answer(t: &Test, p_holm: Option<f64>) -> Answer {
     }
 }
 
-fn question(q: Asks, mode: &str, compares: String, a: &Agg, b: &Agg, cost: Option<Cost>) -> Question {
-    let test = welch(a, b, Alternative::Greater);
+impl Question {
+    /// Whether the test is paired over seeds (a one-sample t-test of per-seed differences: the
+    /// destruction question) rather than Welch's.
+    pub fn paired(&self) -> bool {
+        self.question == Asks::Destruction
+    }
+}
+
+/// A question on groups `a` and `b` with its (uncorrected) `test`; [`correct`] answers it.
+fn question(q: Asks, mode: &str, compares: String, groups: [&Agg; 2], test: Test, cost: Option<Cost>) -> Question {
     Question {
         question: q,
         view_mode: mode.to_string(),
         compares,
-        groups: [a.clone(), b.clone()],
-        paired: false,
+        groups: groups.map(Agg::clone),
         test,
         p_holm: None,
         answer: Answer::NotObserved,
@@ -122,7 +126,7 @@ pub fn questions(s: &Summary) -> Vec<Question> {
     let mut out = Vec::new();
     if let (Some(a), Some(b)) = (probe(s, CLEAN, MAIN_TASK, BASE), probe(s, OVERLAID, MAIN_TASK, BASE)) {
         let what = format!("{MAIN_TASK} probe with `{BASE}` views, {CLEAN} − {OVERLAID}");
-        out.push(question(Asks::Suppression, BASE, what, a, b, None));
+        out.push(question(Asks::Suppression, BASE, what, [a, b], welch(a, b, Alternative::Greater), None));
     }
     if let Some(base) = probe(s, OVERLAID, MAIN_TASK, BASE) {
         for m in s.modes.iter().filter(|m| m.starts_with(CURE_PREFIX) && !s.is_twin(OVERLAID, m)) {
@@ -137,7 +141,8 @@ pub fn questions(s: &Summary) -> Vec<Question> {
                 _ => None,
             };
             let what = format!("{MAIN_TASK} probe on {OVERLAID}, `{m}` − `{BASE}`");
-            out.push(question(Asks::Cure, m, what, cured, base, cost));
+            let test = welch(cured, base, Alternative::Greater);
+            out.push(question(Asks::Cure, m, what, [cured, base], test, cost));
         }
     }
     out.extend(destruction_questions(s));
@@ -166,10 +171,8 @@ fn destruction_questions(s: &Summary) -> Vec<Question> {
         }
         let zero = Agg { mean: 0.0, std: Some(0.0), n: gap.n };
         let what = format!("label destruction by `{mode}`'s views on {OVERLAID}, {OVERLAY_TASK} − {MAIN_TASK}");
-        let mut q = question(Asks::Destruction, mode, what, &digit, &photo, None);
-        q.test = Test { diff: gap.mean, ..welch(&gap, &zero, Alternative::Greater) };
-        q.paired = true;
-        out.push(q);
+        let test = welch(&gap, &zero, Alternative::Greater);
+        out.push(question(Asks::Destruction, mode, what, [&digit, &photo], test, None));
     }
     out
 }
@@ -183,7 +186,7 @@ fn correct(qs: &mut [Question]) {
     for (q, p) in qs.iter_mut().zip(adjusted) {
         q.p_holm = p;
         q.answer = answer(&q.test, p);
-        if q.answer == Answer::NotObserved && !q.paired {
+        if q.answer == Answer::NotObserved && !q.paired() {
             let alpha = ALPHA / tested as f64;
             q.seeds_needed = seeds_needed(&q.groups[0], &q.groups[1], q.test.diff, Alternative::Greater, alpha);
         }
@@ -213,16 +216,12 @@ pub fn p_text(p: f64) -> String {
 /// `+10.0 points (52.0 % vs 42.0 %), 95 % CI [+5.5, +14.5], one-sided p = 0.0018 (Welch, 3 vs 3
 /// seeds)`, or the sentence saying why no test was made.
 pub fn test_text(t: &Test, a: &Agg, b: &Agg) -> String {
-    test_text_holm(t, a, b, None)
+    corrected_test_text(t, a, b, None, false)
 }
 
-/// [`test_text`] with the Holm-adjusted p after the raw one, when there is one.
-fn test_text_holm(t: &Test, a: &Agg, b: &Agg, p_holm: Option<f64>) -> String {
-    test_text_full(t, a, b, p_holm, false)
-}
-
-/// The test's sentence; `paired`: a one-sample t-test of per-seed differences.
-fn test_text_full(t: &Test, a: &Agg, b: &Agg, p_holm: Option<f64>, paired: bool) -> String {
+/// [`test_text`] with the Holm-adjusted p after the raw one, when there is one; `paired`: a
+/// one-sample t-test of per-seed differences.
+fn corrected_test_text(t: &Test, a: &Agg, b: &Agg, p_holm: Option<f64>, paired: bool) -> String {
     let mut s = format!("{} points ({} % vs {} %)", points(t.diff), pct(a.mean), pct(b.mean));
     match (t.test, t.ci95, t.p) {
         (Kind::Welch, Some([lo, hi]), Some(p)) => {
@@ -261,11 +260,11 @@ fn line(q: &Question) -> String {
         Asks::Cure => format!("Cure with `{}`", q.view_mode),
         Asks::Destruction => format!("Destruction by `{}`", q.view_mode),
     };
-    let test = test_text_full(&q.test, &q.groups[0], &q.groups[1], q.p_holm, q.paired);
+    let test = corrected_test_text(&q.test, &q.groups[0], &q.groups[1], q.p_holm, q.paired());
     let mut s = format!("- **{title}** ({}): {test}", q.compares);
     match q.answer {
         Answer::Observed => s.push_str(": **observed**."),
-        Answer::NotObserved if q.paired => s.push_str(": **not observed at this size**."),
+        Answer::NotObserved if q.paired() => s.push_str(": **not observed at this size**."),
         Answer::NotObserved => {
             s.push_str(": **not observed at this size**. ");
             s.push_str(&resolution(q));
@@ -277,7 +276,7 @@ fn line(q: &Question) -> String {
             s,
             " Cost on {} (one-sided for a loss): {}.",
             c.task,
-            test_text_holm(&c.test, &c.groups[0], &c.groups[1], c.p_holm)
+            corrected_test_text(&c.test, &c.groups[0], &c.groups[1], c.p_holm, false)
         );
     }
     s

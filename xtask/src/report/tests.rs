@@ -629,11 +629,17 @@ fn mechanism_report(m: &Means, seeds: u64) -> (tempfile::TempDir, String, Value)
             probed(&runs, pd, mode, seed, &[("photo", photo + jit(seed, k)), ("digit", digit + jit(seed, k + 2))]);
         }
     }
-    write(&runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
-    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
-    let js: Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    let (md, js) = mechanism_written(&tmp, &runs);
     (tmp, md, js)
+}
+
+/// The report of the mechanism experiment under `runs`, written into `tmp`: REPORT.md and
+/// results.json.
+fn mechanism_written(tmp: &tempfile::TempDir, runs: &Path) -> (String, Value) {
+    write(runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let js = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    (md, js)
 }
 
 /// The report line starting with `start`.
@@ -761,8 +767,7 @@ fn without_expert_runs_the_published_effect_is_not_judged() {
         probed(&runs, "photos+digits", "colour", seed, &[("photo", 0.4 + j), ("digit", 0.9 - j)]);
         probed(&runs, "photos+digits", "colour+dropout:0.5", seed, &[("photo", 0.5 - j), ("digit", 0.8 + j)]);
     }
-    write(&runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
-    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
+    let (md, _) = mechanism_written(&tmp, &runs);
     assert!(md.contains("- **photos+digits**: cannot be judged: no finished `expert` run to compare with."), "{md}");
     let verdict = line_of(&md, "**Verdict.**");
     assert!(verdict.contains("The published effect is not judged on photos+digits (no pair of `expert`"), "{verdict}");
@@ -792,13 +797,10 @@ fn viewmaker_destruction_is_tested_paired_over_seeds() {
                 "tasks": {"digit": task(*digit), "photo": task(*photo)}}),
         );
     }
-    write(&runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
-    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
-    let js: Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    let (md, js) = mechanism_written(&tmp, &runs);
     let q = question(&js, "destruction", "viewmaker");
     // Differences 0.18, 0.20, 0.29: mean 0.2233, sd 0.0586, t = 6.60 on 2 df, one-sided p = 0.0111.
-    assert!(q["paired"] == true && q["df"].as_f64().unwrap() == 2.0, "{q}");
+    assert!(q["df"].as_f64().unwrap() == 2.0, "paired: n − 1 degrees of freedom: {q}");
     assert!((q["diff"].as_f64().unwrap() - 0.22333).abs() < 1e-4, "{q}");
     assert!((q["p"].as_f64().unwrap() - 0.01108).abs() < 2e-4, "{q}");
     assert_eq!(q["p_holm"], q["p"], "alone in its family");
@@ -914,10 +916,7 @@ fn a_twin_cell_shows_its_twins_numbers_marked_and_counted_once() {
     // An older version ran seed 0 of the twin: its numbers are not shown.
     probed(&runs, "photos", "colour+dropout:0.5", 0, &[("photo", 0.99)]);
     put(&runs.join("mechanism/status.json"), &Value::Object(status));
-    write(&runs, &tmp.path().join("report"), Some("mechanism")).unwrap();
-    let md = std::fs::read_to_string(tmp.path().join("report/REPORT.md")).unwrap();
-    let js: Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report/results.json")).unwrap()).unwrap();
+    let (md, js) = mechanism_written(&tmp, &runs);
 
     let photos = md.lines().find(|l| l.starts_with("| photos | photo |")).unwrap_or_else(|| panic!("{md}"));
     assert!(photos.contains("| **61.0 ± 1.0** |"), "colour is the best of photos: {photos}");
