@@ -96,7 +96,9 @@ const PYTORCH_LAYOUTS: [(&str, bool); 2] = [("PyTorch", false), ("PyTorch channe
 /// interleaved (the order of the three rotates every repetition) so that a change in the machine's
 /// load falls on all. `FEATDROP_BENCH_STEPS` (timed steps per measurement, default 2 on the CPU, 5
 /// on CUDA), `FEATDROP_BENCH_REPS` (default 1), `FEATDROP_BENCH_CONFIGS` (comma-separated subset)
-/// and `FEATDROP_BENCH_BF16=1` (bf16 autocast on both sides) shape it. With `profile`, each
+/// `FEATDROP_BENCH_BF16=1` (bf16 autocast on both sides) and `FEATDROP_BENCH_PYTORCH_HEAP=1` (the
+/// PyTorch processes get the C heap setting featdrop's binaries start with, through glibc's
+/// environment variables: see `featdrop_core::heap`) shape it. With `profile`, each
 /// configuration is then run once more on both sides (PyTorch as published) under libtorch's
 /// profiler and compared op by op ([`trace::print_comparison`]).
 fn reference(device: &str, profile: bool) -> Result<()> {
@@ -108,6 +110,7 @@ fn reference(device: &str, profile: bool) -> Result<()> {
     let steps: usize = env("FEATDROP_BENCH_STEPS").map_or(Ok(if device == "cpu" { 2 } else { 5 }), |s| s.parse())?;
     let reps: usize = env("FEATDROP_BENCH_REPS").map_or(Ok(1), |s| s.parse())?;
     let bf16 = env("FEATDROP_BENCH_BF16").is_some_and(|v| v == "1");
+    let pytorch_heap = env("FEATDROP_BENCH_PYTORCH_HEAP").is_some_and(|v| v == "1");
     let configs: Vec<String> = match env("FEATDROP_BENCH_CONFIGS") {
         Some(v) => v.split(',').map(|s| s.trim().to_string()).collect(),
         None => REFERENCE_CONFIGS.iter().map(|s| s.to_string()).collect(),
@@ -119,9 +122,11 @@ fn reference(device: &str, profile: bool) -> Result<()> {
         );
     }
     let precision = if bf16 { "bf16 autocast" } else { "fp32" };
+    let heap =
+        if pytorch_heap { "featdrop's heap setting on both sides" } else { "PyTorch with glibc's heap defaults" };
     eprintln!(
         "==> bench reference: featdrop vs the PyTorch pipeline (NCHW and channels-last), {steps} timed steps, \
-         {reps} repetition(s), {device}, {precision}"
+         {reps} repetition(s), {device}, {precision}, {heap}"
     );
     let mut build = paths::cargo(&lt.root);
     build.args(["bench", "-q", "-p", "featdrop-contrastive", "--bench", "train", "--no-run"]);
@@ -148,6 +153,10 @@ fn reference(device: &str, profile: bool) -> Result<()> {
         let mut cmd = Command::new(&python);
         cmd.arg(&script).args(["--config", config, "--steps", &steps.to_string(), "--device", device]);
         cmd.args(channels_last.then_some("--channels-last")).args(bf16.then_some("--bf16"));
+        if pytorch_heap {
+            // glibc's names for featdrop_core::heap's mallopt calls: no mmap, no trimming (1 TiB).
+            cmd.env("MALLOC_MMAP_MAX_", "0").env("MALLOC_TRIM_THRESHOLD_", "1099511627776");
+        }
         if traced {
             cmd.arg("--trace").arg(trace_dir.join(format!("pytorch-{config}.json")));
         }
@@ -191,7 +200,8 @@ fn reference(device: &str, profile: bool) -> Result<()> {
     }
     println!(
         "{}",
-        json!({"bench": "reference", "device": device, "steps": steps, "reps": reps, "bf16": bf16, "configs": record})
+        json!({"bench": "reference", "device": device, "steps": steps, "reps": reps, "bf16": bf16,
+            "pytorch_heap_as_featdrop": pytorch_heap, "configs": record})
     );
     if profile {
         std::fs::create_dir_all(&trace_dir).with_context(|| format!("creating {}", trace_dir.display()))?;

@@ -115,6 +115,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As featdrop's binaries start (featdrop_core::heap): the layouts are compared as they run.
+    featdrop_core::heap::keep_freed_memory();
     let device = DeviceChoice::for_bench().map_err(anyhow::Error::msg)?;
     let dev = device.resolve()?;
     let smoke = !std::env::args().any(|a| a == "--bench");

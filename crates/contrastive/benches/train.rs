@@ -172,6 +172,8 @@ fn profile(case: &Case, device: DeviceChoice, steps: usize) -> anyhow::Result<se
 }
 
 fn main() -> anyhow::Result<()> {
+    // As featdrop's binaries start (featdrop_core::heap): the defaults are what is measured.
+    let heap = featdrop_core::heap::keep_freed_memory();
     let device = DeviceChoice::for_bench().map_err(anyhow::Error::msg)?;
     let resolved = device.resolve()?;
     // `cargo test --all-targets` runs this file too, without `--bench`: then it is a smoke test of
@@ -227,7 +229,7 @@ fn main() -> anyhow::Result<()> {
         rates.iter().map(|(k, v)| (k.clone(), json!(v.as_f64().unwrap_or(f64::NAN) / 2.0))).collect();
     let record = json!({"bench": "train", "device": format!("{resolved:?}"), "steps": steps, "images_per_s": rates,
         "pairs_per_s": pairs, "channels_last": layouts, "bf16": config(&CASES[0], device).train.bf16,
-        "threads": tch::get_num_threads(),
+        "threads": tch::get_num_threads(), "heap": format!("{heap:?}"),
         "ratio_simultaneous_vs_alternating": ratio, "ratio_small_vs_paper": small_vs_paper});
     println!("{record}");
     Ok(())

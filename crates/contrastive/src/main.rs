@@ -180,6 +180,8 @@ fn main() {
     costs::start();
     let cli = Cli::parse();
     init(&cli.verbosity);
+    // Freed tensors' memory is reused instead of faulted in again each step (see the module).
+    featdrop_core::heap::keep_freed_memory();
     let result = (|| -> Result<()> {
         if !cli.check_config.is_empty() {
             for file in &cli.check_config {

@@ -156,3 +156,34 @@ fn flags_and_set_overrides_reach_the_run_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains(&empty.display().to_string()), "{err}");
 }
+
+#[test]
+fn the_heap_setting_changes_no_number() {
+    // featdrop_core::heap changes where freed tensors' bytes live, never a result: a run with the
+    // setting (the default) and one without it write the same losses and the same weights.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, keep: &str| {
+        let run = dir.path().join(name);
+        let out = train()
+            .args(SMALL)
+            .args(["--view-mode", "viewmaker", "--epochs", "2", "--batch-size", "32", "-q", "--run-dir"])
+            .arg(&run)
+            .env(featdrop_core::heap::ENV, keep)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        run
+    };
+    let (kept, system) = (run("kept", "1"), run("system", "0"));
+    let losses = |run: &std::path::Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|mut v| v.get_mut("loss").map(serde_json::Value::take))
+            .collect()
+    };
+    assert!(!losses(&kept).is_empty(), "no losses logged");
+    assert_eq!(losses(&kept), losses(&system));
+    let weights = |run: &std::path::Path| std::fs::read(run.join("checkpoints/epoch-0002.safetensors")).unwrap();
+    assert!(weights(&kept) == weights(&system), "the weights differ");
+}

@@ -1,6 +1,6 @@
 //! Shared types of featdrop (docs/PROTOCOL.md §1): tasks and task sets, batches with one label tensor per
 //! task, view modes, device choice and GPU checks, seeding, the run config, the run-directory layout and its lock, atomic
-//! files, memory estimates, metrics logs, checkpoints and logging set-up.
+//! files, memory estimates, the C heap setting, metrics logs, checkpoints and logging set-up.
 //!
 //! The `torch` feature (on by default) adds everything that needs libtorch: [`batch`],
 //! [`device`] resolution, tch seeding and [`checkpoint`]s. Crates that must build without
@@ -16,6 +16,7 @@ pub mod config;
 pub mod costs;
 pub mod device;
 pub mod gpu;
+pub mod heap;
 #[cfg(feature = "torch")]
 pub mod init;
 pub mod io;

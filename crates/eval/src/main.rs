@@ -191,6 +191,8 @@ fn main() {
     costs::start();
     let cli = Cli::parse();
     init(&cli.verbosity);
+    // Freed tensors' memory is reused instead of faulted in again each step (see the module).
+    featdrop_core::heap::keep_freed_memory();
     if let Err(e) = run(&cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
