@@ -201,6 +201,12 @@ impl ChannelsLast {
     ///   5.52 s (1.36×), published (×1, batch 256) 23.3 → 22.4 s (1.03×), so it follows the same
     ///   flag.
     ///
+    /// Re-measured at 128f44c on the same machine with nothing else running and the C heap kept
+    /// (`featdrop_core::heap`, which took the page faults out of both layouts' times; `cargo
+    /// xtask bench layout`, 2 steps × 3): channels-last still wins every case — `mechanism`
+    /// `colour` 1.16×, `viewmaker` 1.21×, paper expert 1.10×, viewmaker alone thin 1.19× and
+    /// published 1.09×.
+    ///
     /// CUDA: channels-last, unmeasured here (no GPU yet) — cuDNN's tensor-core convolutions (bf16,
     /// and fp32 as TF32) work in NHWC, so NCHW inputs pay a transpose per convolution; it is
     /// PyTorch's own advice for convolutional networks (its "channels last" tutorial). `cargo
