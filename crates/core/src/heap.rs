@@ -26,6 +26,15 @@ pub enum HeapSetting {
     Untouched(&'static str),
 }
 
+impl std::fmt::Display for HeapSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kept => f.write_str("freed memory kept (glibc: no mmap, no trimming)"),
+            Self::Untouched(why) => write!(f, "the C library's defaults ({why})"),
+        }
+    }
+}
+
 /// Sets the C heap to keep freed memory (glibc's `M_MMAP_MAX = 0`, `M_TRIM_THRESHOLD = -1`, see
 /// `mallopt(3)`), once per process; later calls return the first call's result. Call it at the
 /// start of `main`, as featdrop's binaries and benchmarks do: it governs the main thread's heap,

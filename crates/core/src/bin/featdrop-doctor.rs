@@ -42,6 +42,8 @@ struct Report {
     cudnn_version: Option<i64>,
     cuda_runtime_version: Option<i64>,
     threads: i32,
+    /// What featdrop's binaries do with the C heap (`featdrop_core::heap`).
+    heap: String,
 }
 
 #[derive(Serialize)]
@@ -157,6 +159,7 @@ fn report() -> Report {
         cudnn_version: cuda_usable.then(tch::utils::version_cudnn),
         cuda_runtime_version: cuda_usable.then(tch::utils::version_cudart),
         threads: tch::get_num_threads(),
+        heap: featdrop_core::heap::keep_freed_memory().to_string(),
     }
 }
 
@@ -199,6 +202,7 @@ fn print_text(r: &Report) {
         None => println!("cuDNN            : n/a (no CUDA)"),
     }
     println!("CPU threads      : {}", r.threads);
+    println!("C heap           : {}", r.heap);
 }
 
 fn print_gpu(g: &GpuReport) {
