@@ -3,12 +3,12 @@
 //! libtorch takes each CPU tensor from the C allocator. glibc serves every block over 32 MiB with
 //! a fresh `mmap` and gives it back to the kernel on free, so a training step at paper size (a
 //! 256-image batch's activations are tens of MiB each) faults in every page of its working set
-//! again, step after step: 9.6 M page faults and 19 s of kernel time in a three-step bench of the
-//! paper viewmaker configuration on a 2-core CPU, a third of its wall time. Serving large blocks
-//! from the heap and never trimming it lets freed blocks be reused as they are, as caching
-//! allocators (tcmalloc, or jemalloc without decay) do; on that bench the same steps ran 1.15×
-//! faster with 4 % more peak memory (README, "Speed"). Results are bit-identical: only where the
-//! bytes live changes.
+//! again, step after step: 9.6 M page faults and 19 s of kernel time in a bench process of the
+//! paper viewmaker configuration on a 2-core CPU (one warm-up and two timed steps), a third of its
+//! wall time. Serving large blocks from the heap and never trimming it lets freed blocks be reused
+//! as they are, as caching allocators (tcmalloc, or jemalloc without decay) do; on that bench the
+//! same steps ran 1.12–1.21× faster, with about a fifth more peak memory (README, "Speed").
+//! Results are bit-identical: only where the bytes live changes.
 
 use std::sync::OnceLock;
 
@@ -42,13 +42,18 @@ impl std::fmt::Display for HeapSetting {
 pub fn keep_freed_memory() -> HeapSetting {
     static DONE: OnceLock<HeapSetting> = OnceLock::new();
     *DONE.get_or_init(|| {
-        let setting = choose(|k| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned()));
+        let setting = decide_from_env();
         if setting == HeapSetting::Kept && !apply() {
             return HeapSetting::Untouched("mallopt refused the setting");
         }
         tracing::debug!(?setting, "C heap");
         setting
     })
+}
+
+/// What [`keep_freed_memory`] will do in this process's environment, without doing it.
+pub fn decide_from_env() -> HeapSetting {
+    choose(|k| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned()))
 }
 
 /// The decision, from the environment (`var` reads one variable).

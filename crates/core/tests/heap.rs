@@ -4,7 +4,7 @@
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn main() {
-    use featdrop_core::heap::{HeapSetting, keep_freed_memory};
+    use featdrop_core::heap::{HeapSetting, decide_from_env, keep_freed_memory};
     // 64 MiB: above glibc's largest mmap threshold, so without the setting every allocation is a
     // fresh mapping whose 16 384 pages fault in again when written.
     const SIZE: usize = 64 << 20;
@@ -15,12 +15,13 @@ fn main() {
         std::hint::black_box(&v);
         minor_faults() - before
     };
-    let fresh = faults_of_one_block();
-    assert!(fresh > 10_000, "a fresh 64 MiB block faulted only {fresh} pages in: nothing to compare");
-    if std::env::var_os("LD_PRELOAD").is_some() || std::env::var_os("MALLOC_MMAP_MAX_").is_some() {
-        println!("heap: the environment sets the allocator; nothing to test");
+    // The environment's own allocator settings, or FEATDROP_KEEP_FREED_MEMORY=0, leave nothing to test.
+    if let HeapSetting::Untouched(why) = decide_from_env() {
+        println!("heap: {why}; nothing to test");
         return;
     }
+    let fresh = faults_of_one_block();
+    assert!(fresh > 10_000, "a fresh 64 MiB block faulted only {fresh} pages in: nothing to compare");
     assert_eq!(keep_freed_memory(), HeapSetting::Kept);
     let first = faults_of_one_block();
     let reused = faults_of_one_block();
