@@ -30,7 +30,7 @@ impl std::fmt::Display for HeapSetting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Kept => f.write_str("freed memory kept (glibc: no mmap, no trimming)"),
-            Self::Untouched(why) => write!(f, "the C library's defaults ({why})"),
+            Self::Untouched(why) => write!(f, "left as the process starts ({why})"),
         }
     }
 }

@@ -159,7 +159,8 @@ fn report() -> Report {
         cudnn_version: cuda_usable.then(tch::utils::version_cudnn),
         cuda_runtime_version: cuda_usable.then(tch::utils::version_cudart),
         threads: tch::get_num_threads(),
-        heap: featdrop_core::heap::keep_freed_memory().to_string(),
+        // What the binaries will decide here; the doctor itself allocates nothing worth keeping.
+        heap: featdrop_core::heap::decide_from_env().to_string(),
     }
 }
 
