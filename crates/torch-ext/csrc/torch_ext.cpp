@@ -11,6 +11,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 
+#include "guarded.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -20,25 +22,7 @@
 
 namespace {
 
-char* dup_message(const char* msg) {
-  // strdup uses malloc, paired with free in fdx_free_error.
-  return strdup(msg == nullptr ? "unknown C++ exception" : msg);
-}
-
-template <typename F>
-char* guarded(F&& f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    // what_without_backtrace keeps the message readable; the backtrace is noise for callers.
-    return dup_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return dup_message(e.what());
-  } catch (...) {
-    return dup_message("unknown C++ exception");
-  }
-}
+using fdx::guarded;
 
 // The Rust side passes its own small codes rather than c10::DeviceType values, so the two sides
 // do not depend on the numbering of an enum that libtorch may change.

@@ -2,6 +2,8 @@
 //! channels-last as options on CUDA"): the channels-last memory format and autocast with an
 //! explicit dtype; the determinism switches of `train.deterministic` ([`set_deterministic`]); and
 //! libtorch's profiler, for benchmarks and for counting a step's host round trips ([`profile`]).
+//! One kernel of its own: [`instance_norm`] in the channels-last layout, which libtorch's op
+//! would copy to NCHW and back.
 //!
 //! A small C++ shim (`csrc/torch_ext.cpp`, compiled by `build.rs` against `$LIBTORCH/include`)
 //! calls libtorch directly; every C++ exception is caught there and comes back as an
@@ -43,16 +45,25 @@ mod ffi {
         pub fn fdx_deterministic_state(bits: *mut c_int) -> *mut c_char;
         pub fn fdx_profiler_start(with_cuda: c_int) -> *mut c_char;
         pub fn fdx_profiler_stop(trace_path: *const c_char) -> *mut c_char;
+        pub fn fdx_instance_norm_channels_last(
+            x: *const C_tensor,
+            w: *const C_tensor,
+            b: *const C_tensor,
+            eps: f64,
+            out: *mut *mut C_tensor,
+        ) -> *mut c_char;
     }
 }
 
 mod determinism;
+mod instance_norm;
 mod profile;
 pub use determinism::{
     CUBLAS_WORKSPACE_CONFIG, CUBLAS_WORKSPACE_SETTING, Determinism, adaptive_avg_pool2d, avg_pool_evenly,
     cublas_workspace_is_deterministic, determinism, deterministic_algorithms, reflection_pad2d,
     reflection_pad2d_by_gather, set_deterministic,
 };
+pub use instance_norm::{f_instance_norm_channels_last, instance_norm, runs_fused};
 pub use profile::profile;
 
 /// Turns the shim's error convention (null = success, else a malloc'd message) into a `Result`.

@@ -115,10 +115,19 @@ impl Viewmaker {
     }
 }
 
-/// One channel of U[0, 1) noise shaped like `x`'s first channel.
+/// One channel of U[0, 1) noise shaped like `x`'s first channel, with channels-last strides when
+/// `x` has them: libtorch concatenates a channels-last tensor with one whose strides say NCHW into
+/// NCHW, which costs the next convolution a copy back. (With one channel both layouts hold the
+/// same values in the same order, so the draws do not depend on it; only the strides, which decide
+/// the concatenation's layout, do.)
 fn noise_like(x: &Tensor) -> Tensor {
     let s = x.size();
-    Tensor::rand([s[0], 1, s[2], s[3]], (x.kind(), x.device()))
+    let opts = (x.kind(), x.device());
+    if featdrop_torch_ext::is_channels_last(x) {
+        Tensor::rand([s[0], s[2], s[3], 1], opts).permute([0, 3, 1, 2])
+    } else {
+        Tensor::rand([s[0], 1, s[2], s[3]], opts)
+    }
 }
 
 /// Rescales `delta` per example so that its mean |δ| is `epsilon`: `δ · ε / (mean|δ| + 1e-4)`
