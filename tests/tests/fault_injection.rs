@@ -14,7 +14,7 @@
 //!
 //! Set `FEATDROP_FAULT_SEED` to replay another kill schedule.
 
-use featdrop_tests::{bin, bin_dir};
+use featdrop_tests::{alive, bin, bin_dir, live_processes};
 use serde_json::{Value, json};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -95,26 +95,7 @@ fn log_of(root: &Path) -> String {
 
 /// Live (not zombie) processes of process group `pgid`, as (pid, command name).
 fn group_members(pgid: i32) -> Vec<(i32, String)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // After the name: state, ppid, pgrp.
-        if fields.len() > 2 && fields[0] != "Z" && fields[2].parse() == Ok(pgid) {
-            out.push((pid, stat[open + 1..close].to_string()));
-        }
-    }
-    out
-}
-
-/// Whether `pid` is a live process (a zombie is not: it has ended and awaits its reaper).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].split_whitespace().next() != Some("Z")))
-        .unwrap_or(false)
+    live_processes().into_iter().filter(|p| p.pgrp == pgid).map(|p| (p.pid, p.name)).collect()
 }
 
 /// Waits until process group `pgid` has no live process (the leader already reaped).
@@ -159,8 +140,7 @@ enum Phase {
 
 /// Waits until `child` reaches `phase` (a trainer, evaluator or theory sweep of its group runs;
 /// between destruction tasks: a cell holds the finished tasks of an unfinished analysis; the
-/// report: the theory sweep — the step before it — has written its summary); false if it ended
-/// first.
+/// report: [`in_report`]); false if it ended first.
 fn reached(child: &mut Child, phase: Phase, exp_dir: &Path) -> bool {
     let pgid = child.id() as i32;
     loop {
@@ -175,7 +155,7 @@ fn reached(child: &mut Child, phase: Phase, exp_dir: &Path) -> bool {
                 CELLS.iter().any(|id| exp_dir.join(id).join("destruction.partial.json").exists())
             }
             Phase::Theory => running("featdrop-theory"),
-            Phase::Report => exp_dir.join(SWEEP_DONE).exists(),
+            Phase::Report => in_report(pgid, exp_dir),
         };
         if there {
             return true;
@@ -187,12 +167,24 @@ fn reached(child: &mut Child, phase: Phase, exp_dir: &Path) -> bool {
 /// The cells of the grid the kill test runs.
 const CELLS: [&str; 2] = ["photos+digits/expert/seed-0", "photos+digits/viewmaker/seed-0"];
 
-/// The theory sweep's last output: the report is written after it.
+/// The theory sweep's last output.
 const SWEEP_DONE: &str = "theory/summary.md";
 
-/// How long the reference run spent after its theory sweep (writing the report), in ms.
+/// Whether the study of process group `pgid` is writing its report: the theory sweep has written
+/// its summary, every cell its probe and destruction results, and no trainer, evaluator or sweep
+/// runs. (The sweep runs beside the cells, so its summary alone can come while they train.)
+fn in_report(pgid: i32, exp_dir: &Path) -> bool {
+    let cells_done =
+        CELLS.iter().all(|id| ["probe.json", "destruction.json"].iter().all(|f| exp_dir.join(id).join(f).exists()));
+    exp_dir.join(SWEEP_DONE).exists()
+        && cells_done
+        && !group_members(pgid).iter().any(|(_, name)| name.starts_with("featdrop-"))
+}
+
+/// How long the reference run spent writing its report ([`in_report`] until it ended), in ms.
 fn run_to_end(exp: &Path, root: &Path) -> u64 {
     let mut child = start(exp, root);
+    let pgid = child.id() as i32;
     let exp_dir = root.join("runs/faults");
     let mut report_start = None;
     loop {
@@ -200,12 +192,12 @@ fn run_to_end(exp: &Path, root: &Path) -> u64 {
             assert!(status.success(), "uninterrupted reproduce failed:\n{}", log_of(root));
             break;
         }
-        if report_start.is_none() && exp_dir.join(SWEEP_DONE).exists() {
+        if report_start.is_none() && in_report(pgid, &exp_dir) {
             report_start = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    report_start.expect("the sweep ran before the report").elapsed().as_millis() as u64
+    report_start.expect("the report phase was seen before the end").elapsed().as_millis() as u64
 }
 
 /// A JSON file without the fields that measure time (they differ between any two runs) and the

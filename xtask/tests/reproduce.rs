@@ -1,6 +1,7 @@
 //! End-to-end: `cargo xtask reproduce --scale smoke` into a temporary folder, with the workspace's
 //! already-built binaries (`cargo xtask test` builds every target before running tests).
 
+use featdrop_tests::{alive, live_processes};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -766,24 +767,8 @@ fn jobs_and_devices_are_checked_up_front() {
 
 /// The live children of `pid` named `name`.
 fn children_named(pid: u32, name: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if &stat[open + 1..close] == name && fields.len() > 1 && fields[0] != "Z" && fields[1] == pid.to_string() {
-            out.push(child);
-        }
-    }
-    out
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].split_whitespace().next() != Some("Z")))
-        .unwrap_or(false)
+    let parent = pid as i32;
+    live_processes().into_iter().filter(|p| p.name == name && p.ppid == parent).map(|p| p.pid).collect()
 }
 
 /// Issue 25 item 1: with cells side by side, each trainer is started from a worker thread, and
