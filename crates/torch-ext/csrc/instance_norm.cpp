@@ -9,8 +9,9 @@
 // the [N, H·W, C] view that the channels-last layout already is: no copy, one pass for the mean,
 // one for the variance, one for the output (the same passes backward).
 //
-// Statistics and gradient sums are accumulated in double, per example and channel, by one thread
-// each (examples are split between threads): the result does not depend on the thread count.
+// Statistics and gradient sums are accumulated in double, per example and channel, each example by
+// one thread: how the examples are split between threads changes no number (dγ and dβ, summed over
+// the examples afterwards, are libtorch's sums).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
