@@ -1,6 +1,6 @@
-//! Compiles the C++ shim (and its one kernel, the channels-last instance norm) against libtorch's headers, with the flags torch-sys uses for its own
-//! shim (the two must agree on the C++ ABI of `at::Tensor`), then adds libtorch's rpath for this
-//! crate's tests.
+//! Compiles the C++ shim (and its one kernel, the channels-last instance norm) against libtorch's
+//! headers, with the flags torch-sys uses for its own shim (the two must agree on the C++ ABI of
+//! `at::Tensor`), then adds libtorch's rpath for this crate's tests.
 
 use std::path::PathBuf;
 

@@ -5,9 +5,9 @@
 //! One kernel of its own: [`instance_norm`] in the channels-last layout, which libtorch's op
 //! would copy to NCHW and back.
 //!
-//! A small C++ shim (`csrc/torch_ext.cpp`, compiled by `build.rs` against `$LIBTORCH/include`)
-//! calls libtorch directly; every C++ exception is caught there and comes back as an
-//! [`anyhow::Error`] carrying libtorch's message.
+//! A small C++ shim (`csrc/torch_ext.cpp` and `csrc/instance_norm.cpp`, compiled by `build.rs`
+//! against `$LIBTORCH/include`) calls libtorch directly; every C++ exception is caught there and
+//! comes back as an [`anyhow::Error`] carrying libtorch's message.
 //!
 //! Autocast state in libtorch is per thread, so [`with_autocast`] affects only the calling thread.
 
