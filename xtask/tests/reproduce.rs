@@ -672,6 +672,12 @@ fn cell_tasks_and_a_local_reproduce_exclude_each_other() {
     let out = cell();
     assert!(out.status.success(), "cells run side by side: {}", stderr(&out));
     assert!(run_dir.join("probe.json").exists());
+    // Its record says where it ran and with how many threads, as a local reproduce's records do.
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(exp_dir.join("status/photos+digits__expert__seed-0.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((record["device"].as_str(), record["threads"].as_u64()), (Some("cpu"), Some(1)), "{record}");
 
     // A Slurm reproduce goes on beside running tasks, but deletes no results under them.
     let mut changed = exp.clone();

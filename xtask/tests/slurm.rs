@@ -271,6 +271,7 @@ fn smoke_grid_on_slurm_matches_local() {
         assert_eq!(rec["executor"], "slurm");
         assert_eq!((rec["job_id"].as_u64(), rec["task_id"].as_u64()), (Some(job), Some(index as u64)), "{rec}");
         assert_eq!(rec["exit_code"], 0);
+        assert_eq!((rec["device"].as_str(), rec["threads"].as_u64()), (Some("cpu"), Some(1)), "{rec}");
         let err_log = on_slurm.join(format!("runs/smoke/slurm/{job}_{index}.err"));
         assert!(
             std::fs::read_to_string(&err_log).unwrap().contains(&format!("cell {id} done")),

@@ -79,9 +79,14 @@ pub fn run_cell(args: &CellArgs) -> Result<()> {
         eprintln!("{}: finished already; nothing to do", c.id);
         return Ok(());
     }
+    let var = |k: &str| std::env::var(k).ok();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (threads, env) = threads(var("OMP_NUM_THREADS"), var("SLURM_CPUS_PER_TASK"), cpus);
+    let base = Record { threads, ..base };
     eprintln!("cell {} (grid index {}) on {}", c.id, args.index, base.node);
     record::write(&exp_dir, &c.id, &Record { state: "running".into(), ..base.clone() })?;
-    let (mut rec, error) = run_one(&exp, &exp_dir, c, &bins, base, &[]);
+    let (mut rec, error) = run_one(&exp, &exp_dir, c, &bins, base, &env);
+    rec.device = trained_on(&c.run_dir);
     if error.is_some() && rec.executor == "slurm" {
         rec.slurm_state = Some("FAILED".into());
     }
@@ -92,5 +97,42 @@ pub fn run_cell(args: &CellArgs) -> Result<()> {
             Ok(())
         }
         Some(e) => bail!("cell {} failed after {:.0} s: {e}", c.id, rec.seconds),
+    }
+}
+
+/// The libtorch threads of the cell's processes, and what to add to their environment for it: a
+/// user's `OMP_NUM_THREADS` as it is; else, as the local executor gives each of its cells a
+/// number, the CPUs Slurm gave the task (`SLURM_CPUS_PER_TASK`: OpenMP's own default may count
+/// the whole node's cores where the cluster does not bind tasks to their CPUs) or, outside Slurm,
+/// the `cpus` this process may run on.
+fn threads(omp: Option<String>, slurm_cpus: Option<String>, cpus: usize) -> (Option<usize>, Vec<(String, String)>) {
+    if let Some(v) = omp {
+        return (v.trim().parse().ok(), Vec::new());
+    }
+    let n = slurm_cpus.and_then(|v| v.trim().parse().ok()).filter(|&n: &usize| n > 0).unwrap_or(cpus.max(1));
+    (Some(n), vec![("OMP_NUM_THREADS".to_string(), n.to_string())])
+}
+
+/// The device the cell's run trained on, as its trainer recorded it (`trained_on.json`: `cpu`, or
+/// `cuda:K` among the GPUs the task could see); None before training started.
+fn trained_on(run_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(run_dir.join("trained_on.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["device"].as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threads;
+
+    #[test]
+    fn a_cell_gets_a_definite_thread_count_and_a_users_setting_stays() {
+        let s = |v: &str| Some(v.to_string());
+        let omp = |n: usize| vec![("OMP_NUM_THREADS".to_string(), n.to_string())];
+        assert_eq!(threads(s("3"), s("8"), 16), (Some(3), vec![]), "the user's setting, untouched");
+        assert_eq!(threads(s("4,2"), None, 16), (None, vec![]), "kept even where it is no plain count");
+        assert_eq!(threads(None, s("8"), 16), (Some(8), omp(8)), "Slurm's CPUs for the task");
+        assert_eq!(threads(None, s("0"), 16), (Some(16), omp(16)));
+        assert_eq!(threads(None, None, 2), (Some(2), omp(2)), "outside Slurm: the CPUs it may use");
     }
 }

@@ -30,8 +30,9 @@ pub struct Record {
     /// The machine that ran it.
     #[serde(default)]
     pub node: String,
-    /// Where the local executor ran it: `cpu`, or `cuda:K` as `cargo xtask doctor` numbers the GPUs
-    /// of the `reproduce` that ran it (absent in records of older versions, and of Slurm tasks).
+    /// Where it ran: `cpu`, or `cuda:K` — for the local executor as `cargo xtask doctor` numbers
+    /// the GPUs of the `reproduce` that ran it, for a `cargo xtask cell` (a Slurm task) as its
+    /// trainer saw them (`trained_on.json`). Absent in records of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// The libtorch threads its processes were given (`OMP_NUM_THREADS`); absent as `device`.
