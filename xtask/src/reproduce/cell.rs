@@ -114,7 +114,8 @@ fn threads(omp: Option<String>, slurm_cpus: Option<String>, cpus: usize) -> (Opt
 }
 
 /// The device the cell's run trained on, as its trainer recorded it (`trained_on.json`: `cpu`, or
-/// `cuda:K` among the GPUs the task could see); None before training started.
+/// `cuda:K` among the GPUs the task could see); None before training started. Read as plain JSON:
+/// `featdrop_core::trained_on` needs libtorch, which xtask is built without (it installs it).
 fn trained_on(run_dir: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(run_dir.join("trained_on.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
